@@ -1,0 +1,918 @@
+/* budget.c — see budget.h.
+ *
+ * Money is kept internally as integer nano-dollars (int64_t "nusd"): reservations are
+ * added and taken back thousands of times, and with doubles the sums would drift so that
+ * "reserve exactly up to the cap" would depend on rounding.  Dollars appear only at the
+ * edges (the ledger's "cost", spend.json, messages).
+ *
+ * Spend is tallied overall and per tier, tag, provider and model; each tally keeps its
+ * sums per UTC day and per UTC month in a small sorted array, so "today" and "this month"
+ * follow the clock without rescanning the ledger. */
+#include "budget.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hmap.h"
+#include "job.h"
+#include "log.h"
+
+#define LEDGER_FILE "ledger.jsonl"
+#define READ_CHUNK 65536
+#define MS_PER_DAY 86400000LL
+#define NUSD_PER_USD 1e9
+#define NUSD_MAX 1000000000000000000LL   /* $1e9: larger amounts are clamped */
+
+/* ---- money and windows ---- */
+
+static int64_t to_nusd(double usd)
+{
+    if (usd >= (double)NUSD_MAX / NUSD_PER_USD)
+        return NUSD_MAX;
+    if (usd <= -(double)NUSD_MAX / NUSD_PER_USD)
+        return -NUSD_MAX;
+    return (int64_t)llround(usd * NUSD_PER_USD);
+}
+
+static double to_usd(int64_t nusd)
+{
+    return (double)nusd / NUSD_PER_USD;
+}
+
+/* Sums never overflow, however absurd the amounts. */
+static int64_t add_nusd(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t day_key(int64_t ms)
+{
+    return floor_div(ms, MS_PER_DAY);
+}
+
+static int64_t month_key(int64_t ms)
+{
+    time_t secs = (time_t)floor_div(ms, 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm))
+        return INT64_MIN;     /* out of range: a window of its own, never "now" */
+    return ((int64_t)tm.tm_year + 1900) * 12 + tm.tm_mon;
+}
+
+/* ---- tallies: sums overall and per day / month ---- */
+
+typedef struct period {
+    int64_t key;             /* day_key or month_key */
+    int64_t nusd;
+    long requests;
+} period;
+
+typedef struct series {
+    period *v;               /* sorted by key; mostly appended at the end */
+    size_t len, cap;
+} series;
+
+typedef struct tally {
+    int64_t nusd;
+    long requests;
+    long unpriced;           /* requests whose cost was unknown */
+    series days, months;
+} tally;
+
+static const period *series_find(const series *s, int64_t key)
+{
+    if (s->len && s->v[s->len - 1].key == key)   /* the usual case: the current window */
+        return &s->v[s->len - 1];
+    size_t lo = 0, hi = s->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->len && s->v[lo].key == key ? &s->v[lo] : NULL;
+}
+
+static int series_add(series *s, int64_t key, int64_t nusd)
+{
+    size_t i = s->len;
+    while (i > 0 && s->v[i - 1].key > key)       /* records arrive nearly in order */
+        i--;
+    if (i > 0 && s->v[i - 1].key == key) {
+        s->v[i - 1].nusd = add_nusd(s->v[i - 1].nusd, nusd);
+        s->v[i - 1].requests++;
+        return 0;
+    }
+    if (s->len == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        period *v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    memmove(&s->v[i + 1], &s->v[i], (s->len - i) * sizeof *s->v);
+    s->v[i] = (period){ key, nusd, 1 };
+    s->len++;
+    return 0;
+}
+
+static int tally_add(tally *t, int64_t day, int64_t month, int64_t nusd, int has_cost)
+{
+    /* grow both series first so a failure leaves the tally unchanged */
+    if (series_add(&t->days, day, nusd) < 0)
+        return -1;
+    if (series_add(&t->months, month, nusd) < 0) {
+        /* undo the day: find it again and take the amount back */
+        period *p = (period *)series_find(&t->days, day);
+        p->nusd -= nusd;
+        p->requests--;
+        return -1;
+    }
+    t->nusd = add_nusd(t->nusd, nusd);
+    t->requests++;
+    if (!has_cost)
+        t->unpriced++;
+    return 0;
+}
+
+/* The window's sums, zero when nothing was spent in it (or t is NULL). */
+static period tally_window(const tally *t, int monthly, int64_t key)
+{
+    const period *p = t ? series_find(monthly ? &t->months : &t->days, key) : NULL;
+    return p ? *p : (period){ key, 0, 0 };
+}
+
+static int64_t tally_day(const tally *t, int64_t day)
+{
+    return tally_window(t, 0, day).nusd;
+}
+
+static int64_t tally_month(const tally *t, int64_t month)
+{
+    return tally_window(t, 1, month).nusd;
+}
+
+static void tally_free(tally *t)
+{
+    if (!t)
+        return;
+    free(t->days.v);
+    free(t->months.v);
+}
+
+/* ---- the budget ---- */
+
+enum { BY_TIER, BY_TAG, BY_PROVIDER, BY_MODEL, BY_COUNT };
+static const char *const by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model"};
+
+typedef struct reservation {
+    char *tier;              /* "" when none was given */
+    int64_t nusd;
+} reservation;
+
+typedef struct tier_hold {   /* reservations in flight for one tier */
+    int64_t nusd;
+    long count;
+} tier_hold;
+
+struct budget {
+    pthread_mutex_t lock;    /* guards everything below */
+    store *st;
+    budget_clock_fn clock;
+    int fd;                  /* ledger.jsonl, O_APPEND, kept open */
+    off_t ledger_size;       /* end of the last complete line */
+    int ledger_dirty;        /* a failed append left bytes that could not be cut off */
+    hmap *ids;               /* settled record ids (value: the map itself, never NULL) */
+    tally all;
+    hmap *by[BY_COUNT];      /* name -> tally* (owned) */
+    hmap *reservations;      /* "%ld" id -> reservation* (owned) */
+    hmap *holds;             /* tier -> tier_hold* (owned), only tiers with reservations */
+    int64_t reserved_nusd;
+    long next_id;
+};
+
+static int64_t budget_now(const budget *b)
+{
+    return b->clock ? b->clock() : now_wall_ms();
+}
+
+/* The tally for name in a breakdown, created when create is set; NULL if absent or OOM. */
+static tally *breakdown(budget *b, int which, const char *name, int create)
+{
+    tally *t = hmap_get(b->by[which], name);
+    if (t || !create)
+        return t;
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (hmap_put(b->by[which], name, t) < 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Count one settled request everywhere it belongs.  NULL names are left out of their
+ * breakdown (an untagged request is in no by_tag entry).  -1 only on OOM. */
+static int account(budget *b, const char *names[BY_COUNT], int64_t at_ms, int64_t nusd,
+                   int has_cost)
+{
+    int64_t day = day_key(at_ms), month = month_key(at_ms);
+    if (tally_add(&b->all, day, month, nusd, has_cost) < 0)
+        return -1;
+    for (int i = 0; i < BY_COUNT; i++) {
+        if (!names[i])
+            continue;
+        tally *t = breakdown(b, i, names[i], 1);
+        if (!t || tally_add(t, day, month, nusd, has_cost) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- caps ---- */
+
+/* Cap messages use cents, or hundredths of a cent when the cap is under a dollar. */
+static int cap_decimals(double cap)
+{
+    return cap < 1.0 ? 4 : 2;
+}
+
+/* Is adding want to this window over cap?  For admission (want 0), a window already at
+ * its cap counts as over: the next prompt could not reserve anything. */
+static int over_cap(const char *label, int64_t cap, int64_t spent, int64_t reserved,
+                    int64_t want, rf_err *err)
+{
+    int64_t used = add_nusd(spent, reserved);
+    int over = want > 0 ? add_nusd(used, want) > cap : used >= cap;
+    if (!over)
+        return 0;
+    int d = cap_decimals(to_usd(cap));
+    return rf_err_set(err, EDQUOT, "%s $%.*f reached: $%.*f spent, $%.*f reserved", label, d,
+                      to_usd(cap), d, to_usd(spent), d, to_usd(reserved));
+}
+
+/* Check every cap that applies to tier (global daily, monthly, the tier's daily). */
+static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t want,
+                      rf_err *err)
+{
+    if (!cfg)
+        return 0;
+    int64_t now = budget_now(b);
+    int64_t day = day_key(now);
+    if (cfg->daily_usd >= 0 &&
+        over_cap("daily cap", to_nusd(cfg->daily_usd), tally_day(&b->all, day),
+                 b->reserved_nusd, want, err) < 0)
+        return -1;
+    if (cfg->monthly_usd >= 0 &&
+        over_cap("monthly cap", to_nusd(cfg->monthly_usd), tally_month(&b->all, month_key(now)),
+                 b->reserved_nusd, want, err) < 0)
+        return -1;
+    const rf_tier *t = tier ? config_tier(cfg, tier) : NULL;
+    if (t && t->daily_usd >= 0) {
+        const tier_hold *hold = hmap_get(b->holds, tier);
+        char label[300];
+        snprintf(label, sizeof label, "tier %.200s daily cap", tier);
+        if (over_cap(label, to_nusd(t->daily_usd), tally_day(breakdown(b, BY_TIER, tier, 0), day),
+                     hold ? hold->nusd : 0, want, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+double budget_worst_case(const rf_config *cfg, const rf_hop *hop, size_t prompt_bytes,
+                         int max_tokens, int *known)
+{
+    const rf_price *p = cfg && hop ? config_price(cfg, hop->provider, hop->model) : NULL;
+    *known = p != NULL;
+    if (!p)
+        return 0;
+    double prompt_tokens = (double)(prompt_bytes / 3 + 16);
+    double completion_tokens = max_tokens > 0 ? (double)max_tokens : 0;
+    return (prompt_tokens * p->prompt_per_m + completion_tokens * p->completion_per_m) / 1e6;
+}
+
+/* Record a reservation of want (> 0) for tier_key under id.  -1 only on OOM. */
+static int hold_locked(budget *b, long id, const char *tier_key, int64_t want)
+{
+    char key[24];
+    snprintf(key, sizeof key, "%ld", id);
+    reservation *r = malloc(sizeof *r);
+    char *tier_copy = strdup(tier_key);
+    tier_hold *hold = hmap_get(b->holds, tier_key);
+    tier_hold *new_hold = hold ? NULL : calloc(1, sizeof *new_hold);
+    if (!r || !tier_copy || (!hold && !new_hold))
+        goto oom;
+    if (new_hold && hmap_put(b->holds, tier_key, new_hold) < 0)
+        goto oom;
+    *r = (reservation){ tier_copy, want };
+    if (hmap_put(b->reservations, key, r) < 0) {
+        if (new_hold)
+            hmap_del(b->holds, tier_key);
+        goto oom;
+    }
+    if (new_hold)
+        hold = new_hold;
+    hold->nusd += want;
+    hold->count++;
+    b->reserved_nusd += want;
+    return 0;
+oom:
+    free(r);
+    free(tier_copy);
+    free(new_hold);
+    return -1;
+}
+
+long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double amount,
+                    rf_err *err)
+{
+    if (!isfinite(amount) || amount < 0) {
+        rf_err_set(err, EINVAL, "cannot reserve $%g", amount);
+        return -1;
+    }
+    int64_t want = to_nusd(amount);
+    pthread_mutex_lock(&b->lock);
+    long id = b->next_id;
+    if (want > 0 && check_caps(b, cfg, tier, want, err) < 0) {
+        id = -1;
+    } else if (want > 0 && hold_locked(b, id, tier ? tier : "", want) < 0) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        id = -1;
+    } else {
+        b->next_id++;      /* amount 0 gets an id too, one that release ignores */
+    }
+    pthread_mutex_unlock(&b->lock);
+    return id;
+}
+
+static void release_locked(budget *b, long id)
+{
+    char key[24];
+    snprintf(key, sizeof key, "%ld", id);
+    reservation *r = hmap_del(b->reservations, key);
+    if (!r)
+        return;
+    b->reserved_nusd -= r->nusd;
+    tier_hold *hold = hmap_get(b->holds, r->tier);
+    if (hold && --hold->count == 0) {     /* drop idle tiers so the map stays small */
+        hmap_del(b->holds, r->tier);
+        free(hold);
+    } else if (hold) {
+        hold->nusd -= r->nusd;
+    }
+    free(r->tier);
+    free(r);
+}
+
+void budget_release(budget *b, long reservation)
+{
+    if (reservation <= 0)
+        return;
+    pthread_mutex_lock(&b->lock);
+    release_locked(b, reservation);
+    pthread_mutex_unlock(&b->lock);
+}
+
+int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf_err *err)
+{
+    pthread_mutex_lock(&b->lock);
+    int rc = check_caps(b, cfg, tier, 0, err);
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+/* ---- the ledger ---- */
+
+static int add_string_or_null(cJSON *o, const char *name, const char *s)
+{
+    return (s ? cJSON_AddStringToObject(o, name, s) : cJSON_AddNullToObject(o, name)) != NULL;
+}
+
+static int add_count_or_null(cJSON *o, const char *name, long n)
+{
+    return (n >= 0 ? cJSON_AddNumberToObject(o, name, (double)n)
+                   : cJSON_AddNullToObject(o, name)) != NULL;
+}
+
+/* The record as one line, malloc'd as "\n{...}\n": the leading newline is written only
+ * after a failed append left a partial line behind.  NULL on OOM. */
+static char *record_line(const budget_record *rec, int64_t at_ms, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    char when[40];
+    format_time_ms(at_ms, when, sizeof when);
+    int ok = cJSON_AddStringToObject(o, "id", rec->id) != NULL &&
+             cJSON_AddStringToObject(o, "time", when) != NULL &&
+             cJSON_AddNumberToObject(o, "at_ms", (double)at_ms) != NULL &&
+             add_string_or_null(o, "tier", rec->tier) &&
+             add_string_or_null(o, "tag", rec->tag) &&
+             add_string_or_null(o, "provider", rec->provider) &&
+             add_string_or_null(o, "model", rec->model) &&
+             (rec->has_cost ? cJSON_AddNumberToObject(o, "cost", rec->cost)
+                            : cJSON_AddNullToObject(o, "cost")) != NULL &&
+             add_count_or_null(o, "prompt_tokens", rec->prompt_tokens) &&
+             add_count_or_null(o, "completion_tokens", rec->completion_tokens);
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *line = malloc(n + 3);
+    if (line) {
+        line[0] = '\n';
+        memcpy(line + 1, text, n);
+        line[n + 1] = '\n';
+        line[n + 2] = '\0';
+        *len = n + 2;
+    }
+    free(text);
+    return line;
+}
+
+/* One write(2) per record.  A short write is cut off again so the next record starts on
+ * a line of its own. */
+static int ledger_append(budget *b, const char *line, size_t len, rf_err *err)
+{
+    if (!b->ledger_dirty) {          /* skip the leading newline */
+        line++;
+        len--;
+    }
+    ssize_t w;
+    do
+        w = write(b->fd, line, len);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)len) {
+        off_t end = lseek(b->fd, 0, SEEK_CUR);   /* O_APPEND: the offset is the file's end */
+        b->ledger_size = end >= 0 ? end : b->ledger_size + (off_t)len;
+        b->ledger_dirty = 0;
+        return 0;
+    }
+    if (w < 0)
+        return rf_err_set(err, errno, "%s: append: %s", LEDGER_FILE, strerror(errno));
+    if (w > 0 && ftruncate(b->fd, b->ledger_size) < 0)
+        b->ledger_dirty = 1;
+    return rf_err_set(err, EIO, "%s: append: short write (%zd of %zu bytes)", LEDGER_FILE, w,
+                      len);
+}
+
+int budget_settle(budget *b, long reservation, const budget_record *rec, rf_err *err)
+{
+    pthread_mutex_lock(&b->lock);
+    if (reservation > 0)
+        release_locked(b, reservation);
+    int rc = 0;
+    if (!rec || !rec->id || !*rec->id) {
+        rc = rf_err_set(err, EINVAL, "ledger record without an id");
+        goto out;
+    }
+    if (rec->has_cost && (!isfinite(rec->cost) || rec->cost < 0)) {
+        rc = rf_err_set(err, EINVAL, "ledger record %s: invalid cost %g", rec->id, rec->cost);
+        goto out;
+    }
+    if (hmap_get(b->ids, rec->id))          /* already settled: count it once */
+        goto out;
+    int64_t at_ms = rec->at_ms > 0 ? rec->at_ms : budget_now(b);
+    size_t len = 0;
+    char *line = record_line(rec, at_ms, &len);
+    if (!line) {
+        rc = rf_err_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = ledger_append(b, line, len, err);
+    free(line);
+    /* Counted even when the append failed: the money was spent and the caps must see it. */
+    const char *names[BY_COUNT] = {rec->tier, rec->tag, rec->provider, rec->model};
+    if (hmap_put(b->ids, rec->id, b->ids) < 0 ||
+        account(b, names, at_ms, rec->has_cost ? to_nusd(rec->cost) : 0, rec->has_cost) < 0)
+        rc = rf_err_set(err, ENOMEM, "out of memory");
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+/* ---- replay ---- */
+
+typedef struct replay_stats {
+    long records, duplicates, skipped;
+} replay_stats;
+
+static const char *string_field(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Replay one line (NUL-terminated in place of its '\n').  -1 only on OOM. */
+static int replay_line(budget *b, char *line, size_t len, long lineno, replay_stats *stats)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+        i++;
+    if (i == len)
+        return 0;                    /* blank line */
+    /* a NUL-filled block (a crash on some filesystems) is not JSON either */
+    cJSON *o = memchr(line, '\0', len) ? NULL : cJSON_ParseWithOpts(line, NULL, 1);
+    const char *id = string_field(o, "id");
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at_ms");
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(o, "cost");
+    const char *why = NULL;
+    if (!o)
+        why = "not JSON";
+    else if (!cJSON_IsObject(o))
+        why = "not a JSON object";
+    else if (!id || !*id)
+        why = "no \"id\"";
+    else if (!cJSON_IsNumber(at) || !(fabs(at->valuedouble) < 1e15))
+        why = "no valid \"at_ms\"";
+    else if (cost && !cJSON_IsNull(cost) &&
+             (!cJSON_IsNumber(cost) || !isfinite(cost->valuedouble) || cost->valuedouble < 0))
+        why = "bad \"cost\"";
+    if (why) {
+        LOG_WARN("%s line %ld: %s, skipped", LEDGER_FILE, lineno, why);
+        stats->skipped++;
+        cJSON_Delete(o);
+        return 0;
+    }
+    int rc = 0;
+    if (hmap_get(b->ids, id)) {
+        stats->duplicates++;
+    } else {
+        int has_cost = cJSON_IsNumber(cost);
+        const char *names[BY_COUNT] = {string_field(o, "tier"), string_field(o, "tag"),
+                                       string_field(o, "provider"), string_field(o, "model")};
+        if (hmap_put(b->ids, id, b->ids) < 0 ||
+            account(b, names, (int64_t)at->valuedouble,
+                    has_cost ? to_nusd(cost->valuedouble) : 0, has_cost) < 0)
+            rc = -1;
+        else
+            stats->records++;
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Stream the ledger line by line; cut off a torn last line. */
+static int replay(budget *b, rf_err *err)
+{
+    int fd = store_openat(b->st, LEDGER_FILE, O_RDONLY, 0);
+    if (fd < 0)
+        return rf_err_set(err, -fd, "%s: cannot read: %s", LEDGER_FILE, strerror(-fd));
+    replay_stats stats = {0, 0, 0};
+    char *buf = NULL;
+    size_t len = 0, cap = 0;         /* buf holds the bytes after the last '\n' seen */
+    off_t good_end = 0;              /* file offset just past that '\n' */
+    long lineno = 0;
+    int rc = 0;
+    for (;;) {
+        if (cap - len < READ_CHUNK) {
+            char *nb = realloc(buf, cap + READ_CHUNK + 1);
+            if (!nb) {
+                rc = rf_err_set(err, ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+            cap += READ_CHUNK;
+        }
+        ssize_t r = read(fd, buf + len, READ_CHUNK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = rf_err_set(err, errno, "%s: read: %s", LEDGER_FILE, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        size_t start = 0, scan = len;    /* bytes before len hold no '\n' */
+        len += (size_t)r;
+        char *nl;
+        while (rc == 0 && (nl = memchr(buf + scan, '\n', len - scan)) != NULL) {
+            size_t end = (size_t)(nl - buf);
+            *nl = '\0';
+            if (replay_line(b, buf + start, end - start, ++lineno, &stats) < 0)
+                rc = rf_err_set(err, ENOMEM, "out of memory");
+            start = scan = end + 1;
+        }
+        if (rc)
+            break;
+        memmove(buf, buf + start, len - start);
+        len -= start;
+        good_end += (off_t)start;
+    }
+    free(buf);
+    close(fd);
+    if (rc)
+        return rc;
+    if (len > 0) {
+        LOG_WARN("%s: torn last line (%zu bytes, an interrupted append) ignored and cut off",
+                 LEDGER_FILE, len);
+        if (ftruncate(b->fd, good_end) < 0)
+            return rf_err_set(err, errno, "%s: truncate: %s", LEDGER_FILE, strerror(errno));
+    }
+    b->ledger_size = good_end;
+    if (stats.skipped || stats.duplicates)
+        LOG_INFO("%s: %ld records replayed, %ld duplicate lines ignored, %ld bad lines skipped",
+                 LEDGER_FILE, stats.records, stats.duplicates, stats.skipped);
+    else
+        LOG_DEBUG("%s: %ld records replayed", LEDGER_FILE, stats.records);
+    return 0;
+}
+
+/* ---- open / close ---- */
+
+static void free_values(hmap *m, int tallies)
+{
+    if (!m)
+        return;
+    for (hmap_iter it = {0}; hmap_next(m, &it);) {
+        if (tallies)
+            tally_free(it.value);
+        free(it.value);
+    }
+    hmap_free(m);
+}
+
+void budget_close(budget *b)
+{
+    if (!b)
+        return;
+    if (b->fd >= 0)
+        close(b->fd);
+    hmap_free(b->ids);
+    tally_free(&b->all);
+    for (int i = 0; i < BY_COUNT; i++)
+        free_values(b->by[i], 1);
+    if (b->reservations) {
+        for (hmap_iter it = {0}; hmap_next(b->reservations, &it);)
+            free(((reservation *)it.value)->tier);
+        free_values(b->reservations, 0);
+    }
+    free_values(b->holds, 0);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+budget *budget_open(store *st, budget_clock_fn clock, rf_err *err)
+{
+    budget *b = calloc(1, sizeof *b);
+    if (!b) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    b->fd = -1;
+    b->st = st;
+    b->clock = clock;
+    b->next_id = 1;
+    int e = pthread_mutex_init(&b->lock, NULL);
+    if (e) {
+        free(b);
+        rf_err_set(err, e, "budget: mutex: %s", strerror(e));
+        return NULL;
+    }
+    b->ids = hmap_new();
+    b->reservations = hmap_new();
+    b->holds = hmap_new();
+    int ok = b->ids && b->reservations && b->holds;
+    for (int i = 0; i < BY_COUNT; i++)
+        ok = (b->by[i] = hmap_new()) != NULL && ok;
+    if (!ok) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    b->fd = store_openat(st, LEDGER_FILE, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (b->fd < 0) {
+        rf_err_set(err, -b->fd, "%s: cannot open: %s", LEDGER_FILE, strerror(-b->fd));
+        goto fail;
+    }
+    if (replay(b, err) < 0)
+        goto fail;
+    return b;
+fail:
+    budget_close(b);
+    return NULL;
+}
+
+/* ---- reports ---- */
+
+void budget_totals(budget *b, double *today, double *month, double *reserved)
+{
+    pthread_mutex_lock(&b->lock);
+    int64_t now = budget_now(b);
+    if (today)
+        *today = to_usd(tally_day(&b->all, day_key(now)));
+    if (month)
+        *month = to_usd(tally_month(&b->all, month_key(now)));
+    if (reserved)
+        *reserved = to_usd(b->reserved_nusd);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static cJSON *cap_json(int64_t cap, int64_t spent, int64_t reserved)
+{
+    cJSON *o = cJSON_CreateObject();
+    int64_t left = cap - add_nusd(spent, reserved);
+    if (o && cJSON_AddNumberToObject(o, "cap", to_usd(cap)) &&
+        cJSON_AddNumberToObject(o, "spent", to_usd(spent)) &&
+        cJSON_AddNumberToObject(o, "reserved", to_usd(reserved)) &&
+        cJSON_AddNumberToObject(o, "remaining", to_usd(left > 0 ? left : 0)))
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* One breakdown, keys sorted so the file reads the same from run to run. */
+static cJSON *breakdown_json(const hmap *m, int64_t day, int64_t month)
+{
+    cJSON *o = cJSON_CreateObject();
+    size_t n = hmap_len(m), i = 0;
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!o || !keys)
+        goto fail;
+    for (hmap_iter it = {0}; hmap_next(m, &it);)
+        keys[i++] = it.key;
+    qsort(keys, n, sizeof *keys, cmp_strings);
+    for (i = 0; i < n; i++) {
+        const tally *t = hmap_get(m, keys[i]);
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToObject(o, keys[i], e)) {
+            cJSON_Delete(e);
+            goto fail;
+        }
+        if (!cJSON_AddNumberToObject(e, "total", to_usd(t->nusd)) ||
+            !cJSON_AddNumberToObject(e, "today", to_usd(tally_day(t, day))) ||
+            !cJSON_AddNumberToObject(e, "this_month",
+                                     to_usd(tally_month(t, month))) ||
+            !cJSON_AddNumberToObject(e, "requests", (double)t->requests))
+            goto fail;
+    }
+    free(keys);
+    return o;
+fail:
+    free(keys);
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* Add item to o under name; item is consumed either way.  0 on failure. */
+static int add_item(cJSON *o, const char *name, cJSON *item)
+{
+    if (item && cJSON_AddItemToObject(o, name, item))
+        return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+
+static cJSON *spend_json_locked(budget *b, const rf_config *cfg)
+{
+    int64_t now = budget_now(b);
+    int64_t day = day_key(now), month = month_key(now);
+    int64_t today = tally_day(&b->all, day);
+    int64_t this_month = tally_month(&b->all, month);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *caps = cJSON_CreateObject();
+    cJSON *tiers = cJSON_CreateObject();
+    cJSON *requests = cJSON_CreateObject();
+    int ok = o && caps && tiers && requests;
+    ok = ok && cJSON_AddStringToObject(o, "currency", "USD") &&
+         cJSON_AddNumberToObject(o, "total", to_usd(b->all.nusd)) &&
+         cJSON_AddNumberToObject(o, "today", to_usd(today)) &&
+         cJSON_AddNumberToObject(o, "this_month", to_usd(this_month)) &&
+         cJSON_AddNumberToObject(o, "reserved", to_usd(b->reserved_nusd));
+    /* caps */
+    ok = ok && add_item(caps, "daily",
+                        cfg && cfg->daily_usd >= 0
+                            ? cap_json(to_nusd(cfg->daily_usd), today, b->reserved_nusd)
+                            : cJSON_CreateNull());
+    ok = ok && add_item(caps, "monthly",
+                        cfg && cfg->monthly_usd >= 0
+                            ? cap_json(to_nusd(cfg->monthly_usd), this_month, b->reserved_nusd)
+                            : cJSON_CreateNull());
+    for (size_t i = 0; ok && cfg && i < cfg->tiers_len; i++) {
+        const rf_tier *t = &cfg->tiers[i];
+        if (t->daily_usd < 0)
+            continue;
+        const tally *spent = breakdown(b, BY_TIER, t->name, 0);
+        const tier_hold *hold = hmap_get(b->holds, t->name);
+        ok = add_item(tiers, t->name,
+                      cap_json(to_nusd(t->daily_usd), tally_day(spent, day),
+                               hold ? hold->nusd : 0));
+    }
+    ok = ok && add_item(caps, "tiers", tiers);
+    tiers = NULL;
+    ok = ok && add_item(o, "caps", caps);
+    caps = NULL;
+    /* requests */
+    ok = ok && cJSON_AddNumberToObject(requests, "total", (double)b->all.requests) &&
+         cJSON_AddNumberToObject(requests, "today",
+                                 (double)tally_window(&b->all, 0, day).requests) &&
+         cJSON_AddNumberToObject(requests, "this_month",
+                                 (double)tally_window(&b->all, 1, month).requests) &&
+         cJSON_AddNumberToObject(requests, "unpriced", (double)b->all.unpriced);
+    ok = ok && add_item(o, "requests", requests);
+    requests = NULL;
+    for (int i = 0; ok && i < BY_COUNT; i++)
+        ok = add_item(o, by_names[i], breakdown_json(b->by[i], day, month));
+    if (ok)
+        return o;
+    cJSON_Delete(o);
+    cJSON_Delete(caps);
+    cJSON_Delete(tiers);
+    cJSON_Delete(requests);
+    return NULL;
+}
+
+char *budget_spend_json(budget *b, const rf_config *cfg)
+{
+    pthread_mutex_lock(&b->lock);
+    cJSON *o = spend_json_locked(b, cfg);
+    pthread_mutex_unlock(&b->lock);
+    char *text = o ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
+}
+
+/* "$0.12", or "$0.0031" for amounts too small to show in cents (no cap to scale by). */
+static void format_usd(char *buf, size_t len, double usd)
+{
+    snprintf(buf, len, "$%.*f", usd > 0 && usd < 0.01 ? 4 : 2, usd);
+}
+
+/* "today $0.12 of $5.00 daily cap (2%)", or "today $0.12 (no daily cap)" when cap < 0. */
+static void format_window(char *buf, size_t len, const char *what, const char *cap_word,
+                          const char *no_cap, int64_t spent, double cap_usd)
+{
+    char amount[48];
+    if (cap_usd < 0) {
+        format_usd(amount, sizeof amount, to_usd(spent));
+        snprintf(buf, len, "%s %s (%s)", what, amount, no_cap);
+        return;
+    }
+    int64_t cap = to_nusd(cap_usd);
+    int d = cap_decimals(cap_usd);
+    int pct = cap > 0 ? (int)floor(100.0 * (double)spent / (double)cap) : 100;
+    snprintf(buf, len, "%s $%.*f of $%.*f%s (%d%%)", what, d, to_usd(spent), d, cap_usd,
+             cap_word, pct);
+}
+
+char *budget_status_line(budget *b, const rf_config *cfg)
+{
+    pthread_mutex_lock(&b->lock);
+    int64_t now = budget_now(b);
+    int64_t today = tally_day(&b->all, day_key(now));
+    int64_t month = tally_month(&b->all, month_key(now));
+    int64_t reserved = b->reserved_nusd;
+    long unpriced = b->all.unpriced;
+    pthread_mutex_unlock(&b->lock);
+
+    char day_part[128], month_part[128], reserved_part[48], unpriced_part[96] = "";
+    format_window(day_part, sizeof day_part, "today", " daily cap", "no daily cap", today,
+                  cfg ? cfg->daily_usd : -1);
+    format_window(month_part, sizeof month_part, "this month", "", "no monthly cap", month,
+                  cfg ? cfg->monthly_usd : -1);
+    format_usd(reserved_part, sizeof reserved_part, to_usd(reserved));
+    if (unpriced > 0)
+        snprintf(unpriced_part, sizeof unpriced_part,
+                 "; %ld request%s without a known price (cost unknown)", unpriced,
+                 unpriced == 1 ? "" : "s");
+    char *line = NULL;
+    if (asprintf(&line, "spend: %s, %s, %s reserved%s", day_part, month_part, reserved_part,
+                 unpriced_part) < 0)
+        return NULL;
+    return line;
+}

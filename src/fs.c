@@ -1,0 +1,1407 @@
+/* fs.c — see fs.h.
+ *
+ * Every callback does three things: find the path of the inode, classify it
+ * (classify_path), and hand the work to the module that owns that kind of file.  The
+ * only state kept here is the inode table (inode ↔ path, with lookup counts) and open
+ * file handles.
+ *
+ * Readers of an unfinished NAME.out never hold a FUSE thread: the request is parked on
+ * the job (jobs_wait_*) and answered from the thread that finishes the job, or with
+ * EINTR from fuse's interrupt callback (Ctrl-C). */
+#include "fs.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "hmap.h"
+#include "jobs.h"
+#include "log.h"
+#include "vfiles.h"
+
+#define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
+
+/* ---- the inode table ---- */
+
+typedef struct node {
+    char *path;           /* mount-relative, "" for the root; owned */
+    uint64_t nlookup;
+} node;
+
+static struct {
+    pthread_mutex_t lock;  /* guards by_path and every node's fields */
+    hmap *by_path;
+    node root;
+    store *st;
+    struct fuse_session *se;
+    int shutting_down;
+} F = {.lock = PTHREAD_MUTEX_INITIALIZER, .root = {.path = "", .nlookup = 1}};
+
+static node *node_of(fuse_ino_t ino)
+{
+    return ino == FUSE_ROOT_ID ? &F.root : (node *)(uintptr_t)ino;
+}
+
+static fuse_ino_t ino_of(node *n)
+{
+    return n == &F.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/* Copy the path of ino into buf.  -ENOENT for an inode whose file was renamed over. */
+static int path_of(fuse_ino_t ino, char *buf, size_t len)
+{
+    pthread_mutex_lock(&F.lock);
+    node *n = node_of(ino);
+    int r = n->path ? 0 : -ENOENT;
+    if (r == 0 && (size_t)snprintf(buf, len, "%s", n->path) >= len)
+        r = -ENAMETOOLONG;
+    pthread_mutex_unlock(&F.lock);
+    return r;
+}
+
+static int child_path(const char *parent, const char *name, char *buf, size_t len)
+{
+    int n = parent[0] ? snprintf(buf, len, "%s/%s", parent, name) : snprintf(buf, len, "%s", name);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Find or create the node for path and count one lookup. */
+static node *node_remember(const char *path)
+{
+    if (!path[0])
+        return &F.root;
+    pthread_mutex_lock(&F.lock);
+    node *n = hmap_get(F.by_path, path);
+    if (!n) {
+        n = calloc(1, sizeof *n);
+        if (n && !(n->path = strdup(path))) {
+            free(n);
+            n = NULL;
+        }
+        if (n && hmap_put(F.by_path, path, n) < 0) {
+            free(n->path);
+            free(n);
+            n = NULL;
+        }
+    }
+    if (n)
+        n->nlookup++;
+    pthread_mutex_unlock(&F.lock);
+    return n;
+}
+
+static void node_forget(fuse_ino_t ino, uint64_t nlookup)
+{
+    if (ino == FUSE_ROOT_ID)
+        return;
+    pthread_mutex_lock(&F.lock);
+    node *n = node_of(ino);
+    n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+    if (n->nlookup == 0) {
+        if (n->path && hmap_get(F.by_path, n->path) == n)
+            hmap_del(F.by_path, n->path);
+        free(n->path);
+        free(n);
+    }
+    pthread_mutex_unlock(&F.lock);
+}
+
+/* After a rename: the node at `to` (if any) no longer has a path; nodes at and below
+ * `from` move to `to`. */
+static void nodes_renamed(const char *from, const char *to)
+{
+    pthread_mutex_lock(&F.lock);
+    node *victim = hmap_del(F.by_path, to);
+    if (victim) {
+        free(victim->path);
+        victim->path = NULL;
+    }
+    node *moved = hmap_del(F.by_path, from);
+    if (moved) {
+        char *p = strdup(to);
+        if (p) {
+            free(moved->path);
+            moved->path = p;
+            if (hmap_put(F.by_path, p, moved) < 0) {
+                free(moved->path);
+                moved->path = NULL;
+            }
+        } else {
+            free(moved->path);
+            moved->path = NULL;
+        }
+    }
+    pthread_mutex_unlock(&F.lock);
+}
+
+/* ---- what a path is ---- */
+
+typedef enum {
+    K_ROOT,
+    K_VFILE,      /* config.json, status, ... */
+    K_SCRATCH,    /* another file at the root (editor temporaries): store root/NAME */
+    K_TIER,       /* a tier directory */
+    K_TIERFILE,   /* inside a tier: prompt, temp file or tag directory: store tiers/PATH */
+    K_RESULT      /* NAME.out / NAME.meta / NAME.err */
+} path_kind;
+
+enum { R_OUT = 0, R_META, R_ERR };
+static const char *result_suffix[] = {".out", ".meta", ".err"};
+
+typedef struct pathinfo {
+    path_kind kind;
+    vfile_id vf;
+    int result;               /* R_* for K_RESULT */
+    const char *name;         /* last component (points into the caller's path) */
+    char rel[PATH_MAX + 16];  /* store path for K_SCRATCH / K_TIERFILE / K_TIER */
+    char key[PATH_MAX];       /* the prompt's key for K_RESULT and K_TIERFILE */
+} pathinfo;
+
+static int result_kind_of(const char *name)
+{
+    size_t n = strlen(name);
+    for (int r = 0; r < 3; r++) {
+        size_t s = strlen(result_suffix[r]);
+        if (n > s && !strcmp(name + n - s, result_suffix[r]))
+            return r;
+    }
+    return -1;
+}
+
+/* Names editors and sync tools use for work in progress: they never start jobs. */
+static int is_temp_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (name[0] == '.' || (n > 0 && name[n - 1] == '~'))
+        return 1;
+    static const char *suffixes[] = {".swp", ".swx", ".tmp", ".part", ".partial"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t s = strlen(suffixes[i]);
+        if (n > s && !strcmp(name + n - s, suffixes[i]))
+            return 1;
+    }
+    return 0;
+}
+
+static int tier_exists(const char *name, size_t len)
+{
+    rf_config *cfg = jobs_config();
+    int found = 0;
+    for (size_t i = 0; cfg && i < cfg->tiers_len && !found; i++)
+        found = strlen(cfg->tiers[i].name) == len && !strncmp(cfg->tiers[i].name, name, len);
+    config_unref(cfg);
+    return found;
+}
+
+static int classify_path(const char *path, pathinfo *pi)
+{
+    memset(pi, 0, offsetof(pathinfo, rel));
+    pi->rel[0] = pi->key[0] = '\0';
+    pi->vf = VF_NONE;
+    if (!path[0]) {
+        pi->kind = K_ROOT;
+        pi->name = path;
+        return 0;
+    }
+    const char *slash = strchr(path, '/');
+    const char *last = strrchr(path, '/');
+    pi->name = last ? last + 1 : path;
+    if (!slash) {
+        if ((pi->vf = vfile_lookup(path)) != VF_NONE) {
+            pi->kind = K_VFILE;
+            return 0;
+        }
+        if (tier_exists(path, strlen(path))) {
+            pi->kind = K_TIER;
+            snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
+            return 0;
+        }
+        if (!strncmp(path, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
+            return -ENOENT;
+        pi->kind = K_SCRATCH;
+        snprintf(pi->rel, sizeof pi->rel, "root/%s", path);
+        return 0;
+    }
+    if (!tier_exists(path, (size_t)(slash - path)))
+        return -ENOENT;
+    if (!strncmp(pi->name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
+        return -ENOENT;   /* our own temp files are invisible */
+    int r = result_kind_of(pi->name);
+    if (r >= 0 && !is_temp_name(pi->name)) {
+        pi->kind = K_RESULT;
+        pi->result = r;
+        size_t keylen = strlen(path) - strlen(result_suffix[r]);
+        if (keylen >= sizeof pi->key)
+            return -ENAMETOOLONG;
+        memcpy(pi->key, path, keylen);
+        pi->key[keylen] = '\0';
+        return 0;
+    }
+    pi->kind = K_TIERFILE;
+    snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
+    snprintf(pi->key, sizeof pi->key, "%s", path);
+    return 0;
+}
+
+/* A prompt: a regular, non-temporary file inside a tier. */
+static int is_prompt(const pathinfo *pi)
+{
+    return pi->kind == K_TIERFILE && !is_temp_name(pi->name);
+}
+
+static void result_rel(const char *key, int r, char *buf, size_t len)
+{
+    snprintf(buf, len, "tiers/%s%s", key, result_suffix[r]);
+}
+
+/* ---- attributes ---- */
+
+static void fill_synthetic(struct stat *st, mode_t mode, off_t size)
+{
+    memset(st, 0, sizeof *st);
+    st->st_mode = mode;
+    st->st_nlink = S_ISDIR(mode) ? 2 : 1;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_size = size;
+    st->st_blksize = 4096;
+    st->st_blocks = (size + 511) / 512;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    st->st_atim = st->st_mtim = st->st_ctim = now;
+}
+
+static int stat_result(const pathinfo *pi, struct stat *st)
+{
+    char rel[PATH_MAX + 16];
+    job_state state;
+    if (jobs_active(pi->key, &state)) {
+        if (pi->result == R_OUT) {
+            fill_synthetic(st, S_IFREG | 0444, 0);
+            return 0;
+        }
+        if (pi->result == R_META) {
+            char *m = jobs_meta(pi->key);
+            if (!m)
+                return -ENOENT;
+            fill_synthetic(st, S_IFREG | 0444, (off_t)strlen(m));
+            free(m);
+            return 0;
+        }
+        return -ENOENT;   /* an unfinished job has no .err yet */
+    }
+    result_rel(pi->key, pi->result, rel, sizeof rel);
+    int r = store_stat(F.st, rel, st);
+    if (r == -ENOENT && pi->result == R_OUT) {
+        /* a failed job: .out exists (reads EIO) beside .err */
+        result_rel(pi->key, R_ERR, rel, sizeof rel);
+        if (store_stat(F.st, rel, st) == 0) {
+            fill_synthetic(st, S_IFREG | 0444, 0);
+            st->st_mtim = st->st_ctim;
+            return 0;
+        }
+    }
+    if (r == 0)
+        st->st_mode = S_IFREG | 0444;
+    return r;
+}
+
+static int stat_path(const char *path, pathinfo *pi, struct stat *st)
+{
+    int r = classify_path(path, pi);
+    if (r < 0)
+        return r;
+    switch (pi->kind) {
+    case K_ROOT:
+        fill_synthetic(st, S_IFDIR | 0755, 0);
+        return 0;
+    case K_TIER:
+        r = store_stat(F.st, pi->rel, st);
+        if (r == 0)
+            st->st_mode = S_IFDIR | 0755;
+        return r;
+    case K_VFILE: {
+        const char *rel = vfile_store_rel(pi->vf);
+        if (rel) {
+            r = store_stat(F.st, rel, st);
+            if (r == -ENOENT) {
+                fill_synthetic(st, S_IFREG | 0444, 0);
+                r = 0;
+            }
+            st->st_mode = S_IFREG | 0444;
+            return r;
+        }
+        size_t len = 0;
+        char *data = vfile_render(pi->vf, &len);
+        if (!data)
+            return -ENOMEM;
+        free(data);
+        fill_synthetic(st, S_IFREG | (pi->vf == VF_CONFIG ? 0644 : 0444), (off_t)len);
+        return 0;
+    }
+    case K_SCRATCH:
+    case K_TIERFILE:
+        return store_stat(F.st, pi->rel, st);
+    case K_RESULT:
+        return stat_result(pi, st);
+    }
+    return -ENOENT;
+}
+
+static void reply_entry_for(fuse_req_t req, const char *path, const struct stat *st)
+{
+    node *n = node_remember(path);
+    if (!n) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ino_of(n);
+    e.attr = *st;
+    e.attr.st_ino = e.ino;
+    /* Timeouts 0: results and virtual files change under the kernel's feet, and a
+     * stale size would truncate a cat. */
+    e.attr_timeout = 0;
+    e.entry_timeout = 0;
+    if (fuse_reply_entry(req, &e) != 0)
+        node_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
+}
+
+/* ---- open file handles ---- */
+
+typedef enum { H_FD, H_SNAPSHOT, H_PENDING_OUT, H_FAILED_OUT } handle_kind;
+
+typedef struct handle {
+    handle_kind kind;
+    int fd;                 /* H_FD */
+    char *data;             /* H_SNAPSHOT, owned */
+    size_t len;
+    char key[PATH_MAX];     /* H_PENDING_OUT and prompt writers */
+    int prompt_writer;      /* this handle counts as a writer of prompt key */
+    int nonblock;
+} handle;
+
+static handle *handle_new(handle_kind kind)
+{
+    handle *h = calloc(1, sizeof *h);
+    if (h) {
+        h->kind = kind;
+        h->fd = -1;
+    }
+    return h;
+}
+
+static void handle_free(handle *h)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h->data);
+    free(h);
+}
+
+static handle *handle_of(struct fuse_file_info *fi)
+{
+    return (handle *)(uintptr_t)fi->fh;
+}
+
+/* ---- operations ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    /* O_TRUNC arrives with open, so `echo > p` is one open, not open + setattr. */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    char ppath[PATH_MAX], path[PATH_MAX];
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = child_path(ppath, name, path, sizeof path);
+    pathinfo pi;
+    struct stat st;
+    if (r == 0)
+        r = stat_path(path, &pi, &st);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    reply_entry_for(req, path, &st);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    node_forget(ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    for (size_t i = 0; i < count; i++)
+        node_forget(forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    struct stat st;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = stat_path(path, &pi, &st);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    st.st_ino = ino;
+    fuse_reply_attr(req, &st, 0);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+        if (pi.kind != K_SCRATCH && pi.kind != K_TIERFILE) {
+            r = pi.kind == K_ROOT || pi.kind == K_TIER ? -EISDIR : -EACCES;
+        } else if (attr->st_size > PROMPT_MAX && is_prompt(&pi)) {
+            r = -EFBIG;
+        } else if (fi && handle_of(fi)->kind == H_FD) {
+            r = ftruncate(handle_of(fi)->fd, attr->st_size) < 0 ? -errno : 0;
+        } else if (is_prompt(&pi)) {
+            /* truncate(1) without an open handle rewrites the prompt */
+            jobs_prompt_open_write(pi.key);
+            r = store_truncate(F.st, pi.rel, attr->st_size);
+            jobs_prompt_close_write(pi.key);
+        } else {
+            r = store_truncate(F.st, pi.rel, attr->st_size);
+        }
+    }
+    /* chmod, chown and utimens are accepted and ignored: editors call them on save. */
+    struct stat st;
+    if (r == 0)
+        r = stat_path(path, &pi, &st);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    st.st_ino = ino;
+    fuse_reply_attr(req, &st, 0);
+}
+
+/* ---- directories ---- */
+
+typedef struct dirlist {
+    struct { char *name; mode_t mode; } *ents;
+    size_t len, cap;
+} dirlist;
+
+static int dirlist_add(dirlist *dl, const char *name, mode_t mode)
+{
+    if (dl->len == dl->cap) {
+        size_t cap = dl->cap ? dl->cap * 2 : 32;
+        void *p = realloc(dl->ents, cap * sizeof *dl->ents);
+        if (!p)
+            return -ENOMEM;
+        dl->ents = p;
+        dl->cap = cap;
+    }
+    if (!(dl->ents[dl->len].name = strdup(name)))
+        return -ENOMEM;
+    dl->ents[dl->len].mode = mode;
+    dl->len++;
+    return 0;
+}
+
+static void dirlist_free(dirlist *dl)
+{
+    for (size_t i = 0; i < dl->len; i++)
+        free(dl->ents[i].name);
+    free(dl->ents);
+    free(dl);
+}
+
+static int list_root(dirlist *dl)
+{
+    int r = 0;
+    for (int v = 0; v < VF_COUNT && r == 0; v++)
+        r = dirlist_add(dl, vfile_name((vfile_id)v), S_IFREG);
+    rf_config *cfg = jobs_config();
+    for (size_t i = 0; cfg && i < cfg->tiers_len && r == 0; i++)
+        r = dirlist_add(dl, cfg->tiers[i].name, S_IFDIR);
+    config_unref(cfg);
+    DIR *d = store_opendir(F.st, "root");
+    struct dirent *de;
+    while (r == 0 && d && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            !strncmp(de->d_name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
+            continue;
+        r = dirlist_add(dl, de->d_name, de->d_type == DT_DIR ? S_IFDIR : S_IFREG);
+    }
+    if (d)
+        closedir(d);
+    return r;
+}
+
+/* A tier or tag directory: what is on disk, plus NAME.out/NAME.meta of unfinished jobs. */
+static int list_tier_dir(const char *path, const char *rel, dirlist *dl)
+{
+    DIR *d = store_opendir(F.st, rel);
+    if (!d)
+        return -errno;
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        if (!strcmp(nm, ".") || !strcmp(nm, "..") ||
+            !strncmp(nm, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
+            continue;
+        int is_dir = de->d_type == DT_DIR;
+        r = dirlist_add(dl, nm, is_dir ? S_IFDIR : S_IFREG);
+        if (r || is_dir || is_temp_name(nm) || result_kind_of(nm) >= 0)
+            continue;
+        char key[PATH_MAX];
+        if (child_path(path, nm, key, sizeof key) < 0)
+            continue;
+        if (jobs_active(key, NULL)) {
+            char name[NAME_MAX + 8];
+            snprintf(name, sizeof name, "%s.out", nm);
+            r = dirlist_add(dl, name, S_IFREG);
+            snprintf(name, sizeof name, "%s.meta", nm);
+            if (r == 0)
+                r = dirlist_add(dl, name, S_IFREG);
+        } else {
+            /* a failed job shows NAME.out (reading it says EIO) beside NAME.err */
+            char out[PATH_MAX * 2], errf[PATH_MAX * 2];
+            if (snprintf(out, sizeof out, "%s/%s.out", rel, nm) >= (int)sizeof out ||
+                snprintf(errf, sizeof errf, "%s/%s.err", rel, nm) >= (int)sizeof errf)
+                continue;
+            if (!store_exists(F.st, out) && store_exists(F.st, errf)) {
+                char name[NAME_MAX + 8];
+                snprintf(name, sizeof name, "%s.out", nm);
+                r = dirlist_add(dl, name, S_IFREG);
+            }
+        }
+    }
+    closedir(d);
+    return r;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    dirlist *dl = r == 0 ? calloc(1, sizeof *dl) : NULL;
+    if (r == 0 && !dl)
+        r = -ENOMEM;
+    if (r == 0)
+        r = dirlist_add(dl, ".", S_IFDIR);
+    if (r == 0)
+        r = dirlist_add(dl, "..", S_IFDIR);
+    if (r == 0) {
+        if (pi.kind == K_ROOT)
+            r = list_root(dl);
+        else if (pi.kind == K_TIER || pi.kind == K_TIERFILE)
+            r = list_tier_dir(path, pi.rel, dl);
+        else
+            r = -ENOTDIR;
+    }
+    if (r < 0) {
+        if (dl)
+            dirlist_free(dl);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)dl;
+    if (fuse_reply_open(req, fi) != 0)
+        dirlist_free(dl);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    dirlist *dl = (dirlist *)(uintptr_t)fi->fh;
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = (size_t)off; i < dl->len; i++) {
+        /* d_ino 0 means "deleted" to readdir(3): any other value will do */
+        struct stat st = {.st_mode = dl->ents[i].mode, .st_ino = (ino_t)(i + 2)};
+        size_t need = fuse_add_direntry(req, buf + used, size - used, dl->ents[i].name, &st,
+                                        (off_t)(i + 1));
+        if (need > size - used)
+            break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    dirlist_free((dirlist *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    char ppath[PATH_MAX], path[PATH_MAX];
+    pathinfo pi;
+    struct stat st;
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = child_path(ppath, name, path, sizeof path);
+    if (r == 0 && !ppath[0])
+        r = -EPERM;       /* tiers come from the config, not from mkdir */
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0 && pi.kind != K_TIERFILE)
+        r = -EACCES;      /* NAME.out etc. are results, not directories */
+    if (r == 0)
+        r = store_mkdir(F.st, pi.rel);
+    if (r == 0)
+        r = stat_path(path, &pi, &st);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    reply_entry_for(req, path, &st);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    char ppath[PATH_MAX], path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = child_path(ppath, name, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0 && pi.kind != K_TIERFILE)
+        r = pi.kind == K_TIER ? -EPERM : -ENOTDIR;
+    if (r == 0)
+        r = store_rmdir(F.st, pi.rel);
+    fuse_reply_err(req, r < 0 ? -r : 0);
+}
+
+/* ---- files ---- */
+
+static int open_for_writing(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    char ppath[PATH_MAX], path[PATH_MAX];
+    pathinfo pi;
+    struct stat st;
+    handle *h = NULL;
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = child_path(ppath, name, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
+        r = pi.kind == K_RESULT || pi.kind == K_VFILE ? -EACCES : -EISDIR;
+    if (r == 0 && !(h = handle_new(H_FD)))
+        r = -ENOMEM;
+    if (r == 0) {
+        int fd = store_openat(F.st, pi.rel, (fi->flags & ~O_NONBLOCK) | O_CREAT, 0600);
+        if (fd < 0)
+            r = fd;
+        else
+            h->fd = fd;
+    }
+    if (r == 0 && is_prompt(&pi)) {
+        jobs_prompt_open_write(pi.key);
+        h->prompt_writer = 1;
+        snprintf(h->key, sizeof h->key, "%s", pi.key);
+    }
+    if (r == 0)
+        r = stat_path(path, &pi, &st);
+    if (r < 0) {
+        if (h) {
+            if (h->prompt_writer)
+                jobs_prompt_close_write(h->key);
+            handle_free(h);
+        }
+        fuse_reply_err(req, -r);
+        return;
+    }
+    node *n = node_remember(path);
+    if (!n) {
+        if (h->prompt_writer)
+            jobs_prompt_close_write(h->key);
+        handle_free(h);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ino_of(n);
+    e.attr = st;
+    e.attr.st_ino = e.ino;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 0;
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        node_forget(e.ino, 1);
+        if (h->prompt_writer)
+            jobs_prompt_close_write(h->key);
+        handle_free(h);
+    }
+}
+
+/* Open NAME.out / .meta / .err. */
+static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **out)
+{
+    if (open_for_writing(fi->flags))
+        return -EACCES;   /* results are written by routefs only */
+    handle *h;
+    if (jobs_active(pi->key, NULL)) {
+        if (pi->result == R_ERR)
+            return -ENOENT;
+        if (pi->result == R_OUT) {
+            if (!(h = handle_new(H_PENDING_OUT)))
+                return -ENOMEM;
+            snprintf(h->key, sizeof h->key, "%s", pi->key);
+            h->nonblock = (fi->flags & O_NONBLOCK) != 0;
+        } else {
+            if (!(h = handle_new(H_SNAPSHOT)))
+                return -ENOMEM;
+            h->data = jobs_meta(pi->key);
+            h->len = h->data ? strlen(h->data) : 0;
+        }
+        fi->direct_io = 1;   /* size unknown until the job ends */
+        *out = h;
+        return 0;
+    }
+    char rel[PATH_MAX + 16];
+    result_rel(pi->key, pi->result, rel, sizeof rel);
+    int fd = store_openat(F.st, rel, O_RDONLY, 0);
+    if (fd == -ENOENT && pi->result == R_OUT) {
+        result_rel(pi->key, R_ERR, rel, sizeof rel);
+        if (!store_exists(F.st, rel))
+            return -ENOENT;
+        if (!(h = handle_new(H_FAILED_OUT)))
+            return -ENOMEM;
+        fi->direct_io = 1;
+        *out = h;
+        return 0;
+    }
+    if (fd < 0)
+        return fd;
+    if (!(h = handle_new(H_FD))) {
+        close(fd);
+        return -ENOMEM;
+    }
+    h->fd = fd;
+    *out = h;
+    return 0;
+}
+
+static int open_vfile(const pathinfo *pi, struct fuse_file_info *fi, handle **out)
+{
+    if (open_for_writing(fi->flags))
+        return -EACCES;
+    handle *h;
+    const char *rel = vfile_store_rel(pi->vf);
+    if (rel) {
+        int fd = store_openat(F.st, rel, O_RDONLY | O_CREAT, 0600);
+        if (fd < 0)
+            return fd;
+        if (!(h = handle_new(H_FD))) {
+            close(fd);
+            return -ENOMEM;
+        }
+        h->fd = fd;
+        *out = h;
+        return 0;   /* page cache off by default: tail -f sees appended lines */
+    }
+    if (!(h = handle_new(H_SNAPSHOT)))
+        return -ENOMEM;
+    h->data = vfile_render(pi->vf, &h->len);
+    if (!h->data) {
+        handle_free(h);
+        return -ENOMEM;
+    }
+    fi->direct_io = 1;
+    *out = h;
+    return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    handle *h = NULL;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0) {
+        switch (pi.kind) {
+        case K_RESULT:
+            r = open_result(&pi, fi, &h);
+            break;
+        case K_VFILE:
+            r = open_vfile(&pi, fi, &h);
+            break;
+        case K_SCRATCH:
+        case K_TIERFILE: {
+            if (is_prompt(&pi) && open_for_writing(fi->flags))
+                jobs_prompt_open_write(pi.key);   /* NAME.out appears now, pending */
+            int fd = store_openat(F.st, pi.rel, fi->flags & ~(O_CREAT | O_EXCL | O_NONBLOCK), 0);
+            if (fd < 0) {
+                if (is_prompt(&pi) && open_for_writing(fi->flags))
+                    jobs_prompt_close_write(pi.key);
+                r = fd;
+                break;
+            }
+            if (!(h = handle_new(H_FD))) {
+                close(fd);
+                r = -ENOMEM;
+                break;
+            }
+            h->fd = fd;
+            if (is_prompt(&pi) && open_for_writing(fi->flags)) {
+                h->prompt_writer = 1;
+                snprintf(h->key, sizeof h->key, "%s", pi.key);
+            }
+            break;
+        }
+        default:
+            r = -EISDIR;
+        }
+    }
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
+    if (fuse_reply_open(req, fi) != 0) {
+        if (h->prompt_writer)
+            jobs_prompt_close_write(h->key);
+        handle_free(h);
+    }
+}
+
+/* Answer a read of a finished job's NAME.out from the store. */
+static void reply_result_read(fuse_req_t req, const char *key, off_t off, size_t size)
+{
+    char rel[PATH_MAX + 16];
+    result_rel(key, R_OUT, rel, sizeof rel);
+    int fd = store_openat(F.st, rel, O_RDONLY, 0);
+    if (fd < 0) {
+        /* failed (NAME.err), or the prompt was removed while we waited */
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        close(fd);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = pread(fd, buf, size, off);
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        fuse_reply_err(req, e);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+void fs_wake_reader(void *req, const char *key, off_t off, size_t size)
+{
+    if (__atomic_load_n(&F.shutting_down, __ATOMIC_ACQUIRE)) {
+        fuse_reply_err((fuse_req_t)req, EINTR);
+        return;
+    }
+    reply_result_read((fuse_req_t)req, key, off, size);
+}
+
+static void on_read_interrupted(fuse_req_t req, void *data)
+{
+    if (jobs_wait_interrupt(req))
+        fuse_reply_err(req, EINTR);
+}
+
+static void read_pending_out(fuse_req_t req, handle *h, size_t size, off_t off)
+{
+    if (jobs_active(h->key, NULL)) {
+        if (h->nonblock) {
+            fuse_reply_err(req, EAGAIN);
+            return;
+        }
+        if (jobs_wait_begin(h->key, req, off, size)) {
+            fuse_req_interrupt_func(req, on_read_interrupted, NULL);
+            switch (jobs_wait_arm(req)) {
+            case JOBS_WAIT_ARMED:
+                return;   /* answered when the job ends, or by the interrupt */
+            case JOBS_WAIT_INTERRUPTED:
+                fuse_reply_err(req, EINTR);
+                return;
+            default:
+                break;    /* ended meanwhile: read it now */
+            }
+        }
+    }
+    reply_result_read(req, h->key, off, size);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    handle *h = handle_of(fi);
+    switch (h->kind) {
+    case H_PENDING_OUT:
+        read_pending_out(req, h, size, off);
+        return;
+    case H_FAILED_OUT:
+        fuse_reply_err(req, EIO);
+        return;
+    case H_SNAPSHOT:
+        if ((size_t)off >= h->len)
+            fuse_reply_buf(req, NULL, 0);
+        else
+            fuse_reply_buf(req, h->data + off,
+                           h->len - (size_t)off < size ? h->len - (size_t)off : size);
+        return;
+    case H_FD: {
+        char *buf = malloc(size ? size : 1);
+        if (!buf) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        ssize_t n = pread(h->fd, buf, size, off);
+        if (n < 0)
+            fuse_reply_err(req, errno);
+        else
+            fuse_reply_buf(req, buf, (size_t)n);
+        free(buf);
+        return;
+    }
+    }
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    handle *h = handle_of(fi);
+    if (h->kind != H_FD) {
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    if (h->prompt_writer && (size_t)off + size > PROMPT_MAX) {
+        fuse_reply_err(req, EFBIG);
+        return;
+    }
+    ssize_t n = pwrite(h->fd, buf, size, off);
+    if (n < 0)
+        fuse_reply_err(req, errno);
+    else
+        fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    handle *h = handle_of(fi);
+    int r = 0;
+    if (h->kind == H_FD && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
+        r = errno;
+    fuse_reply_err(req, r);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    handle *h = handle_of(fi);
+    int writer = h->prompt_writer;
+    char key[PATH_MAX];
+    if (writer)
+        snprintf(key, sizeof key, "%s", h->key);
+    handle_free(h);           /* close first: the job reads the prompt from the store */
+    if (writer)
+        jobs_prompt_close_write(key);
+    fuse_reply_err(req, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    char ppath[PATH_MAX], path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = child_path(ppath, name, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
+        r = pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR : -EACCES;
+    if (r == 0)
+        r = store_unlink(F.st, pi.rel);
+    if (r == 0 && is_prompt(&pi))
+        jobs_prompt_removed(pi.key);   /* cancels the job, removes its results */
+    fuse_reply_err(req, r < 0 ? -r : 0);
+}
+
+/* Move NAME.out/.meta/.err of a finished prompt along with it. */
+static void move_results(const char *from_key, const char *to_key)
+{
+    for (int r = 0; r < 3; r++) {
+        char from[PATH_MAX + 16], to[PATH_MAX + 16];
+        result_rel(from_key, r, from, sizeof from);
+        result_rel(to_key, r, to, sizeof to);
+        store_rename(F.st, from, to);
+    }
+}
+
+static int has_results(const char *key)
+{
+    char rel[PATH_MAX + 16];
+    result_rel(key, R_OUT, rel, sizeof rel);
+    if (store_exists(F.st, rel))
+        return 1;
+    result_rel(key, R_ERR, rel, sizeof rel);
+    return store_exists(F.st, rel);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    char ppath[PATH_MAX], npath[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+    pathinfo src, dst;
+    int r = path_of(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = path_of(newparent, npath, sizeof npath);
+    if (r == 0)
+        r = child_path(ppath, name, from, sizeof from);
+    if (r == 0)
+        r = child_path(npath, newname, to, sizeof to);
+    if (r == 0 && (flags & RENAME_EXCHANGE))
+        r = -EINVAL;
+    if (r == 0)
+        r = classify_path(from, &src);
+    if (r == 0)
+        r = classify_path(to, &dst);
+    if (r == 0 && ((src.kind != K_SCRATCH && src.kind != K_TIERFILE) ||
+                   (dst.kind != K_SCRATCH && dst.kind != K_TIERFILE)))
+        r = src.kind == K_RESULT || dst.kind == K_RESULT || src.kind == K_VFILE ||
+                    dst.kind == K_VFILE ? -EACCES : -EPERM;
+    struct stat st;
+    if (r == 0 && (r = store_stat(F.st, src.rel, &st)) == 0 && S_ISDIR(st.st_mode))
+        r = -EPERM;   /* tag directories keep their name: jobs inside are keyed by path */
+    if (r == 0 && (flags & RENAME_NOREPLACE) && store_exists(F.st, dst.rel))
+        r = -EEXIST;
+    if (r == 0)
+        r = store_rename(F.st, src.rel, dst.rel);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    int src_prompt = is_prompt(&src), dst_prompt = is_prompt(&dst);
+    if (src_prompt && dst_prompt && !jobs_active(src.key, NULL) && has_results(src.key)) {
+        jobs_prompt_removed(dst.key);      /* what dst was is replaced, results and all */
+        move_results(src.key, dst.key);
+        fs_results_changed(src.key);
+        fs_results_changed(dst.key);
+    } else {
+        if (src_prompt)
+            jobs_prompt_removed(src.key);
+        if (dst_prompt)
+            jobs_prompt_installed(dst.key);  /* a complete prompt arrived: start it */
+    }
+    nodes_renamed(from, to);
+    fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv;
+    int fd = store_openat(F.st, ".", O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0 || fstatvfs(fd, &sv) < 0) {
+        int e = fd < 0 ? -fd : errno;
+        if (fd >= 0)
+            close(fd);
+        fuse_reply_err(req, e);
+        return;
+    }
+    close(fd);
+    fuse_reply_statfs(req, &sv);
+}
+
+/* user.routefs.provider / .model / .endpoint on a finished NAME.out: what served it. */
+static const char *xattr_fields[] = {"provider", "model", "endpoint"};
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    const char *field = NULL;
+    if (r == 0 && pi.kind == K_RESULT && pi.result == R_OUT &&
+        !strncmp(name, "user.routefs.", 13)) {
+        for (size_t i = 0; i < 3; i++)
+            if (!strcmp(name + 13, xattr_fields[i]))
+                field = xattr_fields[i];
+    }
+    if (r < 0 || !field) {
+        fuse_reply_err(req, r < 0 ? -r : ENODATA);
+        return;
+    }
+    char rel[PATH_MAX + 16];
+    result_rel(pi.key, R_META, rel, sizeof rel);
+    char *data = NULL;
+    size_t len = 0;
+    rf_err err;
+    cJSON *doc = NULL;
+    if (!jobs_active(pi.key, NULL) && store_read_all(F.st, rel, 1 << 20, &data, &len, &err) == 0)
+        doc = cJSON_Parse(data);
+    free(data);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, field);
+    if (!cJSON_IsString(v)) {
+        cJSON_Delete(doc);
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    size_t vlen = strlen(v->valuestring);
+    if (size == 0)
+        fuse_reply_xattr(req, vlen);
+    else if (size < vlen)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, v->valuestring, vlen);
+    cJSON_Delete(doc);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    char path[PATH_MAX];
+    pathinfo pi;
+    int r = path_of(ino, path, sizeof path);
+    if (r == 0)
+        r = classify_path(path, &pi);
+    char names[128];
+    size_t len = 0;
+    if (r == 0 && pi.kind == K_RESULT && pi.result == R_OUT && !jobs_active(pi.key, NULL)) {
+        for (size_t i = 0; i < 3; i++)
+            len += (size_t)snprintf(names + len, sizeof names - len, "user.routefs.%s",
+                                    xattr_fields[i]) + 1;
+    }
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, names, len);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .mkdir = op_mkdir,
+    .rmdir = op_rmdir,
+    .create = op_create,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .fsync = op_fsync,
+    .release = op_release,
+    .unlink = op_unlink,
+    .rename = op_rename,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+};
+
+struct fuse_session *fs_session_new(struct fuse_args *args, store *st, rf_err *err)
+{
+    F.st = st;
+    if (!F.by_path && !(F.by_path = hmap_new())) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    F.se = fuse_session_new(args, &fs_ops, sizeof fs_ops, NULL);
+    if (!F.se)
+        rf_err_set(err, EINVAL, "cannot create the FUSE session (bad -o option?)");
+    return F.se;
+}
+
+void fs_shutting_down(void)
+{
+    __atomic_store_n(&F.shutting_down, 1, __ATOMIC_RELEASE);
+}
+
+void fs_sync_tier_dirs(void)
+{
+    rf_config *cfg = jobs_config();
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
+        char rel[PATH_MAX];
+        snprintf(rel, sizeof rel, "tiers/%s", cfg->tiers[i].name);
+        int r = store_mkdir_p(F.st, rel);
+        if (r < 0)
+            LOG_ERROR("cannot create %s in the state directory: %s", rel, strerror(-r));
+    }
+    config_unref(cfg);
+}
+
+/* ---- kernel cache invalidation, off the FUSE threads ----
+ *
+ * fuse_lowlevel_notify_inval_inode can block on the kernel's page locks, which a read
+ * in progress may hold while it waits for us; so notifications go through a queue to a
+ * thread of their own and never block a FUSE worker or the job machinery. */
+
+typedef struct notice {
+    char *key;
+    struct notice *next;
+} notice;
+
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    notice *head, *tail;
+    int running, stopping;
+} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void invalidate_key(const char *key)
+{
+    for (int r = 0; r < 3; r++) {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s%s", key, result_suffix[r]);
+        pthread_mutex_lock(&F.lock);
+        node *n = F.by_path ? hmap_get(F.by_path, path) : NULL;
+        fuse_ino_t ino = n ? ino_of(n) : 0;
+        pthread_mutex_unlock(&F.lock);
+        /* The node may be forgotten meanwhile; the kernel ignores unknown inodes. */
+        if (ino && F.se)
+            fuse_lowlevel_notify_inval_inode(F.se, ino, 0, 0);
+    }
+}
+
+static void *notifier_thread(void *arg)
+{
+    pthread_mutex_lock(&N.lock);
+    for (;;) {
+        while (!N.head && !N.stopping)
+            pthread_cond_wait(&N.cond, &N.lock);
+        if (!N.head)
+            break;
+        notice *n = N.head;
+        N.head = n->next;
+        if (!N.head)
+            N.tail = NULL;
+        pthread_mutex_unlock(&N.lock);
+        if (!N.stopping)
+            invalidate_key(n->key);
+        free(n->key);
+        free(n);
+        pthread_mutex_lock(&N.lock);
+    }
+    pthread_mutex_unlock(&N.lock);
+    return NULL;
+}
+
+int fs_notifier_start(rf_err *err)
+{
+    int r = pthread_create(&N.thread, NULL, notifier_thread, NULL);
+    if (r != 0)
+        return rf_err_set(err, r, "cannot start the notifier thread: %s", strerror(r));
+    N.running = 1;
+    return 0;
+}
+
+void fs_notifier_stop(void)
+{
+    if (!N.running)
+        return;
+    pthread_mutex_lock(&N.lock);
+    N.stopping = 1;
+    pthread_cond_signal(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+    pthread_join(N.thread, NULL);
+    N.running = 0;
+}
+
+void fs_results_changed(const char *key)
+{
+    notice *n = malloc(sizeof *n);
+    if (!n || !(n->key = strdup(key))) {
+        free(n);
+        return;   /* attributes time out at once anyway; this is belt and braces */
+    }
+    n->next = NULL;
+    pthread_mutex_lock(&N.lock);
+    if (!N.running || N.stopping) {
+        pthread_mutex_unlock(&N.lock);
+        free(n->key);
+        free(n);
+        return;
+    }
+    if (N.tail)
+        N.tail->next = n;
+    else
+        N.head = n;
+    N.tail = n;
+    pthread_cond_signal(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+}
+
+void fs_session_destroy(void)
+{
+    if (F.se) {
+        fuse_session_destroy(F.se);
+        F.se = NULL;
+    }
+    pthread_mutex_lock(&F.lock);
+    for (hmap_iter it = {0}; F.by_path && hmap_next(F.by_path, &it);) {
+        node *n = it.value;
+        free(n->path);
+        free(n);
+    }
+    hmap_free(F.by_path);
+    F.by_path = NULL;
+    pthread_mutex_unlock(&F.lock);
+}

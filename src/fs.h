@@ -1,0 +1,36 @@
+/* fs.h — the FUSE low-level operations: a thin map from mount paths to the modules.
+ *
+ * Mount paths: "" (root), "config.json" etc. (vfiles.c), scratch files at the root
+ * (store root/), "<tier>" directories, and inside a tier: prompts, tag directories and
+ * temp files (store tiers/), and results NAME.out|.meta|.err (jobs.c / store). */
+#ifndef RF_FS_H
+#define RF_FS_H
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include "err.h"
+#include "store.h"
+
+/* Create the session (not yet mounted).  args: fuse options (e.g. -o, -d). */
+struct fuse_session *fs_session_new(struct fuse_args *args, store *st, rf_err *err);
+
+/* Start / stop the thread that tells the kernel to drop cached attributes and pages when
+ * the daemon itself changes a file. */
+int fs_notifier_start(rf_err *err);
+void fs_notifier_stop(void);
+
+/* Callbacks for jobs_init: answer a reader whose job ended; results of key changed. */
+void fs_wake_reader(void *req, const char *key, off_t off, size_t size);
+void fs_results_changed(const char *key);
+
+/* From now on, woken readers are answered EINTR (the daemon is going away). */
+void fs_shutting_down(void);
+
+/* Destroy the session (after unmounting) and free the inode table. */
+void fs_session_destroy(void);
+
+/* Make sure every tier of the current config has its directory in the store. */
+void fs_sync_tier_dirs(void);
+
+#endif

@@ -1,0 +1,868 @@
+/* jobs.c — see jobs.h.
+ *
+ * Locking: one mutex guards the job table, every job's fields, the tier queues and the
+ * waiter lists.  It is never held while calling the wake/changed callbacks (they reply to
+ * FUSE and notify the kernel, which may call back into the filesystem). */
+#include "jobs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hmap.h"
+#include "log.h"
+#include "openai.h"
+#include "runner.h"
+
+#define PROMPT_MAX (1024 * 1024)
+
+enum waiter_state { WAITER_ARMING, WAITER_ARMED, WAITER_ENDED, WAITER_INTERRUPTED };
+
+struct waiter {
+    void *req;
+    off_t off;
+    size_t size;
+    enum waiter_state state;
+    job *job;               /* NULL once detached (job ended) */
+    char *key;              /* owned copy, for the wake callback */
+    waiter *next_in_job;
+    waiter *prev_all, *next_all;  /* every waiter, for interrupt lookups by req */
+};
+
+typedef struct tier_slots {
+    int running;            /* jobs RUNNING in this tier */
+    job *queue_head, *queue_tail;
+} tier_slots;
+
+static struct {
+    pthread_mutex_t lock;
+    store *st;
+    upstream *up;
+    rf_breakers *breakers;
+    committer *commit;
+    jobs_wake_fn wake;
+    jobs_changed_fn changed;
+    rf_config *cfg;         /* current config (held) */
+    hmap *table;            /* key -> job (unfinished jobs) */
+    hmap *tiers;            /* tier name -> tier_slots */
+    waiter *waiters;        /* all waiters */
+} J = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A wake to deliver after unlocking. */
+typedef struct pending_wake {
+    waiter *w;
+    struct pending_wake *next;
+} pending_wake;
+
+void jobs_lock(void) { pthread_mutex_lock(&J.lock); }
+void jobs_unlock(void) { pthread_mutex_unlock(&J.lock); }
+
+const char *job_state_name(job_state s)
+{
+    static const char *names[] = {"writing", "queued", "running", "parked",
+                                  "committing", "done", "failed"};
+    return s <= JOB_FAILED ? names[s] : "unknown";
+}
+
+/* ---- small helpers ---- */
+
+static char *store_rel(const char *key, const char *suffix)
+{
+    char *out = NULL;
+    if (asprintf(&out, "tiers/%s%s", key, suffix ? suffix : "") < 0)
+        return NULL;
+    return out;
+}
+
+static void remove_results(const char *key)
+{
+    static const char *suffixes[] = {".out", ".meta", ".err"};
+    for (size_t i = 0; i < 3; i++) {
+        char *rel = store_rel(key, suffixes[i]);
+        if (rel) {
+            store_unlink(J.st, rel);
+            free(rel);
+        }
+    }
+}
+
+static tier_slots *slots_for(const char *tier)
+{
+    tier_slots *ts = hmap_get(J.tiers, tier);
+    if (ts)
+        return ts;
+    ts = calloc(1, sizeof *ts);
+    if (!ts)
+        return NULL;
+    if (hmap_put(J.tiers, tier, ts) < 0) {
+        free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
+static void job_free(job *j)
+{
+    free(j->key);
+    free(j->tier_name);
+    free(j->tag);
+    free(j->name);
+    config_unref(j->cfg);
+    free(j->prompt);
+    openai_free_names(j->params, j->nparams);
+    for (size_t i = 0; i < j->nhops; i++) {
+        free(j->hops[i].provider);
+        free(j->hops[i].model);
+        free(j->hops[i].error);
+    }
+    free(j->hops);
+    free(j->served_provider);
+    free(j->served_endpoint);
+    free(j->served_model);
+    free(j->error);
+    free(j->content);
+    free(j);
+}
+
+void jobs_job_unref(job *j)
+{
+    if (--j->refs == 0)
+        job_free(j);
+}
+
+/* Split "tier/a/b/name" into its parts. */
+static job *job_new(const char *key)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->key = strdup(key);
+    const char *first = strchr(key, '/');
+    const char *last = strrchr(key, '/');
+    if (!j->key || !first) {
+        free(j->key);
+        free(j);
+        return NULL;
+    }
+    j->tier_name = strndup(key, (size_t)(first - key));
+    j->name = strdup(last + 1);
+    if (last > first)
+        j->tag = strndup(first + 1, (size_t)(last - first - 1));
+    if (!j->tier_name || !j->name || (last > first && !j->tag)) {
+        free(j->tier_name);
+        free(j->name);
+        free(j->tag);
+        free(j->key);
+        free(j);
+        return NULL;
+    }
+    j->refs = 1;
+    j->in_table = 1;
+    j->created_ms = now_wall_ms();
+    j->seed = (unsigned)(j->created_ms ^ (uintptr_t)j);
+    return j;
+}
+
+/* Reset a job for a new prompt version: forget the previous attempt entirely. */
+static void job_reset(job *j)
+{
+    runner_cancel(j);
+    j->generation++;
+    config_unref(j->cfg);
+    j->cfg = NULL;
+    j->tier = NULL;
+    free(j->prompt);
+    j->prompt = NULL;
+    j->prompt_len = 0;
+    openai_free_names(j->params, j->nparams);
+    j->params = NULL;
+    j->nparams = 0;
+    for (size_t i = 0; i < j->nhops; i++) {
+        free(j->hops[i].provider);
+        free(j->hops[i].model);
+        free(j->hops[i].error);
+    }
+    j->nhops = 0;
+    j->hop_index = 0;
+    j->hop_attempts = 0;
+    j->park_count = 0;
+    j->next_attempt_ms = 0;
+    free(j->served_provider);
+    free(j->served_endpoint);
+    free(j->served_model);
+    free(j->error);
+    free(j->content);
+    j->content = NULL;
+    j->content_len = 0;
+    j->served_provider = j->served_endpoint = j->served_model = j->error = NULL;
+    j->prompt_tokens = j->completion_tokens = -1;
+    j->has_cost = 0;
+    j->fallback = 0;
+    j->created_ms = now_wall_ms();
+    j->started_ms = j->finished_ms = 0;
+}
+
+/* Remove j from its tier queue if it is there. */
+static void queue_remove(job *j)
+{
+    tier_slots *ts = hmap_get(J.tiers, j->tier_name);
+    if (!ts)
+        return;
+    job **pp = &ts->queue_head;
+    job *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->queue_next;
+    }
+    if (!*pp)
+        return;
+    *pp = j->queue_next;
+    if (ts->queue_tail == j)
+        ts->queue_tail = prev;
+    j->queue_next = NULL;
+    jobs_job_unref(j);   /* the queue's reference */
+}
+
+void jobs_job_release_slot(job *j)
+{
+    tier_slots *ts = hmap_get(J.tiers, j->tier_name);
+    if (ts && ts->running > 0)
+        ts->running--;
+}
+
+/* Start queued jobs of a tier while it has free slots.  A job can finish synchronously
+ * inside runner_start (an unusable prompt) and ask for a dispatch itself; the outer loop
+ * already re-checks the slots, so nested calls just return (bounded stack depth). */
+static int dispatching;
+
+static void dispatch_tier(const char *tier)
+{
+    tier_slots *ts = hmap_get(J.tiers, tier);
+    if (!ts || dispatching)
+        return;
+    dispatching = 1;
+    while (ts->queue_head) {
+        job *j = ts->queue_head;
+        int limit = j->tier ? j->tier->concurrency : 1;
+        if (ts->running >= limit)
+            break;
+        ts->queue_head = j->queue_next;
+        if (!ts->queue_head)
+            ts->queue_tail = NULL;
+        j->queue_next = NULL;
+        ts->running++;
+        runner_start(j);
+        jobs_job_unref(j);   /* the queue's reference; runner holds its own */
+    }
+    dispatching = 0;
+}
+
+static void enqueue(job *j)
+{
+    tier_slots *ts = slots_for(j->tier_name);
+    if (!ts) {
+        LOG_ERROR("out of memory queueing %s", j->key);
+        return;
+    }
+    j->state = JOB_QUEUED;
+    j->refs++;   /* the queue's reference */
+    if (ts->queue_tail)
+        ts->queue_tail->queue_next = j;
+    else
+        ts->queue_head = j;
+    ts->queue_tail = j;
+    dispatch_tier(j->tier_name);
+}
+
+void jobs_job_requeue(job *j)
+{
+    enqueue(j);
+}
+
+/* Detach every waiter of j; ARMED ones go onto *wakes for delivery after unlocking,
+ * ARMING ones are marked ENDED so their reader handles it. */
+static void collect_waiters(job *j, pending_wake **wakes)
+{
+    waiter *w = j->waiters;
+    j->waiters = NULL;
+    while (w) {
+        waiter *next = w->next_in_job;
+        w->job = NULL;
+        w->next_in_job = NULL;
+        if (w->state == WAITER_ARMED) {
+            /* unlink from the global list now: it will be answered by the wake */
+            if (w->prev_all)
+                w->prev_all->next_all = w->next_all;
+            else
+                J.waiters = w->next_all;
+            if (w->next_all)
+                w->next_all->prev_all = w->prev_all;
+            pending_wake *pw = malloc(sizeof *pw);
+            if (pw) {
+                pw->w = w;
+                pw->next = *wakes;
+                *wakes = pw;
+            }
+        } else {
+            w->state = WAITER_ENDED;
+        }
+        w = next;
+    }
+}
+
+static void deliver_wakes(pending_wake *wakes)
+{
+    while (wakes) {
+        pending_wake *pw = wakes;
+        wakes = pw->next;
+        J.wake(pw->w->req, pw->w->key, pw->w->off, pw->w->size);
+        free(pw->w->key);
+        free(pw->w);
+        free(pw);
+    }
+}
+
+/* Take j out of the table (it is finished, or its prompt is gone). Lock held. */
+static void table_remove(job *j)
+{
+    if (!j->in_table)
+        return;
+    hmap_del(J.table, j->key);
+    j->in_table = 0;
+    jobs_job_unref(j);   /* the table's reference */
+}
+
+/* ---- init / config ---- */
+
+int jobs_init(store *st, upstream *up, rf_breakers *breakers, committer *commit,
+              jobs_wake_fn wake, jobs_changed_fn changed, rf_err *err)
+{
+    J.st = st;
+    J.up = up;
+    J.breakers = breakers;
+    J.commit = commit;
+    J.wake = wake;
+    J.changed = changed;
+    J.table = hmap_new();
+    J.tiers = hmap_new();
+    if (!J.table || !J.tiers)
+        return rf_err_set(err, ENOMEM, "out of memory");
+    runner_init(up, breakers);
+    return 0;
+}
+
+void jobs_shutdown(void)
+{
+    pending_wake *wakes = NULL;
+    jobs_lock();
+    for (hmap_iter it = {0}; hmap_next(J.table, &it);) {
+        job *j = it.value;
+        runner_cancel(j);
+        j->generation++;
+        collect_waiters(j, &wakes);
+    }
+    jobs_unlock();
+    deliver_wakes(wakes);   /* the edge answers them: the job is gone */
+    jobs_lock();
+    for (hmap_iter it = {0}; hmap_next(J.tiers, &it);) {
+        tier_slots *ts = it.value;
+        while (ts->queue_head) {
+            job *j = ts->queue_head;
+            ts->queue_head = j->queue_next;
+            jobs_job_unref(j);
+        }
+        free(ts);
+    }
+    hmap_free(J.tiers);
+    J.tiers = NULL;
+    for (hmap_iter it = {0}; hmap_next(J.table, &it);) {
+        job *j = it.value;
+        j->in_table = 0;
+        jobs_job_unref(j);
+    }
+    hmap_free(J.table);
+    J.table = NULL;
+    /* waiters still ARMING belong to readers that will see their job gone */
+    config_unref(J.cfg);
+    J.cfg = NULL;
+    jobs_unlock();
+}
+
+void jobs_set_config(rf_config *cfg)
+{
+    jobs_lock();
+    rf_config *old = J.cfg;
+    J.cfg = config_ref(cfg);
+    jobs_unlock();
+    config_unref(old);
+}
+
+rf_config *jobs_config(void)
+{
+    jobs_lock();
+    rf_config *c = J.cfg ? config_ref(J.cfg) : NULL;
+    jobs_unlock();
+    return c;
+}
+
+/* ---- prompt lifecycle ---- */
+
+/* The job for key, created if absent.  Lock held. */
+static job *job_for_key(const char *key)
+{
+    job *j = hmap_get(J.table, key);
+    if (j)
+        return j;
+    j = job_new(key);
+    if (!j)
+        return NULL;
+    if (hmap_put(J.table, key, j) < 0) {
+        job_free(j);
+        return NULL;
+    }
+    j->prompt_tokens = j->completion_tokens = -1;
+    return j;
+}
+
+/* Leave any queue/slot the job holds before resetting it.  Lock held. */
+static void job_leave_scheduling(job *j)
+{
+    if (j->state == JOB_QUEUED)
+        queue_remove(j);
+    else if (j->state == JOB_RUNNING)
+        jobs_job_release_slot(j);
+}
+
+void jobs_prompt_open_write(const char *key)
+{
+    jobs_lock();
+    job *j = job_for_key(key);
+    if (!j) {
+        jobs_unlock();
+        LOG_ERROR("out of memory tracking %s", key);
+        return;
+    }
+    if (j->state != JOB_WRITING) {
+        job_leave_scheduling(j);
+        job_reset(j);
+        j->state = JOB_WRITING;
+    }
+    j->writers++;
+    remove_results(key);
+    dispatch_tier(j->tier_name);   /* a slot it held may now be free */
+    jobs_unlock();
+    if (J.changed)
+        J.changed(key);
+}
+
+/* Read the prompt and queue the job, or drop it when the prompt is empty.  Lock held.
+ * Returns wakes to deliver (readers of a job that will not run). */
+static void start_job(job *j, pending_wake **wakes)
+{
+    char *rel = store_rel(j->key, NULL);
+    rf_err err;
+    rf_err_clear(&err);
+    char *data = NULL;
+    size_t len = 0;
+    int r = rel ? store_read_all(J.st, rel, PROMPT_MAX, &data, &len, &err) : -1;
+    free(rel);
+    if (r < 0 || len == 0) {
+        if (r < 0)
+            LOG_WARN("%s: not started: %s", j->key, err.msg);
+        /* Nothing to send (an empty prompt, or it vanished): no job, no results. */
+        collect_waiters(j, wakes);
+        table_remove(j);
+        free(data);
+        return;
+    }
+    j->prompt = data;
+    j->prompt_len = len;
+    j->nparams = openai_request_params(data, len, &j->params);
+    j->cfg = J.cfg ? config_ref(J.cfg) : NULL;
+    j->tier = j->cfg ? config_tier(j->cfg, j->tier_name) : NULL;
+    if (!j->tier) {
+        /* The tier was removed from the config while the prompt was being written. */
+        j->state = JOB_FAILED;
+        j->error = strdup("tier is not in the current config");
+        j->finished_ms = now_wall_ms();
+        jobs_job_finished(j);
+        return;
+    }
+    enqueue(j);
+}
+
+void jobs_prompt_close_write(const char *key)
+{
+    pending_wake *wakes = NULL;
+    jobs_lock();
+    job *j = hmap_get(J.table, key);
+    if (j && j->state == JOB_WRITING && j->writers > 0 && --j->writers == 0)
+        start_job(j, &wakes);
+    jobs_unlock();
+    deliver_wakes(wakes);
+    if (J.changed)
+        J.changed(key);
+}
+
+void jobs_prompt_installed(const char *key)
+{
+    pending_wake *wakes = NULL;
+    jobs_lock();
+    job *j = job_for_key(key);
+    if (j) {
+        if (j->state != JOB_WRITING || j->writers == 0) {
+            job_leave_scheduling(j);
+            job_reset(j);
+            j->state = JOB_WRITING;
+        }
+        j->writers = 0;
+        remove_results(key);
+        start_job(j, &wakes);
+    }
+    jobs_unlock();
+    deliver_wakes(wakes);
+    if (J.changed)
+        J.changed(key);
+}
+
+void jobs_prompt_removed(const char *key)
+{
+    pending_wake *wakes = NULL;
+    jobs_lock();
+    job *j = hmap_get(J.table, key);
+    char *tier = NULL;
+    if (j) {
+        tier = strdup(j->tier_name);
+        job_leave_scheduling(j);
+        runner_cancel(j);
+        j->generation++;
+        collect_waiters(j, &wakes);
+        table_remove(j);
+    }
+    remove_results(key);
+    if (tier)
+        dispatch_tier(tier);
+    jobs_unlock();
+    free(tier);
+    deliver_wakes(wakes);
+    if (J.changed)
+        J.changed(key);
+}
+
+/* ---- completion ---- */
+
+typedef struct finish_ctx {
+    job *j;
+    unsigned generation;
+} finish_ctx;
+
+static int finish_install(commit_item *item, void *ud)
+{
+    finish_ctx *fc = ud;
+    int installed = 0;
+    jobs_lock();
+    if (fc->j->in_table && fc->j->generation == fc->generation) {
+        commit_install_files(J.commit, item);
+        installed = 1;
+    }
+    jobs_unlock();
+    return installed;
+}
+
+static void finish_done(commit_item *item, int ok, const rf_err *err, void *ud)
+{
+    finish_ctx *fc = ud;
+    pending_wake *wakes = NULL;
+    char *key = NULL;
+    jobs_lock();
+    job *j = fc->j;
+    if (!ok)
+        LOG_ERROR("%s: results could not be saved: %s", j->key, err ? err->msg : "?");
+    if (j->in_table && j->generation == fc->generation) {
+        key = strdup(j->key);
+        collect_waiters(j, &wakes);
+        table_remove(j);
+    }
+    jobs_job_unref(j);
+    jobs_unlock();
+    free(fc);
+    deliver_wakes(wakes);
+    if (key && J.changed)
+        J.changed(key);
+    free(key);
+}
+
+void jobs_job_finished(job *j)
+{
+    if (j->state == JOB_RUNNING)
+        jobs_job_release_slot(j);
+    j->state = j->error ? JOB_FAILED : JOB_DONE;
+    if (!j->finished_ms)
+        j->finished_ms = now_wall_ms();
+    char *tier = strdup(j->tier_name);
+    if (j->state == JOB_DONE)
+        LOG_INFO("%s: done via %s/%s%s", j->key, j->served_endpoint ? j->served_endpoint : "?",
+                 j->served_model ? j->served_model : "?", j->fallback ? " (fallback)" : "");
+    else
+        LOG_INFO("%s: failed: %s", j->key, j->error);
+
+    commit_item *item = commit_item_new();
+    finish_ctx *fc = malloc(sizeof *fc);
+    char *meta = job_meta_json(j);
+    char *line = job_activity_line(j);
+    char *out_rel = store_rel(j->key, ".out");
+    char *meta_rel = store_rel(j->key, ".meta");
+    char *err_rel = store_rel(j->key, ".err");
+    int ok = item && fc && meta && line && out_rel && meta_rel && err_rel;
+    if (ok) {
+        if (j->state == JOB_DONE) {
+            /* the completion text moves from the job to the commit */
+            ok = commit_item_add(item, out_rel, j->content, j->content_len) == 0;
+            if (ok) {
+                j->content = NULL;
+                j->content_len = 0;
+            }
+            ok = ok && commit_item_add(item, meta_rel, meta, strlen(meta)) == 0;
+            meta = NULL;
+            ok = ok && commit_item_remove(item, err_rel) == 0;
+        } else {
+            char *errline = NULL;
+            ok = asprintf(&errline, "%s\n", j->error) >= 0;
+            ok = ok && commit_item_add(item, err_rel, errline, strlen(errline)) == 0;
+            ok = ok && commit_item_add(item, meta_rel, meta, strlen(meta)) == 0;
+            meta = NULL;
+            ok = ok && commit_item_remove(item, out_rel) == 0;
+        }
+    }
+    if (ok) {
+        item->append_rel = strdup("activity.jsonl");
+        item->append_data = line;
+        line = NULL;
+        item->install = finish_install;
+        item->done = finish_done;
+        item->ud = fc;
+        fc->j = j;
+        fc->generation = j->generation;
+        j->refs++;   /* the commit's reference */
+        commit_submit(J.commit, item);
+        item = NULL;
+        fc = NULL;
+    } else {
+        LOG_ERROR("%s: out of memory saving results", j->key);
+    }
+    commit_item_free(item);
+    free(fc);
+    free(meta);
+    free(line);
+    free(out_rel);
+    free(meta_rel);
+    free(err_rel);
+    if (tier)
+        dispatch_tier(tier);
+    free(tier);
+}
+
+/* ---- queries ---- */
+
+int jobs_active(const char *key, job_state *state)
+{
+    jobs_lock();
+    job *j = J.table ? hmap_get(J.table, key) : NULL;
+    if (j && state)
+        *state = j->state;
+    jobs_unlock();
+    return j != NULL;
+}
+
+char *jobs_meta(const char *key)
+{
+    jobs_lock();
+    job *j = J.table ? hmap_get(J.table, key) : NULL;
+    char *m = j ? job_meta_json(j) : NULL;
+    jobs_unlock();
+    return m;
+}
+
+void jobs_tier_counts(const char *tier, int counts[JOB_FAILED + 1])
+{
+    memset(counts, 0, sizeof(int) * (JOB_FAILED + 1));
+    jobs_lock();
+    for (hmap_iter it = {0}; J.table && hmap_next(J.table, &it);) {
+        job *j = it.value;
+        if (!strcmp(j->tier_name, tier))
+            counts[j->state]++;
+    }
+    jobs_unlock();
+}
+
+/* ---- readers ---- */
+
+static waiter *find_waiter(void *req)
+{
+    for (waiter *w = J.waiters; w; w = w->next_all)
+        if (w->req == req)
+            return w;
+    return NULL;
+}
+
+static void unlink_waiter(waiter *w)
+{
+    if (w->prev_all)
+        w->prev_all->next_all = w->next_all;
+    else
+        J.waiters = w->next_all;
+    if (w->next_all)
+        w->next_all->prev_all = w->prev_all;
+    if (w->job) {
+        waiter **pp = &w->job->waiters;
+        while (*pp && *pp != w)
+            pp = &(*pp)->next_in_job;
+        if (*pp)
+            *pp = w->next_in_job;
+    }
+}
+
+int jobs_wait_begin(const char *key, void *req, off_t off, size_t size)
+{
+    jobs_lock();
+    job *j = J.table ? hmap_get(J.table, key) : NULL;
+    if (!j) {
+        jobs_unlock();
+        return 0;
+    }
+    waiter *w = calloc(1, sizeof *w);
+    char *k = strdup(key);
+    if (!w || !k) {
+        free(w);
+        free(k);
+        jobs_unlock();
+        return 0;   /* the read path then reports the job as unfinished (EAGAIN) */
+    }
+    w->req = req;
+    w->off = off;
+    w->size = size;
+    w->state = WAITER_ARMING;
+    w->job = j;
+    w->key = k;
+    w->next_in_job = j->waiters;
+    j->waiters = w;
+    w->next_all = J.waiters;
+    if (J.waiters)
+        J.waiters->prev_all = w;
+    J.waiters = w;
+    jobs_unlock();
+    return 1;
+}
+
+int jobs_wait_arm(void *req)
+{
+    jobs_lock();
+    waiter *w = find_waiter(req);
+    if (!w) {
+        jobs_unlock();
+        return JOBS_WAIT_ENDED;
+    }
+    int result;
+    if (w->state == WAITER_ARMING) {
+        w->state = WAITER_ARMED;
+        jobs_unlock();
+        return JOBS_WAIT_ARMED;
+    }
+    result = w->state == WAITER_INTERRUPTED ? JOBS_WAIT_INTERRUPTED : JOBS_WAIT_ENDED;
+    unlink_waiter(w);
+    jobs_unlock();
+    free(w->key);
+    free(w);
+    return result;
+}
+
+int jobs_wait_interrupt(void *req)
+{
+    jobs_lock();
+    waiter *w = find_waiter(req);
+    if (!w) {
+        jobs_unlock();
+        return 0;   /* already answered */
+    }
+    if (w->state == WAITER_ARMING) {
+        w->state = WAITER_INTERRUPTED;   /* the reader answers when it arms */
+        jobs_unlock();
+        return 0;
+    }
+    if (w->state == WAITER_ENDED) {
+        jobs_unlock();
+        return 0;
+    }
+    unlink_waiter(w);
+    jobs_unlock();
+    free(w->key);
+    free(w);
+    return 1;
+}
+
+/* ---- recovery ---- */
+
+static int is_result_name(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 4 && !strcmp(name + n - 4, ".out")) || (n > 5 && !strcmp(name + n - 5, ".meta")) ||
+           (n > 4 && !strcmp(name + n - 4, ".err"));
+}
+
+static void recover_dir(const char *key_dir, int *resumed)
+{
+    char *rel = store_rel(key_dir, NULL);
+    DIR *d = rel ? store_opendir(J.st, rel) : NULL;
+    free(rel);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;    /* dot files are scratch (editor temps, our temps) */
+        char key[PATH_MAX];
+        if (snprintf(key, sizeof key, "%s/%s", key_dir, de->d_name) >= (int)sizeof key)
+            continue;
+        if (de->d_type == DT_DIR) {
+            recover_dir(key, resumed);
+            continue;
+        }
+        if (is_result_name(de->d_name))
+            continue;
+        char *out = store_rel(key, ".out"), *err = store_rel(key, ".err");
+        int finished = out && err && (store_exists(J.st, out) || store_exists(J.st, err));
+        free(out);
+        free(err);
+        if (finished)
+            continue;
+        pending_wake *wakes = NULL;
+        jobs_lock();
+        job *j = job_for_key(key);
+        if (j && j->state == JOB_WRITING && j->writers == 0) {
+            start_job(j, &wakes);
+            (*resumed)++;
+        }
+        jobs_unlock();
+        deliver_wakes(wakes);
+    }
+    closedir(d);
+}
+
+void jobs_recover(void)
+{
+    store_remove_temps(J.st, "tiers");
+    rf_config *cfg = jobs_config();
+    if (!cfg)
+        return;
+    int resumed = 0;
+    for (size_t i = 0; i < cfg->tiers_len; i++)
+        recover_dir(cfg->tiers[i].name, &resumed);
+    config_unref(cfg);
+    if (resumed)
+        LOG_INFO("recovery: resumed %d unfinished job(s)", resumed);
+}

@@ -1,0 +1,348 @@
+/* main.c — the command line: mount (routefs MOUNTPOINT ...), `routefs check FILE`,
+ * signals (SIGHUP re-reads the config), start-up and orderly shutdown of the modules. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commit.h"
+#include "config.h"
+#include "fs.h"
+#include "jobs.h"
+#include "log.h"
+#include "router.h"
+#include "runner.h"
+#include "store.h"
+#include "upstream.h"
+#include "version.h"
+#include "vfiles.h"
+
+#define BREAKER_THRESHOLD 5
+#define BREAKER_COOLDOWN_MS 30000
+
+typedef struct options {
+    const char *mountpoint;
+    const char *config_path;   /* NULL: STATE/config.json */
+    char *state_dir;           /* owned */
+    const char *log_path;
+    const char *fuse_opts;
+    int foreground;
+    int debug;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: routefs MOUNTPOINT [--config FILE] [--state DIR] [--log FILE] [-f] [-d] [-o OPTS]\n"
+            "       routefs check FILE\n"
+            "\n"
+            "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
+            "\n"
+            "  -c, --config FILE  routing config (default: STATE/config.json)\n"
+            "  -s, --state DIR    state directory (default: $XDG_STATE_HOME/routefs,\n"
+            "                     else ~/.local/state/routefs)\n"
+            "  -l, --log FILE     daemon log (default: STATE/routefs.log; stderr with -f)\n"
+            "  -f, --foreground   stay in the foreground\n"
+            "  -d, --debug        debug logging (prompts stay out of the log) and FUSE tracing\n"
+            "  -o OPTS            FUSE mount options (e.g. allow_other)\n"
+            "  -h, --help         this text\n"
+            "  -V, --version      print the version\n"
+            "\n"
+            "check FILE validates a config offline and exits nonzero when it is invalid.\n"
+            "Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+static char *default_state_dir(void)
+{
+    char *out = NULL;
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg) {
+        if (asprintf(&out, "%s/routefs", xdg) < 0)
+            out = NULL;
+    } else if (home && *home) {
+        if (asprintf(&out, "%s/.local/state/routefs", home) < 0)
+            out = NULL;
+    }
+    return out;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"state", required_argument, NULL, 's'},
+        {"log", required_argument, NULL, 'l'},    {"foreground", no_argument, NULL, 'f'},
+        {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:s:l:fdo:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config_path = optarg; break;
+        case 's': free(o->state_dir); o->state_dir = strdup(optarg); break;
+        case 'l': o->log_path = optarg; break;
+        case 'f': o->foreground = 1; break;
+        case 'd': o->debug = 1; break;
+        case 'o': o->fuse_opts = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("routefs %s\n", ROUTEFS_VERSION); exit(0);
+        default:
+            fprintf(stderr, "routefs: try 'routefs --help'\n");
+            return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, optind >= argc ? "routefs: missing MOUNTPOINT (try 'routefs --help')\n"
+                                       : "routefs: too many arguments (try 'routefs --help')\n");
+        return -1;
+    }
+    o->mountpoint = argv[optind];
+    if (!o->state_dir && !(o->state_dir = default_state_dir())) {
+        fprintf(stderr, "routefs: no state directory: pass --state DIR or set HOME\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_check(const char *path)
+{
+    rf_config *cfg = NULL;
+    rf_err err;
+    rf_err_clear(&err);
+    if (config_load_file(path, &cfg, &err) < 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: ok (%zu tier%s, %zu provider%s)\n", path, cfg->tiers_len,
+           cfg->tiers_len == 1 ? "" : "s", cfg->providers_len, cfg->providers_len == 1 ? "" : "s");
+    config_unref(cfg);
+    return 0;
+}
+
+/* The mount point must be an existing directory that is not already a mount. */
+static int check_mountpoint(const char *mnt, rf_err *err)
+{
+    struct stat st, parent;
+    if (stat(mnt, &st) < 0)
+        return rf_err_set(err, errno, "mount point %s: %s", mnt, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return rf_err_set(err, ENOTDIR, "mount point %s: not a directory", mnt);
+    char up[PATH_MAX];
+    snprintf(up, sizeof up, "%s/..", mnt);
+    if (stat(up, &parent) == 0 && parent.st_dev != st.st_dev)
+        return rf_err_set(err, EBUSY, "mount point %s is busy: something is mounted there", mnt);
+    return 0;
+}
+
+/* A thousand requests in flight are a thousand sockets: lift the soft fd limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            LOG_WARN("cannot raise the open-file limit: %s", strerror(errno));
+    }
+}
+
+/* ---- SIGHUP: re-read the config file ---- */
+
+static int reload_pipe[2] = {-1, -1};
+static const char *reload_path;   /* the config file to re-read */
+
+static void on_sighup(int sig)
+{
+    char c = 1;
+    ssize_t w = write(reload_pipe[1], &c, 1);
+    (void)w;   /* a full pipe already holds a pending reload */
+}
+
+static void *reload_thread(void *arg)
+{
+    char c;
+    while (read(reload_pipe[0], &c, 1) == 1 && c == 1) {
+        rf_config *cfg = NULL;
+        rf_err err;
+        rf_err_clear(&err);
+        if (config_load_file(reload_path, &cfg, &err) < 0) {
+            LOG_ERROR("SIGHUP: config refused, previous config stays in force: %s", err.msg);
+            vfiles_set_config_error(err.msg);
+            continue;
+        }
+        jobs_set_config(cfg);
+        config_unref(cfg);
+        fs_sync_tier_dirs();
+        vfiles_set_config_error(NULL);
+        LOG_INFO("SIGHUP: config reloaded from %s", reload_path);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "check"))
+        return cmd_check(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "check")) {
+        fprintf(stderr, "usage: routefs check FILE\n");
+        return 2;
+    }
+
+    options o = {0};
+    if (parse_options(argc, argv, &o) < 0)
+        return 2;
+
+    rf_err err;
+    rf_err_clear(&err);
+    int status = 1;
+    rf_config *cfg = NULL;
+    store *st = NULL;
+    struct fuse_session *se = NULL;
+    upstream *up = NULL;
+    committer *commit = NULL;
+    rf_breakers *breakers = NULL;
+    int mounted = 0, jobs_ready = 0;
+    char config_file[PATH_MAX];
+    pthread_t reloader;
+    int reloader_started = 0;
+    char *abs_config = NULL, *abs_mnt = NULL;   /* owned */
+
+    /* Absolute paths: the daemon changes to / when it detaches, and SIGHUP re-reads. */
+    abs_config = o.config_path ? realpath(o.config_path, NULL) : NULL;
+    if (o.config_path)
+        snprintf(config_file, sizeof config_file, "%s", abs_config ? abs_config : o.config_path);
+    else
+        snprintf(config_file, sizeof config_file, "%s/config.json", o.state_dir);
+    if (config_load_file(config_file, &cfg, &err) < 0) {
+        if (!o.config_path && err.code == ENOENT)
+            fprintf(stderr, "routefs: no config: pass --config FILE (see examples/) or put one "
+                            "at %s\n", config_file);
+        else
+            fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    if (check_mountpoint(o.mountpoint, &err) < 0) {
+        fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    abs_mnt = realpath(o.mountpoint, NULL);
+    if (abs_mnt)
+        o.mountpoint = abs_mnt;
+    umask(077);   /* the state directory and everything in it: owner only */
+    if (!(st = store_open(o.state_dir, &err))) {
+        fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    char log_default[PATH_MAX];
+    snprintf(log_default, sizeof log_default, "%s/routefs.log", store_path(st));
+    const char *log_path = o.log_path ? o.log_path : (o.foreground ? NULL : log_default);
+    if (rf_log_open(log_path) < 0) {
+        fprintf(stderr, "routefs: cannot open log %s: %s\n", log_path, strerror(errno));
+        goto out;
+    }
+    rf_log_set_level(o.debug ? RF_LOG_DEBUG : RF_LOG_INFO);
+
+    /* FUSE arguments: our program name, -o fsname/subtype, user options, -d. */
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    if (fuse_opt_add_arg(&args, argv[0]) || fuse_opt_add_arg(&args, "-o") ||
+        fuse_opt_add_arg(&args, "fsname=routefs,subtype=routefs,default_permissions") ||
+        (o.fuse_opts && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, o.fuse_opts))) ||
+        (o.debug && fuse_opt_add_arg(&args, "-d"))) {
+        fprintf(stderr, "routefs: out of memory\n");
+        fuse_opt_free_args(&args);
+        goto out;
+    }
+    se = fs_session_new(&args, st, &err);
+    fuse_opt_free_args(&args);
+    if (!se) {
+        fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    if (fuse_set_signal_handlers(se) != 0) {
+        fprintf(stderr, "routefs: cannot install signal handlers\n");
+        goto out;
+    }
+    if (fuse_session_mount(se, o.mountpoint) != 0) {
+        fprintf(stderr, "routefs: cannot mount %s (is fuse3 installed and /dev/fuse usable?)\n",
+                o.mountpoint);
+        goto out;
+    }
+    mounted = 1;
+    /* Threads start after this: fork would lose them. */
+    if (fuse_daemonize(o.foreground) != 0) {
+        LOG_ERROR("cannot daemonize");
+        goto out;
+    }
+
+    raise_fd_limit();
+    if (!(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
+        !(up = upstream_start(&err)) || !(commit = commit_start(st, &err)) ||
+        jobs_init(st, up, breakers, commit, fs_wake_reader, fs_results_changed, &err) < 0 ||
+        fs_notifier_start(&err) < 0) {
+        LOG_ERROR("start-up failed: %s", err.msg[0] ? err.msg : "out of memory");
+        goto out;
+    }
+    jobs_ready = 1;
+    jobs_set_config(cfg);
+    vfiles_init(st, breakers, o.mountpoint);
+    fs_sync_tier_dirs();
+
+    reload_path = config_file;
+    if (pipe2(reload_pipe, O_CLOEXEC) == 0 &&
+        pthread_create(&reloader, NULL, reload_thread, NULL) == 0) {
+        reloader_started = 1;
+        struct sigaction sa = {.sa_handler = on_sighup};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGHUP, &sa, NULL);   /* replaces fuse's "exit on SIGHUP" */
+    }
+
+    LOG_INFO("routefs %s mounted at %s (state %s, config %s, %zu tiers)", ROUTEFS_VERSION,
+             o.mountpoint, store_path(st), config_file, cfg->tiers_len);
+    jobs_recover();
+
+    struct fuse_loop_config loop = {.clone_fd = 0, .max_idle_threads = 10};
+    status = fuse_session_loop_mt(se, &loop) == 0 ? 0 : 1;
+    LOG_INFO("unmounting");
+
+out:
+    fs_shutting_down();
+    if (reloader_started) {
+        signal(SIGHUP, SIG_IGN);
+        char stop = 0;
+        ssize_t w = write(reload_pipe[1], &stop, 1);
+        (void)w;
+        pthread_join(reloader, NULL);
+    }
+    if (reload_pipe[0] >= 0) {
+        close(reload_pipe[0]);
+        close(reload_pipe[1]);
+    }
+    upstream_stop(up);          /* no more runner callbacks after this */
+    commit_stop(commit);        /* results already decided reach the disk */
+    if (jobs_ready) {
+        runner_shutdown();
+        jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
+    }
+    fs_notifier_stop();
+    if (se) {
+        if (mounted)
+            fuse_session_unmount(se);
+        fuse_remove_signal_handlers(se);
+    }
+    fs_session_destroy();
+    breakers_free(breakers);
+    config_unref(cfg);
+    store_close(st);
+    free(o.state_dir);
+    free(abs_config);
+    free(abs_mnt);
+    return status;
+}

@@ -1,0 +1,162 @@
+/* meta.c — a job as JSON: NAME.meta (pretty) and its activity.jsonl line (compact).
+ * One builder serves both so the two never disagree. */
+#include "job.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t now_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void format_time_ms(int64_t ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static cJSON *time_or_null(int64_t ms)
+{
+    if (!ms)
+        return cJSON_CreateNull();
+    char buf[40];
+    format_time_ms(ms, buf, sizeof buf);
+    return cJSON_CreateString(buf);
+}
+
+static cJSON *string_or_null(const char *s)
+{
+    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+static cJSON *hops_json(const job *j)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < j->nhops; i++) {
+        const job_hop *h = &j->hops[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddStringToObject(o, "provider", h->provider);
+        cJSON_AddStringToObject(o, "model", h->model);
+        cJSON_AddItemToObject(o, "status", h->status ? cJSON_CreateNumber((double)h->status)
+                                                     : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "error", string_or_null(h->error));
+        cJSON_AddNumberToObject(o, "latency_ms", (double)h->latency_ms);
+        cJSON_AddNumberToObject(o, "attempt", h->attempt);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static cJSON *tokens_json(const job *j)
+{
+    cJSON *t = cJSON_CreateObject();
+    if (!t)
+        return NULL;
+    cJSON_AddItemToObject(t, "prompt", j->prompt_tokens >= 0
+                                           ? cJSON_CreateNumber((double)j->prompt_tokens)
+                                           : cJSON_CreateNull());
+    cJSON_AddItemToObject(t, "completion", j->completion_tokens >= 0
+                                               ? cJSON_CreateNumber((double)j->completion_tokens)
+                                               : cJSON_CreateNull());
+    return t;
+}
+
+/* The fields both forms share. */
+static cJSON *job_json(const job *j)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "file", j->name);
+    cJSON_AddStringToObject(o, "tier", j->tier_name);
+    cJSON_AddItemToObject(o, "tag", string_or_null(j->tag));
+    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+    cJSON *route = cJSON_AddArrayToObject(o, "route");
+    for (size_t i = 0; route && j->tier && i < j->tier->route_len; i++) {
+        cJSON *h = cJSON_CreateObject();
+        if (!h)
+            break;
+        cJSON_AddStringToObject(h, "provider", j->tier->route[i].provider);
+        cJSON_AddStringToObject(h, "model", j->tier->route[i].model);
+        cJSON_AddItemToArray(route, h);
+    }
+    cJSON_AddItemToObject(o, "hops", hops_json(j));
+    cJSON_AddItemToObject(o, "provider", string_or_null(j->served_provider));
+    cJSON_AddItemToObject(o, "endpoint", string_or_null(j->served_endpoint));
+    cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
+    cJSON_AddBoolToObject(o, "fallback", j->fallback);
+    cJSON_AddItemToObject(o, "tokens", tokens_json(j));
+    cJSON_AddItemToObject(o, "cost", j->has_cost ? cJSON_CreateNumber(j->cost)
+                                                 : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "created_at", time_or_null(j->created_ms));
+    cJSON_AddItemToObject(o, "started_at", time_or_null(j->started_ms));
+    cJSON_AddItemToObject(o, "finished_at", time_or_null(j->finished_ms));
+    if (j->state == JOB_PARKED) {
+        cJSON_AddItemToObject(o, "next_attempt_at", time_or_null(j->next_attempt_ms));
+        cJSON_AddNumberToObject(o, "park_count", j->park_count);
+    }
+    cJSON_AddItemToObject(o, "error", string_or_null(j->error));
+    return o;
+}
+
+char *job_meta_json(const job *j)
+{
+    cJSON *o = job_json(j);
+    if (!o)
+        return NULL;
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);   /* a file ends with a newline */
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
+}
+
+char *job_activity_line(const job *j)
+{
+    cJSON *o = job_json(j);
+    if (!o)
+        return NULL;
+    cJSON_DeleteItemFromObject(o, "route");   /* the hops say what happened */
+    char at[40];
+    format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
+    cJSON_AddStringToObject(o, "time", at);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
+}

@@ -1,0 +1,485 @@
+/* runner.c — see runner.h.
+ *
+ * A job's life on the wire: pick a hop (router_next_hop), send one attempt, classify what
+ * came back (router_classify), then retry the hop after a backoff, move to the next hop,
+ * park the whole route, or finish.  Every callback re-checks the job's generation: a
+ * prompt rewritten or removed meanwhile makes an old attempt's answer irrelevant. */
+#include "runner.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs.h"
+#include "log.h"
+#include "openai.h"
+
+#define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
+#define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
+
+static upstream *R_up;
+static rf_breakers *R_breakers;
+
+typedef struct attempt_ctx {
+    struct attempt_ctx *prev, *next;  /* every live context, so shutdown can free them */
+    job *j;
+    unsigned generation;
+    int64_t sent_ms;
+    char *provider, *model;  /* the hop of an attempt (owned): the breaker learns the result
+                                even when the job has moved on */
+    long retry_after_max_ms;
+    void (*fire)(job *j);   /* for timers: what to do when it fires */
+} attempt_ctx;
+
+static attempt_ctx *live_ctxs;   /* guarded by the jobs lock */
+
+static attempt_ctx *ctx_new(job *j)
+{
+    attempt_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->j = j;
+    ctx->generation = j->generation;
+    ctx->next = live_ctxs;
+    if (live_ctxs)
+        live_ctxs->prev = ctx;
+    live_ctxs = ctx;
+    j->refs++;
+    return ctx;
+}
+
+/* Unlink and free a context, dropping its job reference.  Lock held. */
+static void ctx_free(attempt_ctx *ctx)
+{
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        live_ctxs = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    jobs_job_unref(ctx->j);
+    free(ctx->provider);
+    free(ctx->model);
+    free(ctx);
+}
+
+void runner_shutdown(void)
+{
+    jobs_lock();
+    while (live_ctxs)
+        ctx_free(live_ctxs);
+    jobs_unlock();
+}
+
+static void pick_hop(job *j);
+static void send_attempt(job *j);
+
+void runner_init(upstream *up, rf_breakers *breakers)
+{
+    R_up = up;
+    R_breakers = breakers;
+}
+
+void runner_cancel(job *j)
+{
+    /* In-flight callbacks hold their own reference and see the bumped generation; cancelling
+     * them here would wait on a callback that is waiting for our lock. */
+    j->upstream_id = 0;
+    j->timer_id = 0;
+}
+
+static void record_hop(job *j, const rf_hop *hop, long status, const char *error,
+                       long latency_ms, int64_t at_ms)
+{
+    if (j->nhops == j->caphops) {
+        size_t cap = j->caphops ? j->caphops * 2 : 4;
+        job_hop *h = realloc(j->hops, cap * sizeof *h);
+        if (!h)
+            return;      /* the meta loses a line; the job goes on */
+        j->hops = h;
+        j->caphops = cap;
+    }
+    job_hop *h = &j->hops[j->nhops];
+    h->provider = strdup(hop->provider);
+    h->model = strdup(hop->model);
+    h->status = status;
+    h->error = error ? strdup(error) : NULL;
+    h->latency_ms = latency_ms;
+    h->attempt = j->hop_attempts + 1;
+    h->at_ms = at_ms;
+    if (!h->provider || !h->model) {
+        free(h->provider);
+        free(h->model);
+        free(h->error);
+        return;
+    }
+    j->nhops++;
+}
+
+/* "all 2 hops failed: a/m1: HTTP 503 ...; b/m2: connection refused" — the last error of
+ * each hop tried. */
+static char *exhausted_message(const job *j)
+{
+    char buf[900];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "all %zu hop%s failed:", j->tier->route_len,
+                                j->tier->route_len == 1 ? "" : "s");
+    for (size_t r = 0; r < j->tier->route_len && n < sizeof buf; r++) {
+        const rf_hop *hop = &j->tier->route[r];
+        const job_hop *last = NULL;
+        for (size_t i = 0; i < j->nhops; i++)
+            if (!strcmp(j->hops[i].provider, hop->provider) && !strcmp(j->hops[i].model, hop->model))
+                last = &j->hops[i];
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s %s/%s: %s", r ? ";" : "",
+                              hop->provider, hop->model,
+                              last ? (last->error ? last->error : "ok") : "not tried");
+    }
+    return strdup(buf);
+}
+
+static void finish_failed(job *j, char *error /* owned */)
+{
+    free(j->error);
+    j->error = error ? error : strdup("failed");
+    j->finished_ms = now_wall_ms();
+    jobs_job_finished(j);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(void *ud)
+{
+    attempt_ctx *ctx = ud;
+    job *j = ctx->j;
+    jobs_lock();
+    if (j->in_table && j->generation == ctx->generation) {
+        j->timer_id = 0;
+        ctx->fire(j);
+    }
+    ctx_free(ctx);
+    jobs_unlock();
+}
+
+static void schedule(job *j, long delay_ms, void (*fire)(job *j))
+{
+    attempt_ctx *ctx = ctx_new(j);
+    rf_err err;
+    if (ctx) {
+        ctx->fire = fire;
+        long id = upstream_after(R_up, delay_ms, on_timer, ctx, &err);
+        if (id > 0) {
+            j->timer_id = id;
+            return;
+        }
+        j->refs++;          /* ctx_free drops one; the job must survive this call */
+        ctx_free(ctx);
+        j->refs--;
+        LOG_ERROR("%s: cannot schedule a retry: %s", j->key, err.msg);
+    }
+    finish_failed(j, strdup("internal error: cannot schedule a retry"));
+}
+
+/* ---- parking ---- */
+
+static void unpark(job *j)
+{
+    if (j->state == JOB_PARKED)
+        jobs_job_requeue(j);
+}
+
+static void route_exhausted(job *j)
+{
+    const rf_tier *t = j->tier;
+    if (t->on_exhausted == RF_EXHAUSTED_QUEUE && (size_t)j->park_count < t->park_schedule_len) {
+        long delay = t->park_schedule_ms[j->park_count++];
+        jobs_job_release_slot(j);
+        j->state = JOB_PARKED;
+        j->next_attempt_ms = now_wall_ms() + delay;
+        LOG_WARN("%s: every hop failed; parked, next attempt in %ld s", j->key, delay / 1000);
+        schedule(j, delay, unpark);
+        return;
+    }
+    finish_failed(j, exhausted_message(j));
+}
+
+/* ---- attempts ---- */
+
+static void next_hop(job *j)
+{
+    j->hop_index++;
+    j->hop_attempts = 0;
+    pick_hop(j);
+}
+
+static void pick_hop(job *j)
+{
+    long wait_ms = 0;
+    int idx = router_next_hop(R_breakers, j->cfg, j->tier, j->hop_index, j->params, j->nparams,
+                              now_wall_ms(), &wait_ms);
+    if (idx < 0) {
+        route_exhausted(j);
+        return;
+    }
+    if ((size_t)idx != j->hop_index) {
+        j->hop_index = (size_t)idx;
+        j->hop_attempts = 0;
+    }
+    if (wait_ms > 0)
+        schedule(j, wait_ms, send_attempt);   /* every hop's breaker is open: wait for the first */
+    else
+        send_attempt(j);
+}
+
+/* Build the upstream request for the current hop.  NULL with err when the request cannot
+ * be made: err->code EINVAL/EILSEQ = the prompt is at fault, else the hop is. */
+static upstream_request *build_request(job *j, const rf_hop *hop, const rf_provider *p,
+                                       rf_err *err)
+{
+    char *user = NULL;
+    if (j->tag && asprintf(&user, "pipeline:%s", j->tag) < 0) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    openai_request_in in = {
+        .model = hop->model,
+        .prompt = j->prompt,
+        .prompt_len = j->prompt_len,
+        .system_prompt = j->tier->system_prompt,
+        .max_tokens = j->tier->max_tokens,
+        .user = user,
+        .provider_prefs_json = p->kind == RF_KIND_OPENROUTER ? j->tier->provider_prefs_json : NULL,
+    };
+    char *body = openai_build_request(&in, err);
+    free(user);
+    if (!body)
+        return NULL;
+    char *key = NULL;
+    if (config_provider_key(p, &key, err) < 0) {
+        err->code = EACCES;   /* a missing key is the hop's problem, not the prompt's */
+        free(body);
+        return NULL;
+    }
+    upstream_request *rq = calloc(1, sizeof *rq);
+    if (!rq || asprintf(&rq->url, "%s/chat/completions", p->base_url) < 0) {
+        free(rq);
+        free(body);
+        free(key);
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    rq->body = body;
+    rq->api_key = key;
+    rq->timeout_ms = j->tier->timeout_ms;
+    if (p->timeout_ms > 0 && p->timeout_ms < rq->timeout_ms)
+        rq->timeout_ms = p->timeout_ms;
+    rq->max_response = RESPONSE_MAX;
+    return rq;
+}
+
+static void on_attempt_done(upstream_result *res, void *ud);
+
+static void send_attempt(job *j)
+{
+    const rf_hop *hop = &j->tier->route[j->hop_index];
+    const rf_provider *p = config_provider(j->cfg, hop->provider);
+    int64_t now = now_wall_ms();
+    if (!breakers_allow(R_breakers, hop->provider, hop->model, now)) {
+        /* A half-open breaker's single probe is taken by another job. */
+        if (j->hop_index + 1 < j->tier->route_len && j->tier->allow_fallbacks)
+            next_hop(j);
+        else
+            schedule(j, PROBE_BUSY_DELAY_MS, send_attempt);
+        return;
+    }
+    rf_err err;
+    rf_err_clear(&err);
+    upstream_request *rq = build_request(j, hop, p, &err);
+    if (!rq) {
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        if (err.code == EINVAL || err.code == EILSEQ) {
+            finish_failed(j, strdup(err.msg));   /* the prompt itself is unusable */
+            return;
+        }
+        record_hop(j, hop, 0, err.msg, 0, now);
+        next_hop(j);
+        return;
+    }
+    attempt_ctx *ctx = ctx_new(j);
+    if (!ctx) {
+        free(rq->url), free(rq->body), free(rq->api_key), free(rq);
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        finish_failed(j, strdup("out of memory"));
+        return;
+    }
+    ctx->sent_ms = now;
+    ctx->provider = strdup(hop->provider);
+    ctx->model = strdup(hop->model);
+    ctx->retry_after_max_ms = j->tier->retry_after_max_ms;
+    if (!ctx->provider || !ctx->model) {
+        free(rq->url), free(rq->body), free(rq->api_key), free(rq);
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        j->refs++;
+        ctx_free(ctx);
+        j->refs--;
+        finish_failed(j, strdup("out of memory"));
+        return;
+    }
+    long id = upstream_submit(R_up, rq, on_attempt_done, ctx, &err);
+    if (id < 0) {
+        j->refs++;
+        ctx_free(ctx);
+        j->refs--;
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        finish_failed(j, strdup(err.msg));
+        return;
+    }
+    j->upstream_id = id;
+}
+
+/* Describe a failed attempt in one line, e.g. "HTTP 503: overloaded". */
+static void describe_failure(const upstream_result *res, const char *detail, char *buf,
+                             size_t len)
+{
+    if (res->transport != RF_TE_NONE)
+        snprintf(buf, len, "%s", res->error[0] ? res->error : "transport error");
+    else if (detail && *detail)
+        snprintf(buf, len, "HTTP %ld: %s", res->http_status, detail);
+    else
+        snprintf(buf, len, "HTTP %ld", res->http_status);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void settle_success(job *j, const rf_hop *hop, openai_completion *comp)
+{
+    j->content_len = strlen(comp->content);
+    j->content = comp->content;     /* moves to the job */
+    comp->content = NULL;
+    j->served_provider = dup_or_null(comp->provider ? comp->provider : hop->provider);
+    j->served_endpoint = dup_or_null(hop->provider);
+    j->served_model = dup_or_null(comp->model ? comp->model : hop->model);
+    j->prompt_tokens = comp->prompt_tokens;
+    j->completion_tokens = comp->completion_tokens;
+    j->fallback = j->hop_index > 0;
+    if (comp->has_cost) {
+        j->cost = comp->cost;
+        j->has_cost = 1;
+    } else {
+        const rf_price *price = config_price(j->cfg, hop->provider, hop->model);
+        if (price && comp->prompt_tokens >= 0 && comp->completion_tokens >= 0) {
+            j->cost = ((double)comp->prompt_tokens * price->prompt_per_m +
+                       (double)comp->completion_tokens * price->completion_per_m) / 1e6;
+            j->has_cost = 1;
+        }
+    }
+    j->finished_ms = now_wall_ms();
+    jobs_job_finished(j);
+}
+
+/* What an attempt's response says, classified.  Pure: no job state. */
+typedef struct attempt_verdict {
+    rf_attempt a;
+    rf_outcome outcome;
+    openai_completion comp;               /* filled on success */
+    char error[sizeof(((rf_err *)0)->msg) + 64];  /* one line when not a success */
+    int healthy;                          /* the provider answered sensibly */
+} attempt_verdict;
+
+static void judge_attempt(const upstream_result *res, long retry_after_max_ms,
+                          attempt_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->a.transport = res->transport;
+    v->a.http_status = res->http_status;
+    v->a.retry_after_ms = res->retry_after_ms;
+    char detail[sizeof(((rf_err *)0)->msg)] = "";
+    if (res->transport == RF_TE_NONE && res->http_status >= 200 && res->http_status < 300) {
+        rf_err perr;
+        rf_err_clear(&perr);
+        v->a.parse_status = (int)openai_parse_response(res->body ? res->body : "",
+                                                       res->body_len, &v->comp, &perr);
+        if (v->a.parse_status != OPENAI_OK)
+            snprintf(detail, sizeof detail, "%s", perr.msg);
+    } else if (res->transport == RF_TE_NONE) {
+        openai_error_info info;
+        openai_parse_error(res->body ? res->body : "", res->body_len, &info);
+        v->a.context_length = info.context_length;
+        v->a.unsupported_param = info.unsupported_param;
+        snprintf(detail, sizeof detail, "%s", info.msg);
+    }
+    v->outcome = router_classify(&v->a, retry_after_max_ms);
+    if (v->outcome != RF_OUT_SUCCESS)
+        describe_failure(res, detail, v->error, sizeof v->error);
+    /* Breakers track provider health: a request refused for its own content (plain 400,
+     * context length, unsupported parameter) says the provider is alive. */
+    int request_fault = v->outcome == RF_OUT_FAIL_JOB || v->a.context_length ||
+                        v->a.unsupported_param;
+    v->healthy = v->outcome == RF_OUT_SUCCESS || request_fault;
+}
+
+static void on_attempt_done(upstream_result *res, void *ud)
+{
+    attempt_ctx *ctx = ud;
+    job *j = ctx->j;
+    attempt_verdict v;
+    judge_attempt(res, ctx->retry_after_max_ms, &v);
+    breakers_record(R_breakers, ctx->provider, ctx->model, v.healthy,
+                    v.outcome == RF_OUT_NEXT_HOP_DOWN, res->http_status == 404, res->latency_ms,
+                    v.healthy ? NULL : v.error, now_wall_ms());
+
+    jobs_lock();
+    if (!j->in_table || j->generation != ctx->generation || j->state != JOB_RUNNING) {
+        openai_completion_free(&v.comp);   /* the job moved on: the answer is stale */
+        ctx_free(ctx);
+        jobs_unlock();
+        return;
+    }
+    j->upstream_id = 0;
+    const rf_hop *hop = &j->tier->route[j->hop_index];
+    record_hop(j, hop, res->http_status, v.outcome == RF_OUT_SUCCESS ? NULL : v.error,
+               res->latency_ms, ctx->sent_ms);
+
+    switch (v.outcome) {
+    case RF_OUT_SUCCESS:
+        settle_success(j, hop, &v.comp);
+        break;
+    case RF_OUT_RETRY:
+        if (j->hop_attempts < j->tier->retries) {
+            long delay = router_backoff_ms(j->hop_attempts, j->tier->retry_base_ms,
+                                           j->tier->retry_cap_ms, res->retry_after_ms, &j->seed);
+            j->hop_attempts++;
+            schedule(j, delay, send_attempt);
+        } else {
+            next_hop(j);
+        }
+        break;
+    case RF_OUT_NEXT_HOP:
+    case RF_OUT_NEXT_HOP_DOWN:
+        next_hop(j);
+        break;
+    case RF_OUT_FAIL_JOB: {
+        char *msg = NULL;
+        if (asprintf(&msg, "%s/%s refused the request: %s", hop->provider, hop->model,
+                     v.error) < 0)
+            msg = NULL;
+        finish_failed(j, msg);
+        break;
+    }
+    }
+    openai_completion_free(&v.comp);
+    ctx_free(ctx);
+    jobs_unlock();
+}
+
+void runner_start(job *j)
+{
+    j->state = JOB_RUNNING;
+    if (!j->started_ms)
+        j->started_ms = now_wall_ms();
+    j->hop_index = 0;
+    j->hop_attempts = 0;
+    pick_hop(j);
+}

@@ -1,0 +1,322 @@
+/* vfiles.c — see vfiles.h. */
+#include "vfiles.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs.h"
+#include "version.h"
+
+static const char *vfile_names[VF_COUNT] = {
+    "config.json", "spend.json", "providers.json", "activity.jsonl", "status", "metrics.prom",
+};
+
+static struct {
+    store *st;
+    rf_breakers *breakers;
+    char *mountpoint;
+    pthread_mutex_t lock;       /* guards config_error */
+    char *config_error;
+} V = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void vfiles_init(store *st, rf_breakers *breakers, const char *mountpoint)
+{
+    V.st = st;
+    V.breakers = breakers;
+    free(V.mountpoint);
+    V.mountpoint = mountpoint ? strdup(mountpoint) : NULL;
+}
+
+vfile_id vfile_lookup(const char *name)
+{
+    for (int i = 0; i < VF_COUNT; i++)
+        if (!strcmp(name, vfile_names[i]))
+            return (vfile_id)i;
+    return VF_NONE;
+}
+
+const char *vfile_name(vfile_id id)
+{
+    return id >= 0 && id < VF_COUNT ? vfile_names[id] : NULL;
+}
+
+const char *vfile_store_rel(vfile_id id)
+{
+    return id == VF_ACTIVITY ? "activity.jsonl" : NULL;
+}
+
+void vfiles_set_config_error(const char *msg)
+{
+    pthread_mutex_lock(&V.lock);
+    free(V.config_error);
+    V.config_error = msg ? strdup(msg) : NULL;
+    pthread_mutex_unlock(&V.lock);
+}
+
+/* A growing text buffer for the human and Prometheus renderings. */
+typedef struct textbuf {
+    char *data;
+    size_t len, cap;
+    int failed;
+} textbuf;
+
+static void tb_printf(textbuf *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(textbuf *tb, const char *fmt, ...)
+{
+    if (tb->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = tb->cap - tb->len;
+        int n = vsnprintf(tb->data ? tb->data + tb->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            tb->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            tb->len += (size_t)n;
+            return;
+        }
+        size_t cap = (tb->cap ? tb->cap * 2 : 1024) + (size_t)n;
+        char *d = realloc(tb->data, cap);
+        if (!d) {
+            tb->failed = 1;
+            return;
+        }
+        tb->data = d;
+        tb->cap = cap;
+    }
+}
+
+static char *tb_finish(textbuf *tb, size_t *len)
+{
+    if (tb->failed || !tb->data) {
+        free(tb->data);
+        if (tb->failed)
+            return NULL;
+        *len = 0;
+        return strdup("");
+    }
+    *len = tb->len;
+    return tb->data;
+}
+
+static char *render_config(size_t *len)
+{
+    rf_config *cfg = jobs_config();
+    if (!cfg)
+        return NULL;
+    char *out = NULL;
+    if (asprintf(&out, "%s\n", cfg->source_json) < 0)
+        out = NULL;
+    config_unref(cfg);
+    if (out)
+        *len = strlen(out);
+    return out;
+}
+
+static char *render_status(size_t *len)
+{
+    textbuf tb = {0};
+    rf_config *cfg = jobs_config();
+    tb_printf(&tb, "routefs %s at %s\n", ROUTEFS_VERSION, V.mountpoint ? V.mountpoint : "?");
+    pthread_mutex_lock(&V.lock);
+    if (V.config_error)
+        tb_printf(&tb, "config: REFUSED last edit: %s (previous config still in force)\n",
+                  V.config_error);
+    else
+        tb_printf(&tb, "config: ok\n");
+    pthread_mutex_unlock(&V.lock);
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
+        int counts[JOB_FAILED + 1];
+        jobs_tier_counts(cfg->tiers[i].name, counts);
+        tb_printf(&tb, "tier %s: %d running, %d queued, %d parked, %d writing\n",
+                  cfg->tiers[i].name, counts[JOB_RUNNING] + counts[JOB_COMMITTING],
+                  counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
+    }
+    char *pj = breakers_to_json(V.breakers, now_wall_ms());
+    cJSON *doc = pj ? cJSON_Parse(pj) : NULL;
+    cJSON *provs = cJSON_GetObjectItemCaseSensitive(doc, "providers");
+    for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
+        cJSON *p = cJSON_GetObjectItemCaseSensitive(provs, cfg->providers[i].name);
+        cJSON *state = cJSON_GetObjectItemCaseSensitive(p, "state");
+        cJSON *last = cJSON_GetObjectItemCaseSensitive(p, "last_error");
+        tb_printf(&tb, "provider %s: %s", cfg->providers[i].name,
+                  cJSON_IsString(state) ? state->valuestring : "ok (no requests yet)");
+        if (cJSON_IsString(state) && strcmp(state->valuestring, "ok") && cJSON_IsString(last))
+            tb_printf(&tb, " (last error: %s)", last->valuestring);
+        tb_printf(&tb, "\n");
+    }
+    cJSON_Delete(doc);
+    free(pj);
+    config_unref(cfg);
+    return tb_finish(&tb, len);
+}
+
+static char *render_providers(size_t *len)
+{
+    char *pj = breakers_to_json(V.breakers, now_wall_ms());
+    if (!pj)
+        return NULL;
+    char *out = NULL;
+    if (asprintf(&out, "%s\n", pj) < 0)
+        out = NULL;
+    free(pj);
+    if (out)
+        *len = strlen(out);
+    return out;
+}
+
+/* Spend derived from the activity records: totals by window and breakdowns. */
+static char *render_spend(size_t *len)
+{
+    char *data = NULL;
+    size_t dlen = 0;
+    rf_err err;
+    if (store_read_all(V.st, "activity.jsonl", 256u * 1024 * 1024, &data, &dlen, &err) < 0) {
+        data = strdup("");
+        if (!data)
+            return NULL;
+    }
+    char today[40], month[40];
+    format_time_ms(now_wall_ms(), today, sizeof today);
+    memcpy(month, today, 7);
+    month[7] = '\0';
+    today[10] = '\0';
+    double total = 0, day = 0, mon = 0;
+    long requests = 0, unpriced = 0;
+    cJSON *by_tier = cJSON_CreateObject(), *by_tag = cJSON_CreateObject();
+    cJSON *by_provider = cJSON_CreateObject(), *by_model = cJSON_CreateObject();
+    for (char *line = data; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        cJSON *rec = cJSON_Parse(line);
+        cJSON *cost = cJSON_GetObjectItemCaseSensitive(rec, "cost");
+        cJSON *state = cJSON_GetObjectItemCaseSensitive(rec, "state");
+        cJSON *when = cJSON_GetObjectItemCaseSensitive(rec, "time");
+        if (rec && cJSON_IsString(state) && !strcmp(state->valuestring, "done")) {
+            requests++;
+            if (!cJSON_IsNumber(cost)) {
+                unpriced++;
+            } else {
+                double c = cost->valuedouble;
+                total += c;
+                if (cJSON_IsString(when) && !strncmp(when->valuestring, today, 10))
+                    day += c;
+                if (cJSON_IsString(when) && !strncmp(when->valuestring, month, 7))
+                    mon += c;
+                struct { cJSON *obj; const char *field; } dims[] = {
+                    {by_tier, "tier"}, {by_tag, "tag"}, {by_provider, "endpoint"}, {by_model, "model"}};
+                for (size_t d = 0; d < 4; d++) {
+                    cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, dims[d].field);
+                    const char *k = cJSON_IsString(f) ? f->valuestring : "(none)";
+                    cJSON *cur = cJSON_GetObjectItemCaseSensitive(dims[d].obj, k);
+                    if (cur)
+                        cJSON_SetNumberValue(cur, cur->valuedouble + c);
+                    else
+                        cJSON_AddNumberToObject(dims[d].obj, k, c);
+                }
+            }
+        }
+        cJSON_Delete(rec);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(data);
+    rf_config *cfg = jobs_config();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "currency", "USD");
+    cJSON_AddNumberToObject(o, "total", total);
+    cJSON_AddNumberToObject(o, "today", day);
+    cJSON_AddNumberToObject(o, "this_month", mon);
+    cJSON *caps = cJSON_AddObjectToObject(o, "caps");
+    if (cfg && cfg->daily_usd >= 0) {
+        cJSON_AddNumberToObject(caps, "daily", cfg->daily_usd);
+        cJSON_AddNumberToObject(caps, "daily_remaining", cfg->daily_usd - day);
+    }
+    if (cfg && cfg->monthly_usd >= 0) {
+        cJSON_AddNumberToObject(caps, "monthly", cfg->monthly_usd);
+        cJSON_AddNumberToObject(caps, "monthly_remaining", cfg->monthly_usd - mon);
+    }
+    cJSON_AddNumberToObject(o, "requests", (double)requests);
+    cJSON_AddNumberToObject(o, "unpriced_requests", (double)unpriced);
+    cJSON_AddItemToObject(o, "by_tier", by_tier);
+    cJSON_AddItemToObject(o, "by_tag", by_tag);
+    cJSON_AddItemToObject(o, "by_provider", by_provider);
+    cJSON_AddItemToObject(o, "by_model", by_model);
+    config_unref(cfg);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text)
+        return NULL;
+    char *out = NULL;
+    if (asprintf(&out, "%s\n", text) < 0)
+        out = NULL;
+    free(text);
+    if (out)
+        *len = strlen(out);
+    return out;
+}
+
+static char *render_metrics(size_t *len)
+{
+    textbuf tb = {0};
+    rf_config *cfg = jobs_config();
+    tb_printf(&tb, "# HELP routefs_jobs Unfinished jobs by tier and state.\n"
+                   "# TYPE routefs_jobs gauge\n");
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
+        int counts[JOB_FAILED + 1];
+        jobs_tier_counts(cfg->tiers[i].name, counts);
+        for (int s = JOB_WRITING; s <= JOB_PARKED; s++)
+            tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", cfg->tiers[i].name,
+                      job_state_name((job_state)s), counts[s]);
+    }
+    char *pj = breakers_to_json(V.breakers, now_wall_ms());
+    cJSON *doc = pj ? cJSON_Parse(pj) : NULL;
+    cJSON *provs = cJSON_GetObjectItemCaseSensitive(doc, "providers");
+    tb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
+                   "# TYPE routefs_provider_up gauge\n");
+    cJSON *p;
+    cJSON_ArrayForEach(p, provs) {
+        cJSON *b = cJSON_GetObjectItemCaseSensitive(p, "breaker");
+        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", p->string,
+                  cJSON_IsString(b) && !strcmp(b->valuestring, "closed"));
+    }
+    tb_printf(&tb, "# HELP routefs_provider_requests_total Attempts sent to the provider.\n"
+                   "# TYPE routefs_provider_requests_total counter\n");
+    cJSON_ArrayForEach(p, provs) {
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(p, "requests");
+        tb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %.0f\n", p->string,
+                  cJSON_IsNumber(r) ? r->valuedouble : 0.0);
+    }
+    tb_printf(&tb, "# HELP routefs_provider_failures_total Failed attempts.\n"
+                   "# TYPE routefs_provider_failures_total counter\n");
+    cJSON_ArrayForEach(p, provs) {
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "failures");
+        tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %.0f\n", p->string,
+                  cJSON_IsNumber(f) ? f->valuedouble : 0.0);
+    }
+    cJSON_Delete(doc);
+    free(pj);
+    config_unref(cfg);
+    return tb_finish(&tb, len);
+}
+
+char *vfile_render(vfile_id id, size_t *len)
+{
+    *len = 0;
+    switch (id) {
+    case VF_CONFIG: return render_config(len);
+    case VF_SPEND: return render_spend(len);
+    case VF_PROVIDERS: return render_providers(len);
+    case VF_STATUS: return render_status(len);
+    case VF_METRICS: return render_metrics(len);
+    default: return NULL;
+    }
+}

@@ -1,0 +1,42 @@
+/* vfiles.h — the virtual files at the mount root: what they are called and what they say.
+ *
+ * config.json    the live routing map (source of the accepted config)
+ * spend.json     spend so far, derived from activity records
+ * providers.json provider health (circuit breakers, latency, errors)
+ * activity.jsonl one line per finished job — a real, append-only file in the store
+ * status         a short human summary
+ * metrics.prom   Prometheus text exposition
+ *
+ * Rendering takes a snapshot: a reader sees one consistent version per open. */
+#ifndef RF_VFILES_H
+#define RF_VFILES_H
+
+#include <stddef.h>
+#include "router.h"
+#include "store.h"
+
+typedef enum {
+    VF_NONE = -1,
+    VF_CONFIG = 0,
+    VF_SPEND,
+    VF_PROVIDERS,
+    VF_ACTIVITY,
+    VF_STATUS,
+    VF_METRICS,
+    VF_COUNT
+} vfile_id;
+
+void vfiles_init(store *st, rf_breakers *breakers, const char *mountpoint);
+
+vfile_id vfile_lookup(const char *name);   /* VF_NONE when not a virtual file name */
+const char *vfile_name(vfile_id id);
+/* The store path of a file-backed vfile (activity.jsonl), else NULL. */
+const char *vfile_store_rel(vfile_id id);
+
+/* Render a snapshot; malloc'd, *len set.  NULL on allocation failure. */
+char *vfile_render(vfile_id id, size_t *len);
+
+/* The last refused config and why (shown in status); NULL clears it. */
+void vfiles_set_config_error(const char *msg);
+
+#endif

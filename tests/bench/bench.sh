@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# routefs throughput / overhead benchmark (a script, not a test).
+#
+#   bash tests/bench/bench.sh [N [L [C]]]      or   N=1000 L=50 C=64 make bench
+#     N  prompts (default 1000)
+#     L  simulated provider latency in ms (default 50)
+#     C  tier concurrency, also curl's --parallel-max (default 64)
+#
+# 1. Mounts routefs on a fresh directory outside /tmp against routefs-sim (latency L) with
+#    one tier of concurrency C, copies N small prompts into it and reads every .out:
+#    wall time vs the physical limit ceil(N/C)*L.
+# 2. Sends the same N requests straight to the sim with curl --parallel --parallel-max C.
+# 3. Median per-request overhead: median(meta finished_at - created_at) minus the median
+#    direct curl time_total; and routefs's own share per job (created->finished minus the
+#    served hop's latency_ms).
+set -euo pipefail
+
+N=${1:-${N:-1000}}
+L=${2:-${L:-50}}
+C=${3:-${C:-64}}
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD="$ROOT/$BUILD"
+ROUTEFS="$BUILD/routefs"
+SIM="$BUILD/routefs-sim"
+for b in "$ROUTEFS" "$SIM"; do
+    [ -x "$b" ] || { echo "bench: $b is missing; run make first" >&2; exit 1; }
+done
+for t in jq curl mountpoint fusermount3; do
+    command -v "$t" >/dev/null || { echo "bench: $t is missing (sh tests/install-deps.sh)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /var/tmp/routefs-bench.XXXXXX)
+MNT="$WORK/mnt"
+STATE="$WORK/state"
+SRC="$WORK/src"
+mkdir -p "$MNT" "$STATE" "$SRC"
+SIM_PID=""
+RFS_PID=""
+
+cleanup() {
+    set +e
+    if grep -qF " $MNT " /proc/self/mounts; then
+        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null
+    fi
+    for pid in $RFS_PID $SIM_PID; do
+        kill "$pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if ! grep -qF " $MNT " /proc/self/mounts; then
+        rm -rf --one-file-system "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now_ns() { date +%s%N; }
+ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
+
+# --- simulator -----------------------------------------------------------------------
+"$SIM" --port 0 --port-file "$WORK/sim.port" --latency-ms "$L" --quiet \
+    </dev/null >"$WORK/sim.log" 2>&1 &
+SIM_PID=$!
+PORT=""
+for _ in $(seq 100); do
+    PORT=$(cat "$WORK/sim.port" 2>/dev/null || true)
+    [[ $PORT =~ ^[0-9]+$ ]] && break
+    PORT=""
+    sleep 0.05
+done
+[ -n "$PORT" ] || { echo "bench: routefs-sim did not start" >&2; cat "$WORK/sim.log" >&2; exit 1; }
+
+# --- routefs -------------------------------------------------------------------------
+cat >"$WORK/config.json" <<JSON
+{
+  "providers": {"sim": {"base_url": "http://127.0.0.1:$PORT/v1"}},
+  "tiers": {"bench": {"route": ["sim/bench"], "concurrency": $C, "retries": 0,
+                      "timeout_ms": 60000, "max_tokens": 64}}
+}
+JSON
+"$ROUTEFS" "$MNT" --config "$WORK/config.json" --state "$STATE" --log "$WORK/routefs.log" -f \
+    </dev/null >"$WORK/routefs.stderr" 2>&1 3>&- &
+RFS_PID=$!
+for _ in $(seq 200); do
+    mountpoint -q "$MNT" && break
+    kill -0 "$RFS_PID" 2>/dev/null || break
+    sleep 0.05
+done
+mountpoint -q "$MNT" || { echo "bench: routefs did not mount" >&2; cat "$WORK/routefs.stderr" >&2; exit 1; }
+
+# --- prompts -------------------------------------------------------------------------
+for ((i = 1; i <= N; i++)); do
+    printf -v f 'p%06d.txt' "$i"
+    printf 'Summarise item %d in one line.\n' "$i" >"$SRC/$f"
+done
+
+echo "routefs bench: N=$N prompts, L=${L} ms simulated latency, C=$C concurrency"
+
+t0=$(now_ns)
+(cd "$SRC" && find . -maxdepth 1 -name '*.txt' -print0 | xargs -0 cp -t "$MNT/bench/")
+t_cp=$(ms_since "$t0")
+set +e
+(cd "$SRC" && find . -maxdepth 1 -name '*.txt' -printf '%f.out\0' \
+    | (cd "$MNT/bench" && xargs -0 -P 64 -n 16 timeout 600 cat >/dev/null))
+read_rc=$?
+set -e
+t_fs=$(ms_since "$t0")
+failed=$(find "$MNT/bench" -maxdepth 1 -name '*.err' | wc -l)
+if [ "$read_rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+    echo "bench: warning: $failed job(s) failed, reading results exited $read_rc" >&2
+fi
+
+batches=$(( (N + C - 1) / C ))
+limit=$(( batches * L ))
+
+# Per-job latency from the metadata: finished_at - created_at (ms), and the served hop's
+# latency_ms.  Timestamps may be epoch seconds/milliseconds or ISO-8601 strings.
+find "$MNT/bench" -maxdepth 1 -name '*.meta' -print0 | xargs -0 cat | jq -r '
+  def ts: if type == "number" then (if . > 1e12 then . / 1000 else . end)
+          elif type == "string" then
+            (capture("^(?<b>[^.Z+]*)(\\.(?<f>[0-9]+))?") as $c
+             | (($c.b + "Z") | fromdateiso8601) + (if $c.f then ("0." + $c.f | tonumber) else 0 end))
+          else null end;
+  select(.state == "done")
+  | [ (((.finished_at | ts) - (.created_at | ts)) * 1000),
+      ([.hops[] | select(.status == 200) | .latency_ms] | last // 0) ]
+  | @tsv' >"$WORK/jobs.tsv" 2>"$WORK/jq.err" || true
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+job_med=$(cut -f1 "$WORK/jobs.tsv" | median)
+own_med=$(awk -F'\t' '{ printf "%.3f\n", $1 - $2 }' "$WORK/jobs.tsv" | median)
+
+# --- the same requests straight to the sim -------------------------------------------
+URL="http://127.0.0.1:$PORT/v1/chat/completions"
+# The request body as a quoted string for curl's config syntax (JSON string escapes are
+# curl's too); ITEM is replaced per request.
+tmpl=$(jq -cn '{model: "sim/direct", max_tokens: 64,
+                 messages: [{role: "user", content: "Summarise item ITEM in one line.\n"}]}
+               | tojson')
+for ((i = 1; i <= N; i++)); do
+    printf 'url = "%s"\nheader = "Content-Type: application/json"\ndata = %s\noutput = "/dev/null"\nwrite-out = "%%{time_total}\\n"\n' \
+        "$URL" "${tmpl/ITEM/$i}"
+    if [ "$i" -lt "$N" ]; then echo next; fi
+done >"$WORK/curl.cfg"
+t0=$(now_ns)
+curl -s --no-progress-meter --parallel --parallel-max "$C" -K "$WORK/curl.cfg" \
+    >"$WORK/curl.times" 2>"$WORK/curl.err" || true
+t_direct=$(ms_since "$t0")
+direct_med=$(awk '{ printf "%.3f\n", $1 * 1000 }' "$WORK/curl.times" | median)
+direct_n=$(wc -l <"$WORK/curl.times")
+
+overhead="n/a"
+if [[ $job_med != n/a && $direct_med != n/a ]]; then
+    overhead=$(awk -v a="$job_med" -v b="$direct_med" 'BEGIN { printf "%.1f", a - b }')
+fi
+ratio=$(awk -v a="$t_fs" -v b="$limit" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+dratio=$(awk -v a="$t_direct" -v b="$limit" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+
+echo
+printf '%-44s %12s\n' "measure" "value"
+printf '%-44s %12s\n' "--------------------------------------------" "------------"
+printf '%-44s %10s ms\n' "routefs: cp of $N prompts" "$t_cp"
+printf '%-44s %10s ms\n' "routefs: cp + every .out read (wall)" "$t_fs"
+printf '%-44s %10s ms\n' "physical limit ceil(N/C)*L" "$limit"
+printf '%-44s %12s\n'    "routefs wall / limit" "$ratio"
+printf '%-44s %10s ms\n' "direct curl, $direct_n requests (wall)" "$t_direct"
+printf '%-44s %12s\n'    "direct wall / limit" "$dratio"
+printf '%-44s %10s ms\n' "median job latency (meta finished-created)" "$job_med"
+printf '%-44s %10s ms\n' "median direct request (curl time_total)" "$direct_med"
+printf '%-44s %10s ms\n' "median per-request overhead (difference)" "$overhead"
+printf '%-44s %10s ms\n' "median routefs own time (job - hop latency)" "$own_med"
+printf '%-44s %12s\n'    "failed jobs" "$failed"
+if [ "$N" -gt "$C" ]; then
+    echo
+    echo "note: N > C: jobs that wait in the tier's queue count that wait in their latency."
+    echo "      Run with N <= C (e.g. N=$C) for a pure per-request overhead figure."
+fi
+if [ -s "$WORK/jq.err" ]; then
+    echo "note: some metadata could not be parsed: $(head -n1 "$WORK/jq.err")"
+fi

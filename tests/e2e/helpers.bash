@@ -1,0 +1,243 @@
+# shellcheck shell=bash
+# Helpers for routefs end-to-end tests: a real mount against routefs-sim.
+#
+#   setup()    { rfs_setup; }          fresh dir outside /tmp (mnt/, state/), sim started
+#   rfs_config <<'JSON' ... JSON       write $RFS_DIR/config.json; SIM_PORT and CLOSED_PORT
+#                                      in the text are replaced by the sim's port and a closed one
+#   rfs_mount [ARGS...]                mount $MNT in the background (-f, fd 3 closed), bounded wait
+#   rfs_unmount                        unmount and wait for the daemon to exit (bounded)
+#   teardown() { rfs_teardown; }       unmount, stop routefs and the sim, remove the dir
+#   sim_behave MODEL JSON, sim_reset, sim_stats, sim_count MODEL, sim_total,
+#   sim_last_body MODEL, sim_last_auth MODEL
+#   wait_for SECONDS CMD...            poll CMD every 50 ms until it succeeds or time runs out
+
+if [ -f /usr/lib/bats/bats-support/load.bash ]; then
+    load /usr/lib/bats/bats-support/load
+    load /usr/lib/bats/bats-assert/load
+else
+    load "${BATS_LIB_PATH:-/usr/lib/bats}/bats-support/load"
+    load "${BATS_LIB_PATH:-/usr/lib/bats}/bats-assert/load"
+fi
+
+RFS_REPO="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
+_rfs_abs() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+ROUTEFS_BIN="$(_rfs_abs "${ROUTEFS_BIN:-$RFS_REPO/build/routefs}")"
+SIM_BIN="$(_rfs_abs "${SIM_BIN:-$RFS_REPO/build/routefs-sim}")"
+export ROUTEFS_BIN SIM_BIN
+# Where test directories go: never under /tmp (see DESIGN.md).  run-tests.sh sets
+# RFS_E2E_ROOT to a per-run directory so it can clean up after a timed-out file.
+RFS_E2E_ROOT="${RFS_E2E_ROOT:-/var/tmp}"
+
+# wait_for SECONDS CMD... — true as soon as CMD succeeds; false when SECONDS have passed.
+wait_for() {
+    local secs=$1; shift
+    local n=$(( ${secs%.*} * 20 + 1 ))
+    local i
+    for ((i = 0; i < n; i++)); do
+        "$@" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    "$@" 2>/dev/null
+}
+
+# now_ms — milliseconds since the epoch.
+now_ms() { date +%s%3N; }
+
+rfs_setup() {
+    RFS_DIR="$(mktemp -d "$RFS_E2E_ROOT/routefs-e2e.XXXXXX")"
+    MNT="$RFS_DIR/mnt"
+    STATE="$RFS_DIR/state"
+    RFS_LOG="$RFS_DIR/routefs.log"
+    mkdir -p "$MNT" "$STATE"
+    RFS_PID=""
+    SIM_PID=""
+    export RFS_DIR MNT STATE RFS_LOG
+    sim_start "$@"
+}
+
+# sim_start [SIM ARGS...] — start routefs-sim on a free port; sets SIM_PORT, SIM_URL.
+sim_start() {
+    [ -x "$SIM_BIN" ] || { echo "routefs-sim not built: $SIM_BIN" >&2; return 1; }
+    rm -f "$RFS_DIR/sim.port"
+    "$SIM_BIN" --port 0 --port-file "$RFS_DIR/sim.port" --quiet "$@" \
+        </dev/null >"$RFS_DIR/sim.log" 2>&1 3>&- &
+    SIM_PID=$!
+    echo "$SIM_PID" >"$RFS_DIR/sim.pid"
+    if ! wait_for 5 _sim_port_ready; then
+        echo "routefs-sim did not write its port within 5 s; log:" >&2
+        cat "$RFS_DIR/sim.log" >&2
+        return 1
+    fi
+    SIM_PORT="$(cat "$RFS_DIR/sim.port")"
+    SIM_URL="http://127.0.0.1:$SIM_PORT"
+    export SIM_PORT SIM_URL
+}
+
+_sim_port_ready() {
+    local p
+    p="$(cat "$RFS_DIR/sim.port" 2>/dev/null)" || return 1
+    [[ $p =~ ^[0-9]+$ ]] && [ "$p" -gt 0 ]
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+closed_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# rfs_config [FILE] <<'JSON' — write a config; SIM_PORT / CLOSED_PORT are substituted.
+rfs_config() {
+    local file="${1:-$RFS_DIR/config.json}"
+    local cport
+    cport="$(closed_port)"
+    sed -e "s/SIM_PORT/$SIM_PORT/g" -e "s/CLOSED_PORT/$cport/g" >"$file"
+}
+
+# A config with two providers on the sim and a two-hop tier "fast" plus a tier "other".
+# Extra fields for tier "fast" may be given as $1, a JSON fragment starting with "," (it
+# replaces the default `, "timeout_ms": 5000`).
+rfs_default_config() {
+    local extra=', "timeout_ms": 5000'
+    if [ $# -gt 0 ]; then extra=$1; fi
+    rfs_config "$RFS_DIR/config.json" <<JSON
+{
+  "providers": {
+    "sim":    {"base_url": "http://127.0.0.1:SIM_PORT/v1"},
+    "backup": {"base_url": "http://127.0.0.1:SIM_PORT/v1"}
+  },
+  "tiers": {
+    "fast":  {"route": ["sim/a", {"provider": "backup", "model": "sim/b"}],
+              "retries": 0$extra},
+    "other": {"route": ["sim/c"], "retries": 0, "timeout_ms": 5000}
+  }
+}
+JSON
+}
+
+# rfs_mount [ARGS...] — mount $MNT in the foreground mode, in the background; bounded wait.
+rfs_mount() {
+    [ -x "$ROUTEFS_BIN" ] || { echo "routefs not built: $ROUTEFS_BIN" >&2; return 1; }
+    "$ROUTEFS_BIN" "$MNT" --config "$RFS_DIR/config.json" --state "$STATE" \
+        --log "$RFS_LOG" -f "$@" </dev/null >>"$RFS_DIR/routefs.stderr" 2>&1 3>&- &
+    RFS_PID=$!
+    echo "$RFS_PID" >"$RFS_DIR/routefs.pid"
+    local i
+    for ((i = 0; i < 200; i++)); do
+        mountpoint -q "$MNT" 2>/dev/null && return 0
+        if ! kill -0 "$RFS_PID" 2>/dev/null; then
+            echo "routefs exited before mounting; stderr:" >&2
+            cat "$RFS_DIR/routefs.stderr" >&2
+            RFS_PID=""
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "routefs did not mount within 10 s; stderr:" >&2
+    cat "$RFS_DIR/routefs.stderr" >&2
+    return 1
+}
+
+# _wait_pid PID SECONDS — wait for a process (not necessarily our child) to exit.
+_wait_pid() {
+    local pid=$1 n=$(( $2 * 20 )) i
+    for ((i = 0; i < n; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    ! kill -0 "$pid" 2>/dev/null
+}
+
+_stop_pid() {
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    _wait_pid "$pid" 5 || { kill -KILL "$pid" 2>/dev/null; _wait_pid "$pid" 2; }
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# rfs_unmount — unmount (lazily if busy), then make sure the daemon is gone.
+rfs_unmount() {
+    if mountpoint -q "$MNT" 2>/dev/null || grep -qF " $MNT " /proc/self/mounts; then
+        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null || true
+    fi
+    if [ -n "${RFS_PID:-}" ]; then
+        _wait_pid "$RFS_PID" 5 || true
+        _stop_pid "$RFS_PID"
+        wait "$RFS_PID" 2>/dev/null || true
+    fi
+    RFS_PID=""
+    rm -f "$RFS_DIR/routefs.pid"
+}
+
+rfs_teardown() {
+    [ -n "${RFS_DIR:-}" ] && [ -d "$RFS_DIR" ] || return 0
+    if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
+        {
+            echo "--- routefs stderr"; tail -n 30 "$RFS_DIR/routefs.stderr" 2>/dev/null
+            echo "--- routefs log";    tail -n 40 "$RFS_LOG" 2>/dev/null
+            echo "--- sim log";        tail -n 20 "$RFS_DIR/sim.log" 2>/dev/null
+        } >&2
+    fi
+    rfs_unmount
+    _stop_pid "${SIM_PID:-}"
+    rm -f "$RFS_DIR/sim.pid"
+    # Under `make test-asan` a sanitizer report from either daemon fails the test.
+    local san=""
+    san="$(grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
+        "$RFS_DIR/routefs.stderr" "$RFS_DIR/sim.log" 2>/dev/null | head -n 40)"
+    if ! grep -qF " $MNT " /proc/self/mounts; then
+        rm -rf --one-file-system "$RFS_DIR"
+    fi
+    if [ -n "$san" ]; then
+        printf 'sanitizer report:\n%s\n' "$san" >&2
+        return 1
+    fi
+}
+
+# --- simulator control --------------------------------------------------------------
+
+# sim_behave MODEL JSON — set the sim's behaviour for MODEL ("*" = default).
+sim_behave() {
+    local body
+    body="$(jq -cn --arg m "$1" --argjson b "$2" '$b + {model: $m}')" || return 1
+    curl -sf --max-time 5 -X POST "$SIM_URL/control/behaviour" -d "$body" >/dev/null
+}
+
+sim_reset() { curl -sf --max-time 5 -X POST "$SIM_URL/control/reset" -d '{}' >/dev/null; }
+sim_stats() { curl -sf --max-time 5 "$SIM_URL/stats"; }
+
+# sim_count MODEL — requests the sim received for MODEL (0 when none).
+sim_count() { sim_stats | jq -r --arg m "$1" '.models[$m].requests // 0'; }
+sim_total() { sim_stats | jq -r '.total // 0'; }
+# sim_last_body MODEL — the raw JSON body of the last request for MODEL.
+sim_last_body() { sim_stats | jq -r --arg m "$1" '.models[$m].last_body // empty'; }
+sim_last_auth() { sim_stats | jq -r --arg m "$1" '.models[$m].last_auth // "null"'; }
+
+# --- routefs helpers -----------------------------------------------------------------
+
+# read_out PATH — cat a result, bounded (20 s).
+read_out() { timeout 20 cat "$1"; }
+
+# meta PATH JQ-FILTER — query a .meta file.
+meta() { jq -r "$2" "$1"; }
+
+# wait_state PATH STATE [SECONDS] — wait until PATH.meta shows STATE.
+wait_state() {
+    wait_for "${3:-10}" _meta_is "$1" "$2"
+}
+_meta_is() { [ "$(jq -r .state "$1.meta" 2>/dev/null)" = "$2" ]; }
+
+# rfs_cli ARGS... — run routefs in the foreground of the test, bounded (10 s), with fd 3
+# closed (a daemon that inherited it would hang bats).  Use as `run rfs_cli ...`.
+rfs_cli() { timeout 10 "$ROUTEFS_BIN" "$@" 3>&-; }
+
+# assert_cli_error — after `run rfs_cli ...`: routefs refused (exit status nonzero, not a
+# timeout or a missing binary) with exactly one line of output, and nothing got mounted.
+# shellcheck disable=SC2154  # status, output, lines: set by bats' run
+assert_cli_error() {
+    echo "status $status, output: $output"
+    [ "$status" -ne 0 ] && [ "$status" -lt 124 ] || return 1
+    [ "${#lines[@]}" -eq 1 ] || return 1
+    ! mountpoint -q "$MNT"
+}

@@ -1,0 +1,158 @@
+#!/bin/sh
+# Run routefs's test suites and print one closing line: "N passed, N failed[, N skipped]".
+#
+#   sh tests/run-tests.sh MODE [BUILD]
+#     MODE   unit | e2e | all
+#     BUILD  the build directory (default: build); unit tests are BUILD/unit/test_*,
+#            the end-to-end tests run BUILD/routefs against BUILD/routefs-sim.
+#
+# Every suite's output is shown as it runs.  Exit status 1 when anything failed.
+# Each unit binary and each bats file is bounded in time (UNIT_TIMEOUT, E2E_TIMEOUT seconds);
+# running past it counts as a failure.
+set -u
+
+MODE=${1:-all}
+BUILD=${2:-build}
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
+E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
+
+case $MODE in
+    unit|e2e|all) ;;
+    *) echo "usage: $0 unit|e2e|all [BUILD]" >&2; exit 2 ;;
+esac
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+case $BUILD in
+    /*) ;;
+    *) BUILD="$ROOT/$BUILD" ;;
+esac
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/routefs-tests.XXXXXX") || exit 2
+E2E_ROOT=""
+
+cleanup() {
+    if [ -n "$E2E_ROOT" ] && [ -d "$E2E_ROOT" ]; then
+        reap_e2e
+        rm -rf --one-file-system "$E2E_ROOT" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# After a bats file was cut off by its timeout its teardown did not run: unmount and stop
+# whatever it left behind (only this run's own directories and processes).
+reap_e2e() {
+    for d in "$E2E_ROOT"/*/; do
+        [ -d "$d" ] || continue
+        d=${d%/}
+        if mountpoint -q "$d/mnt" 2>/dev/null; then
+            fusermount3 -u -z "$d/mnt" 2>/dev/null || umount -l "$d/mnt" 2>/dev/null
+        fi
+        for f in "$d"/*.pid; do
+            [ -f "$f" ] || continue
+            pid=$(cat "$f" 2>/dev/null)
+            case $pid in ''|*[!0-9]*) continue ;; esac
+            kill -KILL "$pid" 2>/dev/null
+        done
+        rm -rf --one-file-system "$d" 2>/dev/null
+    done
+}
+
+run_unit() {
+    found=0
+    for t in "$BUILD"/unit/test_*; do
+        if [ ! -f "$t" ] || [ ! -x "$t" ]; then continue; fi
+        found=1
+        name=$(basename "$t")
+        echo "== unit: $name"
+        log="$TMP/$name.log"
+        { timeout -k 10 "$UNIT_TIMEOUT" "$t"; echo $? >"$TMP/rc"; } 2>&1 | tee "$log"
+        rc=$(cat "$TMP/rc")
+        p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*/\1/p' "$log" | head -n1)
+        f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test(s).*/\1/p' "$log" | head -n1)
+        p=${p:-0}
+        f=${f:-0}
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+            echo "!! $name: timed out after ${UNIT_TIMEOUT}s"
+            f=$((f + 1))
+        elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            # crashed, aborted (sanitizer) or exited nonzero without a failure summary
+            echo "!! $name: exited with status $rc"
+            f=1
+        fi
+        PASSED=$((PASSED + p))
+        FAILED=$((FAILED + f))
+    done
+    if [ $found -eq 0 ]; then
+        echo "== unit: no test binaries in $BUILD/unit"
+    fi
+}
+
+run_e2e() {
+    export ROUTEFS_BIN="$BUILD/routefs"
+    export SIM_BIN="$BUILD/routefs-sim"
+    if ! command -v bats >/dev/null 2>&1; then
+        echo "!! e2e: bats is not installed (sh tests/install-deps.sh)"
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    E2E_ROOT=$(mktemp -d /var/tmp/routefs-e2e-run.XXXXXX) || { FAILED=$((FAILED + 1)); return; }
+    export RFS_E2E_ROOT="$E2E_ROOT"
+    found=0
+    for b in "$ROOT"/tests/e2e/*.bats; do
+        [ -f "$b" ] || continue
+        found=1
+        name=$(basename "$b")
+        echo "== e2e: $name"
+        log="$TMP/$name.log"
+        { timeout -k 10 "$E2E_TIMEOUT" bats --tap "$b" </dev/null; echo $? >"$TMP/rc"; } 2>&1 | tee "$log"
+        rc=$(cat "$TMP/rc")
+        plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | head -n1)
+        s=$(grep -c '^ok .* # skip' "$log")
+        p=$(grep -c '^ok ' "$log")
+        p=$((p - s))
+        f=$(grep -c '^not ok ' "$log")
+        seen=$((p + s + f))
+        missing=0
+        if [ -n "$plan" ] && [ "$seen" -lt "$plan" ]; then
+            missing=$((plan - seen))
+        fi
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+            echo "!! $name: timed out after ${E2E_TIMEOUT}s; $missing test(s) did not report"
+            [ "$missing" -gt 0 ] || missing=1
+            f=$((f + missing))
+            reap_e2e
+        elif [ "$missing" -gt 0 ]; then
+            echo "!! $name: $missing planned test(s) did not report (bats exited with status $rc)"
+            f=$((f + missing))
+        elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!! $name: bats exited with status $rc"
+            f=1
+        fi
+        PASSED=$((PASSED + p))
+        FAILED=$((FAILED + f))
+        SKIPPED=$((SKIPPED + s))
+    done
+    if [ $found -eq 0 ]; then
+        echo "== e2e: no .bats files in tests/e2e"
+    fi
+}
+
+case $MODE in
+    unit) run_unit ;;
+    e2e)  run_e2e ;;
+    all)  run_unit; run_e2e ;;
+esac
+
+if [ "$SKIPPED" -gt 0 ]; then
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+    echo "$PASSED passed, $FAILED failed"
+fi
+[ "$FAILED" -eq 0 ]
