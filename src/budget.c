@@ -111,7 +111,21 @@ static const period *series_find(const series *s, int64_t key)
     return lo < s->len && s->v[lo].key == key ? &s->v[lo] : NULL;
 }
 
-static int series_add(series *s, int64_t key, int64_t nusd)
+/* Make room for one more period, so that series_add cannot fail.  -1 on OOM. */
+static int series_grow(series *s)
+{
+    if (s->len < s->cap)
+        return 0;
+    size_t cap = s->cap ? s->cap * 2 : 4;
+    period *v = realloc(s->v, cap * sizeof *v);
+    if (!v)
+        return -1;
+    s->v = v;
+    s->cap = cap;
+    return 0;
+}
+
+static void series_add(series *s, int64_t key, int64_t nusd)
 {
     size_t i = s->len;
     while (i > 0 && s->v[i - 1].key > key)       /* records arrive nearly in order */
@@ -119,34 +133,20 @@ static int series_add(series *s, int64_t key, int64_t nusd)
     if (i > 0 && s->v[i - 1].key == key) {
         s->v[i - 1].nusd = add_nusd(s->v[i - 1].nusd, nusd);
         s->v[i - 1].requests++;
-        return 0;
-    }
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 4;
-        period *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        s->v = v;
-        s->cap = cap;
+        return;
     }
     memmove(&s->v[i + 1], &s->v[i], (s->len - i) * sizeof *s->v);
     s->v[i] = (period){ key, nusd, 1 };
     s->len++;
-    return 0;
 }
 
+/* All or nothing: -1 on OOM with the tally unchanged. */
 static int tally_add(tally *t, int64_t day, int64_t month, int64_t nusd, int has_cost)
 {
-    /* grow both series first so a failure leaves the tally unchanged */
-    if (series_add(&t->days, day, nusd) < 0)
+    if (series_grow(&t->days) < 0 || series_grow(&t->months) < 0)
         return -1;
-    if (series_add(&t->months, month, nusd) < 0) {
-        /* undo the day: find it again and take the amount back */
-        period *p = (period *)series_find(&t->days, day);
-        p->nusd -= nusd;
-        p->requests--;
-        return -1;
-    }
+    series_add(&t->days, day, nusd);
+    series_add(&t->months, month, nusd);
     t->nusd = add_nusd(t->nusd, nusd);
     t->requests++;
     if (!has_cost)
@@ -184,10 +184,10 @@ static void tally_free(tally *t)
 enum { BY_TIER, BY_TAG, BY_PROVIDER, BY_MODEL, BY_COUNT };
 static const char *const by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model"};
 
-typedef struct reservation {
+typedef struct held {        /* one reservation in flight */
     char *tier;              /* "" when none was given */
     int64_t nusd;
-} reservation;
+} held;
 
 typedef struct tier_hold {   /* reservations in flight for one tier */
     int64_t nusd;
@@ -204,7 +204,7 @@ struct budget {
     hmap *ids;               /* settled record ids (value: the map itself, never NULL) */
     tally all;
     hmap *by[BY_COUNT];      /* name -> tally* (owned) */
-    hmap *reservations;      /* "%ld" id -> reservation* (owned) */
+    hmap *reservations;      /* "%ld" id -> held* (owned) */
     hmap *holds;             /* tier -> tier_hold* (owned), only tiers with reservations */
     int64_t reserved_nusd;
     long next_id;
@@ -316,7 +316,7 @@ static int hold_locked(budget *b, long id, const char *tier_key, int64_t want)
 {
     char key[24];
     snprintf(key, sizeof key, "%ld", id);
-    reservation *r = malloc(sizeof *r);
+    held *r = malloc(sizeof *r);
     char *tier_copy = strdup(tier_key);
     tier_hold *hold = hmap_get(b->holds, tier_key);
     tier_hold *new_hold = hold ? NULL : calloc(1, sizeof *new_hold);
@@ -324,7 +324,7 @@ static int hold_locked(budget *b, long id, const char *tier_key, int64_t want)
         goto oom;
     if (new_hold && hmap_put(b->holds, tier_key, new_hold) < 0)
         goto oom;
-    *r = (reservation){ tier_copy, want };
+    *r = (held){ tier_copy, want };
     if (hmap_put(b->reservations, key, r) < 0) {
         if (new_hold)
             hmap_del(b->holds, tier_key);
@@ -353,7 +353,12 @@ long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double am
     int64_t want = to_nusd(amount);
     pthread_mutex_lock(&b->lock);
     long id = b->next_id;
+    int64_t sum;
     if (want > 0 && check_caps(b, cfg, tier, want, err) < 0) {
+        id = -1;
+    } else if (__builtin_add_overflow(b->reserved_nusd, want, &sum)) {   /* uncapped, absurd */
+        rf_err_set(err, EDQUOT, "cannot reserve $%.2f: $%.2f already reserved", amount,
+                   to_usd(b->reserved_nusd));
         id = -1;
     } else if (want > 0 && hold_locked(b, id, tier ? tier : "", want) < 0) {
         rf_err_set(err, ENOMEM, "out of memory");
@@ -369,7 +374,7 @@ static void release_locked(budget *b, long id)
 {
     char key[24];
     snprintf(key, sizeof key, "%ld", id);
-    reservation *r = hmap_del(b->reservations, key);
+    held *r = hmap_del(b->reservations, key);
     if (!r)
         return;
     b->reserved_nusd -= r->nusd;
@@ -665,7 +670,7 @@ void budget_close(budget *b)
         free_values(b->by[i], 1);
     if (b->reservations) {
         for (hmap_iter it = {0}; hmap_next(b->reservations, &it);)
-            free(((reservation *)it.value)->tier);
+            free(((held *)it.value)->tier);
         free_values(b->reservations, 0);
     }
     free_values(b->holds, 0);
@@ -885,9 +890,9 @@ static void format_window(char *buf, size_t len, const char *what, const char *c
     }
     int64_t cap = to_nusd(cap_usd);
     int d = cap_decimals(cap_usd);
-    int pct = cap > 0 ? (int)floor(100.0 * (double)spent / (double)cap) : 100;
-    snprintf(buf, len, "%s $%.*f of $%.*f%s (%d%%)", what, d, to_usd(spent), d, cap_usd,
-             cap_word, pct);
+    double pct = cap > 0 ? 100.0 * (double)spent / (double)cap : 100;   /* shown rounded down */
+    snprintf(buf, len, "%s $%.*f of $%.*f%s (%.0f%%)", what, d, to_usd(spent), d, cap_usd,
+             cap_word, floor(pct));
 }
 
 char *budget_status_line(budget *b, const rf_config *cfg)

@@ -27,10 +27,12 @@
 
 #include "hmap.h"
 #include "jobs.h"
+#include "liveconf.h"
 #include "log.h"
 #include "vfiles.h"
 
 #define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
+#define CONFIG_MAX (1024 * 1024)   /* and a config */
 
 /* ---- the inode table ---- */
 
@@ -46,6 +48,7 @@ static struct {
     store *st;
     struct fuse_session *se;
     int shutting_down;
+    int64_t config_gone_until;  /* mono ms: config.json "unlinked" so mv can replace it */
 } F = {.lock = PTHREAD_MUTEX_INITIALIZER, .root = {.path = "", .nlookup = 1}};
 
 static node *node_of(fuse_ino_t ino)
@@ -204,6 +207,22 @@ static int tier_exists(const char *name, size_t len)
     return found;
 }
 
+/* `mv new.json M/config.json` from another filesystem unlinks the target, then creates
+ * it with O_EXCL.  The live config cannot really go away, so an unlink hides
+ * config.json for a moment (CONFIG_GONE_MS) and the create that follows edits it. */
+#define CONFIG_GONE_MS 10000
+
+static int config_hidden(void)
+{
+    return __atomic_load_n(&F.config_gone_until, __ATOMIC_ACQUIRE) > now_mono_ms();
+}
+
+static void config_set_hidden(int hidden)
+{
+    __atomic_store_n(&F.config_gone_until, hidden ? now_mono_ms() + CONFIG_GONE_MS : 0,
+                     __ATOMIC_RELEASE);
+}
+
 static int classify_path(const char *path, pathinfo *pi)
 {
     memset(pi, 0, offsetof(pathinfo, rel));
@@ -220,7 +239,7 @@ static int classify_path(const char *path, pathinfo *pi)
     if (!slash) {
         if ((pi->vf = vfile_lookup(path)) != VF_NONE) {
             pi->kind = K_VFILE;
-            return 0;
+            return pi->vf == VF_CONFIG && config_hidden() ? -ENOENT : 0;
         }
         if (tier_exists(path, strlen(path))) {
             pi->kind = K_TIER;
@@ -287,19 +306,23 @@ static int stat_result(const pathinfo *pi, struct stat *st)
     char rel[PATH_MAX + 16];
     job_state state;
     if (jobs_active(pi->key, &state)) {
-        if (pi->result == R_OUT) {
-            fill_synthetic(st, S_IFREG | 0444, 0);
-            return 0;
-        }
+        if (pi->result == R_ERR)
+            return -ENOENT;   /* an unfinished job has no .err yet */
+        off_t size = 0;
         if (pi->result == R_META) {
             char *m = jobs_meta(pi->key);
             if (!m)
                 return -ENOENT;
-            fill_synthetic(st, S_IFREG | 0444, (off_t)strlen(m));
+            size = (off_t)strlen(m);
             free(m);
-            return 0;
         }
-        return -ENOENT;   /* an unfinished job has no .err yet */
+        fill_synthetic(st, S_IFREG | 0444, size);
+        /* Times of the prompt: stable, and never newer than it (make compares them). */
+        struct stat prompt;
+        snprintf(rel, sizeof rel, "tiers/%s", pi->key);
+        if (store_stat(F.st, rel, &prompt) == 0)
+            st->st_atim = st->st_mtim = st->st_ctim = prompt.st_mtim;
+        return 0;
     }
     result_rel(pi->key, pi->result, rel, sizeof rel);
     int r = store_stat(F.st, rel, st);
@@ -348,6 +371,7 @@ static int stat_path(const char *path, pathinfo *pi, struct stat *st)
             return -ENOMEM;
         free(data);
         fill_synthetic(st, S_IFREG | (pi->vf == VF_CONFIG ? 0644 : 0444), (off_t)len);
+        st->st_mtim = st->st_ctim = vfile_mtime(pi->vf);
         return 0;
     }
     case K_SCRATCH:
@@ -381,7 +405,13 @@ static void reply_entry_for(fuse_req_t req, const char *path, const struct stat 
 
 /* ---- open file handles ---- */
 
-typedef enum { H_FD, H_SNAPSHOT, H_PENDING_OUT, H_FAILED_OUT } handle_kind;
+typedef enum {
+    H_FD,          /* a store file */
+    H_SNAPSHOT,    /* a rendered virtual file or the meta of an unfinished job */
+    H_PENDING_OUT, /* NAME.out of an unfinished job: reads wait */
+    H_FAILED_OUT,  /* NAME.out of a failed job: reads say EIO */
+    H_CONFIG_EDIT  /* config.json opened for writing: bytes collect here until flush */
+} handle_kind;
 
 typedef struct handle {
     handle_kind kind;
@@ -391,6 +421,8 @@ typedef struct handle {
     char key[PATH_MAX];     /* H_PENDING_OUT and prompt writers */
     int prompt_writer;      /* this handle counts as a writer of prompt key */
     int nonblock;
+    size_t cap;             /* H_CONFIG_EDIT: allocated size of data */
+    int dirty;              /* H_CONFIG_EDIT: written since the last validation */
 } handle;
 
 static handle *handle_new(handle_kind kind)
@@ -415,6 +447,8 @@ static handle *handle_of(struct fuse_file_info *fi)
 {
     return (handle *)(uintptr_t)fi->fh;
 }
+
+static int config_edit_write(handle *h, const char *buf, size_t size, off_t off);
 
 /* ---- operations ---- */
 
@@ -480,7 +514,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     int r = path_of(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
-    if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+    if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
+        handle *h = fi ? handle_of(fi) : NULL;
+        if (h && h->kind == H_CONFIG_EDIT) {
+            if ((size_t)attr->st_size > h->len)
+                r = config_edit_write(h, "", 0, attr->st_size);
+            h->len = (size_t)attr->st_size < h->len ? (size_t)attr->st_size : h->len;
+            h->dirty = 1;
+        } else {
+            r = attr->st_size == 0 ? -EINVAL : -EACCES;   /* an empty config is no config */
+        }
+    } else if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
         if (pi.kind != K_SCRATCH && pi.kind != K_TIERFILE) {
             r = pi.kind == K_ROOT || pi.kind == K_TIER ? -EISDIR : -EACCES;
         } else if (attr->st_size > PROMPT_MAX && is_prompt(&pi)) {
@@ -544,7 +588,8 @@ static int list_root(dirlist *dl)
 {
     int r = 0;
     for (int v = 0; v < VF_COUNT && r == 0; v++)
-        r = dirlist_add(dl, vfile_name((vfile_id)v), S_IFREG);
+        if (v != VF_CONFIG || !config_hidden())
+            r = dirlist_add(dl, vfile_name((vfile_id)v), S_IFREG);
     rf_config *cfg = jobs_config();
     for (size_t i = 0; cfg && i < cfg->tiers_len && r == 0; i++)
         r = dirlist_add(dl, cfg->tiers[i].name, S_IFDIR);
@@ -716,6 +761,31 @@ static int open_for_writing(int flags)
     return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+static void create_config(fuse_req_t req, const char *path, struct fuse_file_info *fi)
+{
+    config_set_hidden(0);
+    handle *h = handle_new(H_CONFIG_EDIT);
+    node *n = h ? node_remember(path) : NULL;
+    if (!n) {
+        if (h)
+            handle_free(h);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    h->dirty = 1;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ino_of(n);
+    fill_synthetic(&e.attr, S_IFREG | 0644, 0);
+    e.attr.st_ino = e.ino;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    fi->direct_io = 1;
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        node_forget(e.ino, 1);
+        handle_free(h);
+    }
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
@@ -726,6 +796,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     int r = path_of(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
+    if (r == 0 && !strcmp(path, vfile_name(VF_CONFIG))) {
+        create_config(req, path, fi);   /* the second half of a cross-device mv */
+        return;
+    }
     if (r == 0)
         r = classify_path(path, &pi);
     if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
@@ -828,9 +902,28 @@ static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **o
 
 static int open_vfile(const pathinfo *pi, struct fuse_file_info *fi, handle **out)
 {
-    if (open_for_writing(fi->flags))
-        return -EACCES;
     handle *h;
+    if (open_for_writing(fi->flags)) {
+        if (pi->vf != VF_CONFIG)
+            return -EACCES;
+        /* Edit session: starts from the current text unless truncated; validated and
+         * applied on flush/fsync (see config_edit_commit). */
+        if (!(h = handle_new(H_CONFIG_EDIT)))
+            return -ENOMEM;
+        if (!(fi->flags & O_TRUNC)) {
+            h->data = vfile_render(VF_CONFIG, &h->len);
+            h->cap = h->len;
+            if (!h->data) {
+                handle_free(h);
+                return -ENOMEM;
+            }
+        }
+        if (fi->flags & O_TRUNC)
+            h->dirty = 1;   /* an emptied config must be judged too */
+        fi->direct_io = 1;
+        *out = h;
+        return 0;
+    }
     const char *rel = vfile_store_rel(pi->vf);
     if (rel) {
         int fd = store_openat(F.st, rel, O_RDONLY | O_CREAT, 0600);
@@ -988,6 +1081,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, EIO);
         return;
     case H_SNAPSHOT:
+    case H_CONFIG_EDIT:
         if ((size_t)off >= h->len)
             fuse_reply_buf(req, NULL, 0);
         else
@@ -1011,10 +1105,55 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
 }
 
+/* Write into a config edit buffer. */
+static int config_edit_write(handle *h, const char *buf, size_t size, off_t off)
+{
+    if ((size_t)off + size > CONFIG_MAX)
+        return -EFBIG;
+    size_t end = (size_t)off + size;
+    if (end > h->cap) {
+        size_t cap = end * 2 > CONFIG_MAX ? CONFIG_MAX : end * 2;
+        char *d = realloc(h->data, cap);
+        if (!d)
+            return -ENOMEM;
+        h->data = d;
+        h->cap = cap;
+    }
+    if ((size_t)off > h->len)
+        memset(h->data + h->len, 0, (size_t)off - h->len);
+    memcpy(h->data + off, buf, size);
+    if (end > h->len)
+        h->len = end;
+    h->dirty = 1;
+    return 0;
+}
+
+/* Validate and apply an edit buffer once per change: EINVAL refuses it (the previous
+ * config stays), and the reason is in status and the log. */
+static int config_edit_commit(handle *h)
+{
+    if (!h->dirty)
+        return 0;
+    h->dirty = 0;
+    rf_err err;
+    rf_err_clear(&err);
+    return liveconf_apply_text(h->data ? h->data : "", h->len, "config.json", &err) < 0
+               ? -EINVAL
+               : 0;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     handle *h = handle_of(fi);
+    if (h->kind == H_CONFIG_EDIT) {
+        int r = config_edit_write(h, buf, size, off);
+        if (r < 0)
+            fuse_reply_err(req, -r);
+        else
+            fuse_reply_write(req, size);
+        return;
+    }
     if (h->kind != H_FD) {
         fuse_reply_err(req, EACCES);
         return;
@@ -1032,14 +1171,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, 0);
+    handle *h = handle_of(fi);
+    int r = h->kind == H_CONFIG_EDIT ? config_edit_commit(h) : 0;
+    fuse_reply_err(req, -r);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     handle *h = handle_of(fi);
     int r = 0;
-    if (h->kind == H_FD && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
+    if (h->kind == H_CONFIG_EDIT)
+        r = -config_edit_commit(h);   /* vim: "Fsync failed", and it keeps the original */
+    else if (h->kind == H_FD && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
         r = errno;
     fuse_reply_err(req, r);
 }
@@ -1047,6 +1190,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     handle *h = handle_of(fi);
+    if (h->kind == H_CONFIG_EDIT)
+        config_edit_commit(h);        /* nobody hears a release error: status and log do */
     int writer = h->prompt_writer;
     char key[PATH_MAX];
     if (writer)
@@ -1066,6 +1211,11 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = child_path(ppath, name, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
+    if (r == 0 && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
+        config_set_hidden(1);   /* see CONFIG_GONE_MS */
+        fuse_reply_err(req, 0);
+        return;
+    }
     if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
         r = pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR : -EACCES;
     if (r == 0)
@@ -1096,6 +1246,39 @@ static int has_results(const char *key)
     return store_exists(F.st, rel);
 }
 
+/* Renames that involve config.json.  Onto it (sed -i, vim restoring its backup, mv inside
+ * the mount): the source's bytes become the config if valid, else EINVAL and nothing
+ * changes.  Away from it (vim's backup): the current text is copied to the new name and
+ * config.json stays — the live config cannot be absent. */
+static int rename_config(const pathinfo *src, const pathinfo *dst)
+{
+    if (dst->kind == K_VFILE && dst->vf == VF_CONFIG &&
+        (src->kind == K_SCRATCH || src->kind == K_TIERFILE)) {
+        char *data = NULL;
+        size_t len = 0;
+        rf_err err;
+        rf_err_clear(&err);
+        if (store_read_all(F.st, src->rel, CONFIG_MAX, &data, &len, &err) < 0)
+            return err.code == EFBIG ? -EFBIG : -EIO;
+        int r = liveconf_apply_text(data, len, src->name, &err) < 0 ? -EINVAL : 0;
+        free(data);
+        if (r == 0)
+            store_unlink(F.st, src->rel);
+        return r;
+    }
+    if (src->kind == K_VFILE && src->vf == VF_CONFIG && dst->kind == K_SCRATCH) {
+        size_t len = 0;
+        char *text = vfile_render(VF_CONFIG, &len);
+        if (!text)
+            return -ENOMEM;
+        rf_err err;
+        int r = store_write_atomic(F.st, dst->rel, text, len, &err) < 0 ? -EIO : 0;
+        free(text);
+        return r;
+    }
+    return -EACCES;   /* the other virtual files are not renamed, nor renamed over */
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
@@ -1114,6 +1297,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         r = classify_path(from, &src);
     if (r == 0)
         r = classify_path(to, &dst);
+    if (r == 0 && (dst.kind == K_VFILE || src.kind == K_VFILE)) {
+        r = rename_config(&src, &dst);
+        if (r == 0)
+            nodes_renamed(from, to);
+        fuse_reply_err(req, -r);
+        return;
+    }
     if (r == 0 && ((src.kind != K_SCRATCH && src.kind != K_TIERFILE) ||
                    (dst.kind != K_SCRATCH && dst.kind != K_TIERFILE)))
         r = src.kind == K_RESULT || dst.kind == K_RESULT || src.kind == K_VFILE ||

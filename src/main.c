@@ -17,6 +17,7 @@
 #include "config.h"
 #include "fs.h"
 #include "jobs.h"
+#include "liveconf.h"
 #include "log.h"
 #include "router.h"
 #include "runner.h"
@@ -156,7 +157,6 @@ static void raise_fd_limit(void)
 /* ---- SIGHUP: re-read the config file ---- */
 
 static int reload_pipe[2] = {-1, -1};
-static const char *reload_path;   /* the config file to re-read */
 
 static void on_sighup(int sig)
 {
@@ -169,19 +169,9 @@ static void *reload_thread(void *arg)
 {
     char c;
     while (read(reload_pipe[0], &c, 1) == 1 && c == 1) {
-        rf_config *cfg = NULL;
         rf_err err;
         rf_err_clear(&err);
-        if (config_load_file(reload_path, &cfg, &err) < 0) {
-            LOG_ERROR("SIGHUP: config refused, previous config stays in force: %s", err.msg);
-            vfiles_set_config_error(err.msg);
-            continue;
-        }
-        jobs_set_config(cfg);
-        config_unref(cfg);
-        fs_sync_tier_dirs();
-        vfiles_set_config_error(NULL);
-        LOG_INFO("SIGHUP: config reloaded from %s", reload_path);
+        liveconf_reload(&err);   /* logs and records its own refusal */
     }
     return NULL;
 }
@@ -292,9 +282,10 @@ int main(int argc, char **argv)
     jobs_ready = 1;
     jobs_set_config(cfg);
     vfiles_init(st, breakers, o.mountpoint);
+    vfiles_config_applied();
     fs_sync_tier_dirs();
 
-    reload_path = config_file;
+    liveconf_init(config_file);
     if (pipe2(reload_pipe, O_CLOEXEC) == 0 &&
         pthread_create(&reloader, NULL, reload_thread, NULL) == 0) {
         reloader_started = 1;

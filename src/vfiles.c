@@ -19,8 +19,9 @@ static struct {
     store *st;
     rf_breakers *breakers;
     char *mountpoint;
-    pthread_mutex_t lock;       /* guards config_error */
+    pthread_mutex_t lock;       /* guards config_error and config_mtime */
     char *config_error;
+    struct timespec config_mtime;
 } V = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void vfiles_init(store *st, rf_breakers *breakers, const char *mountpoint)
@@ -47,6 +48,27 @@ const char *vfile_name(vfile_id id)
 const char *vfile_store_rel(vfile_id id)
 {
     return id == VF_ACTIVITY ? "activity.jsonl" : NULL;
+}
+
+void vfiles_config_applied(void)
+{
+    pthread_mutex_lock(&V.lock);
+    clock_gettime(CLOCK_REALTIME, &V.config_mtime);
+    pthread_mutex_unlock(&V.lock);
+}
+
+struct timespec vfile_mtime(vfile_id id)
+{
+    struct timespec ts;
+    if (id == VF_CONFIG) {
+        pthread_mutex_lock(&V.lock);
+        ts = V.config_mtime;
+        pthread_mutex_unlock(&V.lock);
+        if (ts.tv_sec)
+            return ts;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);   /* the others are rendered fresh on every read */
+    return ts;
 }
 
 void vfiles_set_config_error(const char *msg)

@@ -12,6 +12,7 @@
 #define RF_VFILES_H
 
 #include <stddef.h>
+#include <time.h>
 #include "router.h"
 #include "store.h"
 
@@ -35,6 +36,12 @@ const char *vfile_store_rel(vfile_id id);
 
 /* Render a snapshot; malloc'd, *len set.  NULL on allocation failure. */
 char *vfile_render(vfile_id id, size_t *len);
+
+/* A new config is in force: config.json's mtime moves (editors compare it to decide
+ * whether the file changed under them, so it must not move otherwise). */
+void vfiles_config_applied(void);
+/* Modification time of a virtual file. */
+struct timespec vfile_mtime(vfile_id id);
 
 /* The last refused config and why (shown in status); NULL clears it. */
 void vfiles_set_config_error(const char *msg);

@@ -201,7 +201,7 @@ static void test_design_sketch(void **state)
 
     /* config.json reads back pretty-printed and parses to the same document */
     assert_non_null(cfg->source_json);
-    assert_non_null(strstr(cfg->source_json, "\n\t\"tiers\":"));
+    assert_non_null(strstr(cfg->source_json, "\n  \"tiers\": {\n"));  /* jq style, for sed -i */
     rf_config *again = NULL;
     rf_err err;
     assert_int_equal(config_parse(cfg->source_json, strlen(cfg->source_json), &again, &err), 0);

@@ -1,0 +1,123 @@
+/* liveconf.c — see liveconf.h. */
+#include "liveconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fs.h"
+#include "jobs.h"
+#include "log.h"
+#include "vfiles.h"
+
+static char persist_path[PATH_MAX];
+/* Edits are applied one at a time, so "validate, persist, apply" is atomic as a whole. */
+static pthread_mutex_t apply_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void liveconf_init(const char *path)
+{
+    snprintf(persist_path, sizeof persist_path, "%s", path);
+}
+
+/* temp file beside the target, fsync, rename, fsync the directory */
+static int write_file_atomic(const char *path, const char *data, size_t len, rf_err *err)
+{
+    char tmp[PATH_MAX + 32];
+    if (snprintf(tmp, sizeof tmp, "%s.rfs-tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return rf_err_set(err, ENAMETOOLONG, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return rf_err_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    int e = 0;
+    while (left > 0 && !e) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno != EINTR)
+            e = errno;
+        else if (w > 0)
+            p += w, left -= (size_t)w;
+    }
+    if (!e && fsync(fd) < 0)
+        e = errno;
+    if (close(fd) < 0 && !e)
+        e = errno;
+    if (!e && rename(tmp, path) < 0)
+        e = errno;
+    if (e) {
+        unlink(tmp);
+        return rf_err_set(err, e, "cannot write %s: %s", path, strerror(e));
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return 0;
+}
+
+static void put_in_force(rf_config *cfg)
+{
+    jobs_set_config(cfg);
+    fs_sync_tier_dirs();
+    vfiles_set_config_error(NULL);
+    vfiles_config_applied();
+}
+
+int liveconf_apply_text(const char *text, size_t len, const char *origin, rf_err *err)
+{
+    rf_config *cfg = NULL;
+    pthread_mutex_lock(&apply_lock);
+    if (config_parse(text, len, &cfg, err) < 0) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        rf_err_set(err, EINVAL, "%s: %s", origin, msg);
+        vfiles_set_config_error(err->msg);
+        LOG_ERROR("config refused, previous config stays in force: %s", err->msg);
+        pthread_mutex_unlock(&apply_lock);
+        return -1;
+    }
+    if (write_file_atomic(persist_path, text, len, err) < 0) {
+        /* Applying what cannot be persisted would silently revert at the next mount. */
+        vfiles_set_config_error(err->msg);
+        LOG_ERROR("config not applied: %s", err->msg);
+        config_unref(cfg);
+        pthread_mutex_unlock(&apply_lock);
+        return -1;
+    }
+    put_in_force(cfg);
+    LOG_INFO("config applied from %s (%zu tiers, %zu providers)", origin, cfg->tiers_len,
+             cfg->providers_len);
+    config_unref(cfg);
+    pthread_mutex_unlock(&apply_lock);
+    return 0;
+}
+
+int liveconf_reload(rf_err *err)
+{
+    rf_config *cfg = NULL;
+    pthread_mutex_lock(&apply_lock);
+    if (config_load_file(persist_path, &cfg, err) < 0) {
+        vfiles_set_config_error(err->msg);
+        LOG_ERROR("SIGHUP: config refused, previous config stays in force: %s", err->msg);
+        pthread_mutex_unlock(&apply_lock);
+        return -1;
+    }
+    put_in_force(cfg);
+    LOG_INFO("SIGHUP: config reloaded from %s", persist_path);
+    config_unref(cfg);
+    pthread_mutex_unlock(&apply_lock);
+    return 0;
+}
