@@ -8,6 +8,7 @@
  * Spend is tallied overall and per tier, tag, provider and model; each tally keeps its
  * sums per UTC day and per UTC month in a small sorted array, so "today" and "this month"
  * follow the clock without rescanning the ledger. */
+#include "jsonfmt.h"
 #include "budget.h"
 
 #include <cjson/cJSON.h>
@@ -857,7 +858,7 @@ char *budget_spend_json(budget *b, const rf_config *cfg)
     pthread_mutex_lock(&b->lock);
     cJSON *o = spend_json_locked(b, cfg);
     pthread_mutex_unlock(&b->lock);
-    char *text = o ? cJSON_Print(o) : NULL;
+    char *text = o ? json_print_pretty(o) : NULL;
     cJSON_Delete(o);
     if (!text)
         return NULL;

@@ -11,6 +11,7 @@
  * Secrets: a config names keys (api_key_env / api_key_file) but never holds one; a literal
  * "api_key" is refused.  config_provider_key reads the key and never puts it in a message. */
 #include "config.h"
+#include "jsonfmt.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -939,115 +940,6 @@ static int parse_tiers(const cJSON *section, rf_config *cfg, rf_err *err)
 
 /* ---- the document ---- */
 
-/* config.json is read by people and edited with sed, so it is printed the way jq prints
- * (two-space indent, "key": value) with short scalar arrays kept on one line. */
-typedef struct pretty_buf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} pretty_buf;
-
-static void pretty_put(pretty_buf *pb, const char *s, size_t n)
-{
-    if (pb->failed)
-        return;
-    if (pb->len + n + 1 > pb->cap) {
-        size_t cap = (pb->cap + n + 1) * 2;
-        char *d = realloc(pb->data, cap);
-        if (!d) {
-            pb->failed = 1;
-            return;
-        }
-        pb->data = d;
-        pb->cap = cap;
-    }
-    memcpy(pb->data + pb->len, s, n);
-    pb->len += n;
-    pb->data[pb->len] = '\0';
-}
-
-static void pretty_str(pretty_buf *pb, const char *s)
-{
-    pretty_put(pb, s, strlen(s));
-}
-
-static void pretty_indent(pretty_buf *pb, int depth)
-{
-    for (int i = 0; i < depth; i++)
-        pretty_put(pb, "  ", 2);
-}
-
-static void pretty_scalar(pretty_buf *pb, const cJSON *item)
-{
-    char *text = cJSON_PrintUnformatted(item);
-    if (!text) {
-        pb->failed = 1;
-        return;
-    }
-    pretty_str(pb, text);
-    free(text);
-}
-
-static int is_short_scalar_array(const cJSON *arr)
-{
-    size_t width = 0;
-    const cJSON *el;
-    cJSON_ArrayForEach(el, arr) {
-        if (cJSON_IsObject(el) || cJSON_IsArray(el))
-            return 0;
-        width += (cJSON_IsString(el) ? strlen(el->valuestring) : 8) + 4;
-    }
-    return width <= 72;
-}
-
-static void pretty_value(pretty_buf *pb, const cJSON *item, int depth)
-{
-    const cJSON *el;
-    if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
-        int obj = cJSON_IsObject(item);
-        if (!item->child) {
-            pretty_str(pb, obj ? "{}" : "[]");
-            return;
-        }
-        if (!obj && is_short_scalar_array(item)) {
-            pretty_str(pb, "[");
-            cJSON_ArrayForEach(el, item) {
-                pretty_scalar(pb, el);
-                if (el->next)
-                    pretty_str(pb, ", ");
-            }
-            pretty_str(pb, "]");
-            return;
-        }
-        pretty_str(pb, obj ? "{\n" : "[\n");
-        cJSON_ArrayForEach(el, item) {
-            pretty_indent(pb, depth + 1);
-            if (obj) {
-                cJSON key = {.type = cJSON_String, .valuestring = el->string};
-                pretty_scalar(pb, &key);
-                pretty_str(pb, ": ");
-            }
-            pretty_value(pb, el, depth + 1);
-            pretty_str(pb, el->next ? ",\n" : "\n");
-        }
-        pretty_indent(pb, depth);
-        pretty_str(pb, obj ? "}" : "]");
-        return;
-    }
-    pretty_scalar(pb, item);
-}
-
-static char *config_pretty_print(const cJSON *doc)
-{
-    pretty_buf pb = {0};
-    pretty_value(&pb, doc, 0);
-    if (pb.failed) {
-        free(pb.data);
-        return NULL;
-    }
-    return pb.data;
-}
-
 static int parse_config(const cJSON *doc, rf_config *cfg, rf_err *err)
 {
     if (!cJSON_IsObject(doc))
@@ -1065,7 +957,7 @@ static int parse_config(const cJSON *doc, rf_config *cfg, rf_err *err)
         parse_budget(field(doc, "budget"), cfg, err) < 0 ||
         parse_tiers(tiers, cfg, err) < 0)
         return -1;
-    cfg->source_json = config_pretty_print(doc);
+    cfg->source_json = json_print_pretty(doc);
     return cfg->source_json ? 0 : out_of_memory(err);
 }
 

@@ -46,6 +46,7 @@ static struct {
     hmap *by_path;
     node root;
     store *st;
+    budget *spend;
     struct fuse_session *se;
     int shutting_down;
     int64_t config_gone_until;  /* mono ms: config.json "unlinked" so mv can replace it */
@@ -282,6 +283,27 @@ static int is_prompt(const pathinfo *pi)
 static void result_rel(const char *key, int r, char *buf, size_t len)
 {
     snprintf(buf, len, "tiers/%s%s", key, result_suffix[r]);
+}
+
+/* A prompt for a tier whose budget is used up is refused when it is opened or written,
+ * where a shell reports it ("Disk quota exceeded"), not later at close. */
+static int prompt_admission(const pathinfo *pi)
+{
+    rf_config *cfg = jobs_config();
+    char tier[PATH_MAX];
+    snprintf(tier, sizeof tier, "%s", pi->key);
+    char *slash = strchr(tier, '/');
+    if (slash)
+        *slash = '\0';
+    rf_err err;
+    rf_err_clear(&err);
+    int r = budget_check_admission(F.spend, cfg, tier, &err);
+    config_unref(cfg);
+    if (r < 0) {
+        LOG_WARN("%s refused: %s", pi->key, err.msg);
+        return -EDQUOT;
+    }
+    return 0;
 }
 
 /* ---- attributes ---- */
@@ -804,6 +826,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         r = classify_path(path, &pi);
     if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
         r = pi.kind == K_RESULT || pi.kind == K_VFILE ? -EACCES : -EISDIR;
+    if (r == 0 && is_prompt(&pi))
+        r = prompt_admission(&pi);
     if (r == 0 && !(h = handle_new(H_FD)))
         r = -ENOMEM;
     if (r == 0) {
@@ -967,6 +991,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             break;
         case K_SCRATCH:
         case K_TIERFILE: {
+            if (is_prompt(&pi) && open_for_writing(fi->flags) && (r = prompt_admission(&pi)) < 0)
+                break;
             if (is_prompt(&pi) && open_for_writing(fi->flags))
                 jobs_prompt_open_write(pi.key);   /* NAME.out appears now, pending */
             int fd = store_openat(F.st, pi.rel, fi->flags & ~(O_CREAT | O_EXCL | O_NONBLOCK), 0);
@@ -1446,9 +1472,11 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .listxattr = op_listxattr,
 };
 
-struct fuse_session *fs_session_new(struct fuse_args *args, store *st, rf_err *err)
+struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *spend,
+                                    rf_err *err)
 {
     F.st = st;
+    F.spend = spend;
     if (!F.by_path && !(F.by_path = hmap_new())) {
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;

@@ -9,11 +9,13 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
+#include "budget.h"
 #include "err.h"
 #include "store.h"
 
 /* Create the session (not yet mounted).  args: fuse options (e.g. -o, -d). */
-struct fuse_session *fs_session_new(struct fuse_args *args, store *st, rf_err *err);
+struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *spend,
+                                    rf_err *err);
 
 /* Start / stop the thread that tells the kernel to drop cached attributes and pages when
  * the daemon itself changes a file. */

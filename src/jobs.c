@@ -339,20 +339,19 @@ static void table_remove(job *j)
 
 /* ---- init / config ---- */
 
-int jobs_init(store *st, upstream *up, rf_breakers *breakers, committer *commit,
-              jobs_wake_fn wake, jobs_changed_fn changed, rf_err *err)
+int jobs_init(const jobs_deps *deps, rf_err *err)
 {
-    J.st = st;
-    J.up = up;
-    J.breakers = breakers;
-    J.commit = commit;
-    J.wake = wake;
-    J.changed = changed;
+    J.st = deps->st;
+    J.up = deps->up;
+    J.breakers = deps->breakers;
+    J.commit = deps->commit;
+    J.wake = deps->wake;
+    J.changed = deps->changed;
     J.table = hmap_new();
     J.tiers = hmap_new();
     if (!J.table || !J.tiers)
         return rf_err_set(err, ENOMEM, "out of memory");
-    runner_init(up, breakers);
+    runner_init(deps->up, deps->breakers, deps->budget);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include "budget.h"
 #include "commit.h"
 #include "config.h"
 #include "job.h"
@@ -24,8 +25,18 @@ typedef void (*jobs_wake_fn)(void *req, const char *key, off_t off, size_t size)
 /* The daemon changed the results of key: drop kernel caches for them. */
 typedef void (*jobs_changed_fn)(const char *key);
 
-int jobs_init(store *st, upstream *up, rf_breakers *breakers, committer *commit,
-              jobs_wake_fn wake, jobs_changed_fn changed, rf_err *err);
+/* What the job machinery works with; all borrowed, all outlive jobs_shutdown. */
+typedef struct jobs_deps {
+    store *st;
+    upstream *up;
+    rf_breakers *breakers;
+    committer *commit;
+    budget *budget;
+    jobs_wake_fn wake;
+    jobs_changed_fn changed;
+} jobs_deps;
+
+int jobs_init(const jobs_deps *deps, rf_err *err);
 /* Cancel timers, answer every waiting reader with EINTR-equivalent wake, free all. */
 void jobs_shutdown(void);
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "commit.h"
 #include "config.h"
 #include "fs.h"
@@ -198,6 +199,7 @@ int main(int argc, char **argv)
     upstream *up = NULL;
     committer *commit = NULL;
     rf_breakers *breakers = NULL;
+    budget *spend = NULL;
     int mounted = 0, jobs_ready = 0;
     char config_file[PATH_MAX];
     pthread_t reloader;
@@ -238,6 +240,10 @@ int main(int argc, char **argv)
         goto out;
     }
     rf_log_set_level(o.debug ? RF_LOG_DEBUG : RF_LOG_INFO);
+    if (!(spend = budget_open(st, NULL, &err))) {
+        fprintf(stderr, "routefs: spend ledger: %s\n", err.msg);
+        goto out;
+    }
 
     /* FUSE arguments: our program name, -o fsname/subtype, user options, -d. */
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -249,7 +255,7 @@ int main(int argc, char **argv)
         fuse_opt_free_args(&args);
         goto out;
     }
-    se = fs_session_new(&args, st, &err);
+    se = fs_session_new(&args, st, spend, &err);
     fuse_opt_free_args(&args);
     if (!se) {
         fprintf(stderr, "routefs: %s\n", err.msg);
@@ -274,14 +280,17 @@ int main(int argc, char **argv)
     raise_fd_limit();
     if (!(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
         !(up = upstream_start(&err)) || !(commit = commit_start(st, &err)) ||
-        jobs_init(st, up, breakers, commit, fs_wake_reader, fs_results_changed, &err) < 0 ||
+        jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .commit = commit,
+                               .budget = spend, .wake = fs_wake_reader,
+                               .changed = fs_results_changed},
+                  &err) < 0 ||
         fs_notifier_start(&err) < 0) {
         LOG_ERROR("start-up failed: %s", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }
     jobs_ready = 1;
     jobs_set_config(cfg);
-    vfiles_init(st, breakers, o.mountpoint);
+    vfiles_init(st, breakers, spend, o.mountpoint);
     vfiles_config_applied();
     fs_sync_tier_dirs();
 
@@ -330,6 +339,7 @@ out:
     }
     fs_session_destroy();
     breakers_free(breakers);
+    budget_close(spend);
     config_unref(cfg);
     store_close(st);
     free(o.state_dir);

@@ -1,5 +1,6 @@
 /* meta.c — a job as JSON: NAME.meta (pretty) and its activity.jsonl line (compact).
  * One builder serves both so the two never disagree. */
+#include "jsonfmt.h"
 #include "job.h"
 
 #include <cjson/cJSON.h>
@@ -122,7 +123,7 @@ char *job_meta_json(const job *j)
     cJSON *o = job_json(j);
     if (!o)
         return NULL;
-    char *text = cJSON_Print(o);
+    char *text = json_print_pretty(o);
     cJSON_Delete(o);
     if (!text)
         return NULL;

@@ -27,6 +27,7 @@
  * Statistics: requests and failures count every recorded attempt; latency percentiles are
  * over successful attempts only (a refused connection is fast and a timeout is the tier's
  * setting, neither is the provider's speed), and a latency_ms < 0 records no sample. */
+#include "jsonfmt.h"
 #include "router.h"
 
 #include <cjson/cJSON.h>
@@ -639,7 +640,7 @@ char *breakers_to_json(rf_breakers *b, int64_t now_ms)
         ok = breakers_fill_json(b, providers, now_ms);
         pthread_mutex_unlock(&b->lock);
     }
-    char *text = ok ? cJSON_Print(root) : NULL;
+    char *text = ok ? json_print_pretty(root) : NULL;
     cJSON_Delete(root);
     if (!text)
         return NULL;

@@ -20,15 +20,22 @@
 
 static upstream *R_up;
 static rf_breakers *R_breakers;
+static budget *R_budget;
+static unsigned long R_attempt_seq;   /* makes ledger ids unique (jobs lock held) */
 
 typedef struct attempt_ctx {
     struct attempt_ctx *prev, *next;  /* every live context, so shutdown can free them */
     job *j;
     unsigned generation;
     int64_t sent_ms;
-    char *provider, *model;  /* the hop of an attempt (owned): the breaker learns the result
-                                even when the job has moved on */
+    char *provider, *model;  /* the hop of an attempt (owned): the breaker and the ledger
+                                learn the result even when the job has moved on */
     long retry_after_max_ms;
+    long reservation;        /* budget reservation for this attempt, 0 = none */
+    char *ledger_id;         /* owned: the ledger record id if it is billed */
+    char *tier, *tag;        /* owned: for the ledger record */
+    int has_price;           /* the hop's configured price, copied: the config may change */
+    double prompt_per_m, completion_per_m;
     void (*fire)(job *j);   /* for timers: what to do when it fires */
 } attempt_ctx;
 
@@ -58,9 +65,14 @@ static void ctx_free(attempt_ctx *ctx)
         live_ctxs = ctx->next;
     if (ctx->next)
         ctx->next->prev = ctx->prev;
+    if (ctx->reservation)
+        budget_release(R_budget, ctx->reservation);   /* not settled: nothing was billed */
     jobs_job_unref(ctx->j);
     free(ctx->provider);
     free(ctx->model);
+    free(ctx->ledger_id);
+    free(ctx->tier);
+    free(ctx->tag);
     free(ctx);
 }
 
@@ -75,10 +87,11 @@ void runner_shutdown(void)
 static void pick_hop(job *j);
 static void send_attempt(job *j);
 
-void runner_init(upstream *up, rf_breakers *breakers)
+void runner_init(upstream *up, rf_breakers *breakers, budget *b)
 {
     R_up = up;
     R_breakers = breakers;
+    R_budget = b;
 }
 
 void runner_cancel(job *j)
@@ -293,8 +306,26 @@ static void send_attempt(job *j)
     }
     rf_err err;
     rf_err_clear(&err);
+    /* Spend: reserve the worst case before anything leaves (budget.h). */
+    int price_known = 0;
+    double worst = budget_worst_case(j->cfg, hop, j->prompt_len, j->tier->max_tokens,
+                                     &price_known);
+    if (!price_known && j->tier->require_price) {
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        record_hop(j, hop, 0, "no price configured for this model (the tier has require_price)",
+                   0, now);
+        next_hop(j);
+        return;
+    }
+    long reservation = budget_reserve(R_budget, j->cfg, j->tier_name, worst, &err);
+    if (reservation < 0) {
+        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        finish_failed(j, strdup(err.msg));   /* a cap would break: not sent */
+        return;
+    }
     upstream_request *rq = build_request(j, hop, p, &err);
     if (!rq) {
+        budget_release(R_budget, reservation);
         breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
         if (err.code == EINVAL || err.code == EILSEQ) {
             finish_failed(j, strdup(err.msg));   /* the prompt itself is unusable */
@@ -306,6 +337,7 @@ static void send_attempt(job *j)
     }
     attempt_ctx *ctx = ctx_new(j);
     if (!ctx) {
+        budget_release(R_budget, reservation);
         free(rq->url), free(rq->body), free(rq->api_key), free(rq);
         breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
         finish_failed(j, strdup("out of memory"));
@@ -315,7 +347,20 @@ static void send_attempt(job *j)
     ctx->provider = strdup(hop->provider);
     ctx->model = strdup(hop->model);
     ctx->retry_after_max_ms = j->tier->retry_after_max_ms;
-    if (!ctx->provider || !ctx->model) {
+    ctx->reservation = reservation;
+    const rf_price *price = config_price(j->cfg, hop->provider, hop->model);
+    if (price) {
+        ctx->has_price = 1;
+        ctx->prompt_per_m = price->prompt_per_m;
+        ctx->completion_per_m = price->completion_per_m;
+    }
+    ctx->tier = strdup(j->tier_name);
+    ctx->tag = j->tag ? strdup(j->tag) : NULL;
+    if (asprintf(&ctx->ledger_id, "%s#%u#%lld#%lu", j->key, j->generation,
+                 (long long)j->created_ms, ++R_attempt_seq) < 0)
+        ctx->ledger_id = NULL;
+    if (!ctx->provider || !ctx->model || !ctx->tier || !ctx->ledger_id ||
+        (j->tag && !ctx->tag)) {
         free(rq->url), free(rq->body), free(rq->api_key), free(rq);
         breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
         j->refs++;
@@ -353,7 +398,42 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static void settle_success(job *j, const rf_hop *hop, openai_completion *comp)
+/* The provider's reported cost, else tokens x the configured price; -1 when unknown. */
+static double attempt_cost(const attempt_ctx *ctx, const openai_completion *comp)
+{
+    if (comp->has_cost)
+        return comp->cost;
+    if (!ctx->has_price || comp->prompt_tokens < 0 || comp->completion_tokens < 0)
+        return -1;
+    return ((double)comp->prompt_tokens * ctx->prompt_per_m +
+            (double)comp->completion_tokens * ctx->completion_per_m) / 1e6;
+}
+
+/* Write the served attempt to the ledger, replacing its reservation.  Runs before the
+ * job is committed, so the commit's syncfs makes the record durable before anyone is told
+ * the job is done. */
+static void settle_cost(attempt_ctx *ctx, const openai_completion *comp, double cost)
+{
+    budget_record rec = {
+        .id = ctx->ledger_id,
+        .tier = ctx->tier,
+        .tag = ctx->tag,
+        .provider = ctx->provider,
+        .model = ctx->model,
+        .cost = cost < 0 ? 0 : cost,
+        .has_cost = cost >= 0,
+        .prompt_tokens = comp->prompt_tokens,
+        .completion_tokens = comp->completion_tokens,
+        .at_ms = now_wall_ms(),
+    };
+    rf_err err;
+    rf_err_clear(&err);
+    if (budget_settle(R_budget, ctx->reservation, &rec, &err) < 0)
+        LOG_ERROR("ledger: %s", err.msg);
+    ctx->reservation = 0;
+}
+
+static void settle_success(job *j, const rf_hop *hop, openai_completion *comp, double cost)
 {
     j->content_len = strlen(comp->content);
     j->content = comp->content;     /* moves to the job */
@@ -364,17 +444,8 @@ static void settle_success(job *j, const rf_hop *hop, openai_completion *comp)
     j->prompt_tokens = comp->prompt_tokens;
     j->completion_tokens = comp->completion_tokens;
     j->fallback = j->hop_index > 0;
-    if (comp->has_cost) {
-        j->cost = comp->cost;
-        j->has_cost = 1;
-    } else {
-        const rf_price *price = config_price(j->cfg, hop->provider, hop->model);
-        if (price && comp->prompt_tokens >= 0 && comp->completion_tokens >= 0) {
-            j->cost = ((double)comp->prompt_tokens * price->prompt_per_m +
-                       (double)comp->completion_tokens * price->completion_per_m) / 1e6;
-            j->has_cost = 1;
-        }
-    }
+    j->has_cost = cost >= 0;
+    j->cost = j->has_cost ? cost : 0;
     j->finished_ms = now_wall_ms();
     jobs_job_finished(j);
 }
@@ -426,6 +497,9 @@ static void on_attempt_done(upstream_result *res, void *ud)
     job *j = ctx->j;
     attempt_verdict v;
     judge_attempt(res, ctx->retry_after_max_ms, &v);
+    double cost = v.outcome == RF_OUT_SUCCESS ? attempt_cost(ctx, &v.comp) : -1;
+    if (v.outcome == RF_OUT_SUCCESS)
+        settle_cost(ctx, &v.comp, cost);   /* billed, whether or not the job still wants it */
     breakers_record(R_breakers, ctx->provider, ctx->model, v.healthy,
                     v.outcome == RF_OUT_NEXT_HOP_DOWN, res->http_status == 404, res->latency_ms,
                     v.healthy ? NULL : v.error, now_wall_ms());
@@ -444,7 +518,7 @@ static void on_attempt_done(upstream_result *res, void *ud)
 
     switch (v.outcome) {
     case RF_OUT_SUCCESS:
-        settle_success(j, hop, &v.comp);
+        settle_success(j, hop, &v.comp, cost);
         break;
     case RF_OUT_RETRY:
         if (j->hop_attempts < j->tier->retries) {

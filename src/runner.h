@@ -5,11 +5,12 @@
 #ifndef RF_RUNNER_H
 #define RF_RUNNER_H
 
+#include "budget.h"
 #include "job.h"
 #include "router.h"
 #include "upstream.h"
 
-void runner_init(upstream *up, rf_breakers *breakers);
+void runner_init(upstream *up, rf_breakers *breakers, budget *b);
 
 /* Start (or restart, after parking) the job's attempts.  Lock held; j->state becomes
  * RUNNING. */

@@ -18,15 +18,17 @@ static const char *vfile_names[VF_COUNT] = {
 static struct {
     store *st;
     rf_breakers *breakers;
+    budget *spend;
     char *mountpoint;
     pthread_mutex_t lock;       /* guards config_error and config_mtime */
     char *config_error;
     struct timespec config_mtime;
 } V = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-void vfiles_init(store *st, rf_breakers *breakers, const char *mountpoint)
+void vfiles_init(store *st, rf_breakers *breakers, budget *spend, const char *mountpoint)
 {
     V.st = st;
+    V.spend = spend;
     V.breakers = breakers;
     free(V.mountpoint);
     V.mountpoint = mountpoint ? strdup(mountpoint) : NULL;
@@ -155,6 +157,10 @@ static char *render_status(size_t *len)
     else
         tb_printf(&tb, "config: ok\n");
     pthread_mutex_unlock(&V.lock);
+    char *spend = budget_status_line(V.spend, cfg);
+    if (spend)
+        tb_printf(&tb, "%s\n", spend);
+    free(spend);
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
@@ -195,92 +201,11 @@ static char *render_providers(size_t *len)
     return out;
 }
 
-/* Spend derived from the activity records: totals by window and breakdowns. */
 static char *render_spend(size_t *len)
 {
-    char *data = NULL;
-    size_t dlen = 0;
-    rf_err err;
-    if (store_read_all(V.st, "activity.jsonl", 256u * 1024 * 1024, &data, &dlen, &err) < 0) {
-        data = strdup("");
-        if (!data)
-            return NULL;
-    }
-    char today[40], month[40];
-    format_time_ms(now_wall_ms(), today, sizeof today);
-    memcpy(month, today, 7);
-    month[7] = '\0';
-    today[10] = '\0';
-    double total = 0, day = 0, mon = 0;
-    long requests = 0, unpriced = 0;
-    cJSON *by_tier = cJSON_CreateObject(), *by_tag = cJSON_CreateObject();
-    cJSON *by_provider = cJSON_CreateObject(), *by_model = cJSON_CreateObject();
-    for (char *line = data; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        cJSON *rec = cJSON_Parse(line);
-        cJSON *cost = cJSON_GetObjectItemCaseSensitive(rec, "cost");
-        cJSON *state = cJSON_GetObjectItemCaseSensitive(rec, "state");
-        cJSON *when = cJSON_GetObjectItemCaseSensitive(rec, "time");
-        if (rec && cJSON_IsString(state) && !strcmp(state->valuestring, "done")) {
-            requests++;
-            if (!cJSON_IsNumber(cost)) {
-                unpriced++;
-            } else {
-                double c = cost->valuedouble;
-                total += c;
-                if (cJSON_IsString(when) && !strncmp(when->valuestring, today, 10))
-                    day += c;
-                if (cJSON_IsString(when) && !strncmp(when->valuestring, month, 7))
-                    mon += c;
-                struct { cJSON *obj; const char *field; } dims[] = {
-                    {by_tier, "tier"}, {by_tag, "tag"}, {by_provider, "endpoint"}, {by_model, "model"}};
-                for (size_t d = 0; d < 4; d++) {
-                    cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, dims[d].field);
-                    const char *k = cJSON_IsString(f) ? f->valuestring : "(none)";
-                    cJSON *cur = cJSON_GetObjectItemCaseSensitive(dims[d].obj, k);
-                    if (cur)
-                        cJSON_SetNumberValue(cur, cur->valuedouble + c);
-                    else
-                        cJSON_AddNumberToObject(dims[d].obj, k, c);
-                }
-            }
-        }
-        cJSON_Delete(rec);
-        line = nl ? nl + 1 : NULL;
-    }
-    free(data);
     rf_config *cfg = jobs_config();
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "currency", "USD");
-    cJSON_AddNumberToObject(o, "total", total);
-    cJSON_AddNumberToObject(o, "today", day);
-    cJSON_AddNumberToObject(o, "this_month", mon);
-    cJSON *caps = cJSON_AddObjectToObject(o, "caps");
-    if (cfg && cfg->daily_usd >= 0) {
-        cJSON_AddNumberToObject(caps, "daily", cfg->daily_usd);
-        cJSON_AddNumberToObject(caps, "daily_remaining", cfg->daily_usd - day);
-    }
-    if (cfg && cfg->monthly_usd >= 0) {
-        cJSON_AddNumberToObject(caps, "monthly", cfg->monthly_usd);
-        cJSON_AddNumberToObject(caps, "monthly_remaining", cfg->monthly_usd - mon);
-    }
-    cJSON_AddNumberToObject(o, "requests", (double)requests);
-    cJSON_AddNumberToObject(o, "unpriced_requests", (double)unpriced);
-    cJSON_AddItemToObject(o, "by_tier", by_tier);
-    cJSON_AddItemToObject(o, "by_tag", by_tag);
-    cJSON_AddItemToObject(o, "by_provider", by_provider);
-    cJSON_AddItemToObject(o, "by_model", by_model);
+    char *out = budget_spend_json(V.spend, cfg);
     config_unref(cfg);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return NULL;
-    char *out = NULL;
-    if (asprintf(&out, "%s\n", text) < 0)
-        out = NULL;
-    free(text);
     if (out)
         *len = strlen(out);
     return out;
@@ -326,6 +251,23 @@ static char *render_metrics(size_t *len)
     }
     cJSON_Delete(doc);
     free(pj);
+    double today = 0, month = 0, reserved = 0;
+    budget_totals(V.spend, &today, &month, &reserved);
+    tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"
+                   "# TYPE routefs_spend_usd gauge\n"
+                   "routefs_spend_usd{window=\"today\"} %.6f\n"
+                   "routefs_spend_usd{window=\"month\"} %.6f\n"
+                   "# HELP routefs_reserved_usd Worst-case cost of requests in flight.\n"
+                   "# TYPE routefs_reserved_usd gauge\n"
+                   "routefs_reserved_usd %.6f\n",
+              today, month, reserved);
+    if (cfg && (cfg->daily_usd >= 0 || cfg->monthly_usd >= 0))
+        tb_printf(&tb, "# HELP routefs_cap_usd Configured caps in USD.\n"
+                       "# TYPE routefs_cap_usd gauge\n");
+    if (cfg && cfg->daily_usd >= 0)
+        tb_printf(&tb, "routefs_cap_usd{window=\"daily\"} %.6f\n", cfg->daily_usd);
+    if (cfg && cfg->monthly_usd >= 0)
+        tb_printf(&tb, "routefs_cap_usd{window=\"monthly\"} %.6f\n", cfg->monthly_usd);
     config_unref(cfg);
     return tb_finish(&tb, len);
 }

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <time.h>
+#include "budget.h"
 #include "router.h"
 #include "store.h"
 
@@ -27,7 +28,7 @@ typedef enum {
     VF_COUNT
 } vfile_id;
 
-void vfiles_init(store *st, rf_breakers *breakers, const char *mountpoint);
+void vfiles_init(store *st, rf_breakers *breakers, budget *spend, const char *mountpoint);
 
 vfile_id vfile_lookup(const char *name);   /* VF_NONE when not a virtual file name */
 const char *vfile_name(vfile_id id);

@@ -361,18 +361,23 @@ int main(int argc, char **argv)
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* A pool of one is no pool, and MHD warns about it: give the option only for two+. */
+    struct MHD_OptionItem pool_option[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, sim_http_handle, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,   /* first, or MHD logs on its own */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, sim_http_completed, NULL,
-        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? (unsigned int)threads : 0u,
         MHD_OPTION_CONNECTION_LIMIT, connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, 300u,   /* reap idle keep-alive clients */
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
         /* MHD's 32 KiB default is zeroed on every request and multiplied by thousands of
          * waiting connections; our requests' headers are small (bodies are streamed). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_ARRAY, pool_option,
         MHD_OPTION_END);
     if (!daemon) {
         fprintf(stderr, "routefs-sim: cannot listen on %s:%ld\n", host, port);

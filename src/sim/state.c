@@ -304,8 +304,12 @@ static int install_startup_locked(char *err, size_t errlen)
     bool have_default = false;
     cJSON_ArrayForEach(item, startup_script) {
         sim_behaviour *b = sim_behaviour_parse(item, false, err, errlen);
-        if (!b)
+        if (!b) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "\"%.64s\": %s", item->string, why);
             return -1;
+        }
         bool is_default = strcmp(item->string, "*") == 0;
         if (is_default) {
             have_default = true;
