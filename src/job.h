@@ -56,6 +56,7 @@ typedef struct job {
     int64_t next_attempt_ms; /* parked: when the route is retried */
     long upstream_id;      /* request in flight, 0 = none */
     long timer_id;         /* backoff/park timer, 0 = none */
+    char *slot_provider;   /* holds an in-flight slot on this provider (plimit.h), owned */
     unsigned seed;         /* jitter PRNG state */
 
     job_hop *hops;         /* every attempt, in order */

@@ -126,6 +126,7 @@ static void job_free(job *j)
     free(j->served_model);
     free(j->error);
     free(j->content);
+    free(j->slot_provider);
     free(j);
 }
 

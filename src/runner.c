@@ -14,6 +14,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "openai.h"
+#include "plimit.h"
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
 #define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
@@ -21,6 +22,7 @@
 static upstream *R_up;
 static rf_breakers *R_breakers;
 static budget *R_budget;
+static plimits *R_limits;
 static unsigned long R_attempt_seq;   /* makes ledger ids unique (jobs lock held) */
 
 typedef struct attempt_ctx {
@@ -76,22 +78,36 @@ static void ctx_free(attempt_ctx *ctx)
     free(ctx);
 }
 
+typedef struct slot_waiter {
+    job *j;
+    unsigned generation;
+} slot_waiter;
+
 void runner_shutdown(void)
 {
     jobs_lock();
     while (live_ctxs)
         ctx_free(live_ctxs);
+    slot_waiter *w;
+    while (R_limits && (w = plimit_any_waiter(R_limits))) {
+        jobs_job_unref(w->j);
+        free(w);
+    }
+    plimits_free(R_limits);
+    R_limits = NULL;
     jobs_unlock();
 }
 
 static void pick_hop(job *j);
 static void send_attempt(job *j);
+static void release_slot(job *j);
 
 void runner_init(upstream *up, rf_breakers *breakers, budget *b)
 {
     R_up = up;
     R_breakers = breakers;
     R_budget = b;
+    R_limits = plimits_new();   /* NULL (out of memory): provider limits do not apply */
 }
 
 void runner_cancel(job *j)
@@ -100,6 +116,7 @@ void runner_cancel(job *j)
      * them here would wait on a callback that is waiting for our lock. */
     j->upstream_id = 0;
     j->timer_id = 0;
+    release_slot(j);
 }
 
 static void record_hop(job *j, const rf_hop *hop, long status, const char *error,
@@ -152,6 +169,7 @@ static char *exhausted_message(const job *j)
 
 static void finish_failed(job *j, char *error /* owned */)
 {
+    release_slot(j);
     free(j->error);
     j->error = error ? error : strdup("failed");
     j->finished_ms = now_wall_ms();
@@ -219,6 +237,7 @@ static void route_exhausted(job *j)
 
 static void next_hop(job *j)
 {
+    release_slot(j);
     j->hop_index++;
     j->hop_attempts = 0;
     pick_hop(j);
@@ -290,8 +309,72 @@ static upstream_request *build_request(job *j, const rf_hop *hop, const rf_provi
 }
 
 static void on_attempt_done(upstream_result *res, void *ud);
+static void send_now(job *j);
 
+/* Give back the job's in-flight slot and let the longest-waiting job on that provider
+ * go (through a 0 ms timer: never recursively, whatever the queue length). */
+static void release_slot(job *j)
+{
+    if (!j->slot_provider)
+        return;
+    char *provider = j->slot_provider;
+    j->slot_provider = NULL;
+    if (R_limits) {
+        plimit_release_slot(R_limits, provider);
+        slot_waiter *w;
+        while ((w = plimit_next_waiter(R_limits, provider))) {
+            job *wj = w->j;
+            int current = wj->in_table && wj->generation == w->generation &&
+                          wj->state == JOB_RUNNING;
+            free(w);
+            if (current)
+                schedule(wj, 0, send_attempt);
+            jobs_job_unref(wj);   /* the waiter's reference */
+            if (current)
+                break;
+        }
+    }
+    free(provider);
+}
+
+/* Provider limits first (plimit.h): wait for an in-flight slot, then for the booked send
+ * time; then send_now. */
 static void send_attempt(job *j)
+{
+    const rf_hop *hop = &j->tier->route[j->hop_index];
+    const rf_provider *p = config_provider(j->cfg, hop->provider);
+    if (!R_limits || (!p->rpm && !p->max_concurrent)) {
+        send_now(j);
+        return;
+    }
+    if (!plimit_take_slot(R_limits, p->name, p->max_concurrent)) {
+        slot_waiter *w = malloc(sizeof *w);
+        if (w) {
+            w->j = j;
+            w->generation = j->generation;
+            j->refs++;
+            if (plimit_wait(R_limits, p->name, w) == 0)
+                return;   /* release_slot of another request wakes us */
+            j->refs--;
+            free(w);
+        }
+        finish_failed(j, strdup("out of memory waiting for a provider slot"));
+        return;
+    }
+    j->slot_provider = strdup(p->name);
+    if (!j->slot_provider) {
+        plimit_release_slot(R_limits, p->name);
+        finish_failed(j, strdup("out of memory"));
+        return;
+    }
+    long delay = plimit_book_send(R_limits, p->name, p->rpm, now_mono_ms());
+    if (delay > 0)
+        schedule(j, delay, send_now);
+    else
+        send_now(j);
+}
+
+static void send_now(job *j)
 {
     const rf_hop *hop = &j->tier->route[j->hop_index];
     const rf_provider *p = config_provider(j->cfg, hop->provider);
@@ -300,8 +383,10 @@ static void send_attempt(job *j)
         /* A half-open breaker's single probe is taken by another job. */
         if (j->hop_index + 1 < j->tier->route_len && j->tier->allow_fallbacks)
             next_hop(j);
-        else
+        else {
+            release_slot(j);
             schedule(j, PROBE_BUSY_DELAY_MS, send_attempt);
+        }
         return;
     }
     rf_err err;
@@ -512,6 +597,7 @@ static void on_attempt_done(upstream_result *res, void *ud)
         return;
     }
     j->upstream_id = 0;
+    release_slot(j);
     const rf_hop *hop = &j->tier->route[j->hop_index];
     record_hop(j, hop, res->http_status, v.outcome == RF_OUT_SUCCESS ? NULL : v.error,
                res->latency_ms, ctx->sent_ms);

@@ -78,11 +78,12 @@ static struct MHD_Response *json_response(cJSON *doc)
     return text ? text_response(text, strlen(text), json_type) : NULL;
 }
 
-static struct MHD_Response *static_json_response(const char *text)
+/* A response from a string constant: no copy, nothing to free. */
+static struct MHD_Response *static_response(const char *text, const char *content_type)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
-    if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, json_type) != MHD_YES) {
+    if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
         MHD_destroy_response(r);
         return NULL;
     }
@@ -277,14 +278,12 @@ static struct MHD_Response *chat_reply(const cJSON *request, const char *model,
     switch (mode) {
     case SIM_MODE_MALFORMED:
         *status = forced ? forced : 200;
-        r = text_response(strdup("{\"choices\": [ {\"mess"), 20, json_type);
+        r = static_response("{\"choices\": [ {\"mess", json_type);
         break;
-    case SIM_MODE_HTML: {
-        static const char page[] = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+    case SIM_MODE_HTML:   /* what a proxy in front of a dead provider says */
         *status = forced ? forced : 502;
-        r = text_response(strdup(page), sizeof page - 1, "text/html");
+        r = static_response("<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html");
         break;
-    }
     case SIM_MODE_ERROR_OBJECT:
         *status = forced ? forced : 200;
         r = json_response(error_doc("sim: upstream overloaded", NULL, 502));
@@ -438,7 +437,7 @@ static enum MHD_Result handle_set_behaviour(struct MHD_Connection *conn, exchang
     sim_log("behaviour of \"%s\": %.*s", model->valuestring,
             (int)sim_utf8_cut(ex->body, ex->body_len, 400), ex->body);
     cJSON_Delete(doc);
-    return queue_reply(conn, 200, static_json_response("{\"ok\":true}"));
+    return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
 }
 
 static enum MHD_Result handle_stats(struct MHD_Connection *conn)
@@ -465,12 +464,12 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url,
     if (post && strcmp(url, "/control/reset") == 0) {
         sim_state_reset();
         sim_log("reset");
-        return queue_reply(conn, 200, static_json_response("{\"ok\":true}"));
+        return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
     }
     if (get && strcmp(url, "/stats") == 0)
         return handle_stats(conn);
     if (get && strcmp(url, "/health") == 0)
-        return queue_reply(conn, 200, static_json_response("{\"ok\":true}"));
+        return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
     return reply_error(conn, 404, "not_found", "sim: no such endpoint: %.32s %.200s",
                        method, url);
 }

@@ -71,7 +71,9 @@ static const char usage_text[] =
 "    GET  /stats               {\"total\": N, \"max_rps\": R, \"models\": {M: {\"requests\": n,\n"
 "                              \"last_body\": TEXT, \"last_auth\": HEADER or null,\n"
 "                              \"max_rps\": r}}}  (max_rps: most requests in one\n"
-"                              wall-clock second; last_body: at most 64 KiB)\n"
+"                              wall-clock second; last_body: at most 64 KiB; total\n"
+"                              also counts chat requests refused with 400; models\n"
+"                              lists those that received a chat request)\n"
 "    GET  /health              {\"ok\":true}\n"
 "    Anything else gets a JSON 404.\n"
 "\n"
@@ -125,6 +127,9 @@ void sim_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    for (char *p = line; *p; p++)   /* one event, one line: bodies may be pretty-printed */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
     fprintf(stderr, "routefs-sim: %s\n", line);
 }
 
@@ -218,7 +223,8 @@ static int write_port_file(const char *path, unsigned int port)
         fprintf(stderr, "routefs-sim: %s: %s\n", tmp, strerror(errno));
         return -1;
     }
-    const char *failed = NULL;   /* the step that failed, errno set by it */
+    const char *failed = NULL;   /* the file whose step failed, errno set by it */
+    errno = 0;                   /* a short write sets none: reported as EIO */
     if (write(fd, line, (size_t)len) != len)
         failed = tmp;
     if (close(fd) < 0 && !failed)
@@ -240,13 +246,14 @@ static rlim_t raise_fd_limit(void)
     struct rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
         return 1024;
-    if (lim.rlim_cur < lim.rlim_max) {
-        rlim_t wanted = lim.rlim_max;
-        lim.rlim_cur = wanted;
-        if (setrlimit(RLIMIT_NOFILE, &lim) < 0 && getrlimit(RLIMIT_NOFILE, &lim) < 0)
-            return 1024;
-    }
-    return lim.rlim_cur;
+    if (lim.rlim_cur >= lim.rlim_max)
+        return lim.rlim_cur;
+    struct rlimit raised = lim;
+    /* An unlimited hard limit is still capped by fs.nr_open; 2^20 is its usual value. */
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? 1048576 : lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+        return lim.rlim_cur;
+    return raised.rlim_cur;
 }
 
 /* Resolve host:port to a socket address for MHD_OPTION_SOCK_ADDR. */

@@ -6,7 +6,6 @@
  * handful of them, and a few thousand would still be cheap. */
 #include "sim.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
