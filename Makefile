@@ -24,7 +24,7 @@ SIM_OBJ  := $(SIM_SRC:src/sim/%.c=$(BUILD)/sim/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all help deps run stop test test-unit test-e2e test-asan bench install clean
+.PHONY: all help deps run stop test test-unit test-e2e test-asan bench install uninstall clean
 
 all: $(BUILD)/routefs $(BUILD)/routefs-sim
 
@@ -35,6 +35,7 @@ help:
 	@echo "make test       build and run every test suite (unit + end-to-end)"
 	@echo "make test-asan  the same under AddressSanitizer + UBSan"
 	@echo "make bench      the throughput / overhead benchmark (tests/bench/bench.sh)"
+	@echo "make install    install binaries, man pages and examples (PREFIX=$(PREFIX), DESTDIR)"
 
 deps:
 	@sh tests/install-deps.sh
@@ -85,8 +86,19 @@ bench: all
 	@bash tests/bench/bench.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	           $(DESTDIR)$(PREFIX)/share/routefs/examples
 	install -m 755 $(BUILD)/routefs $(BUILD)/routefs-sim $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 src/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	cp -R examples/. $(DESTDIR)$(PREFIX)/share/routefs/examples/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/routefs $(DESTDIR)$(PREFIX)/bin/routefs-sim \
+	      $(DESTDIR)$(PREFIX)/share/man/man1/routefs.1 $(DESTDIR)$(PREFIX)/share/man/man1/routefs-sim.1
+	rm -rf $(DESTDIR)$(PREFIX)/share/routefs
 
 clean:
 	rm -rf build build-asan
+
+# Fuzzing targets (clang + libFuzzer): see tests/fuzz/README.md.
+-include tests/fuzz/fuzz.mk

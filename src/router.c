@@ -227,6 +227,7 @@ typedef struct breaker {
     int64_t open_until_ms;
 
     uint64_t requests, failures;
+    uint64_t fallbacks;          /* jobs that gave up on this provider for a later hop */
     char last_error[LAST_ERROR_MAX + 1];
     int has_error;
     long latency[LATENCY_SAMPLES];  /* ring of successful attempts' latencies */
@@ -508,6 +509,15 @@ void breakers_record(rf_breakers *b, const char *provider, const char *model, in
     pthread_mutex_unlock(&b->lock);
 }
 
+void breakers_note_fallback(rf_breakers *b, const char *provider)
+{
+    pthread_mutex_lock(&b->lock);
+    breaker *br = breaker_get(b, provider, NULL);
+    if (br)
+        br->fallbacks++;
+    pthread_mutex_unlock(&b->lock);
+}
+
 static int64_t breaker_ready_at(const rf_breakers *b, breaker *br, int64_t now_ms)
 {
     if (!br)
@@ -602,7 +612,8 @@ static int breaker_json(cJSON *obj, breaker *br, int64_t now_ms)
     cJSON *lat = cJSON_AddObjectToObject(obj, "latency_ms");
     return lat && add_number_or_null(lat, "p50", p50) && add_number_or_null(lat, "p95", p95) &&
            cJSON_AddNumberToObject(obj, "requests", (double)br->requests) &&
-           cJSON_AddNumberToObject(obj, "failures", (double)br->failures);
+           cJSON_AddNumberToObject(obj, "failures", (double)br->failures) &&
+           (br->model || cJSON_AddNumberToObject(obj, "fallbacks", (double)br->fallbacks));
 }
 
 static int breakers_fill_json(rf_breakers *b, cJSON *providers, int64_t now_ms)

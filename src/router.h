@@ -76,6 +76,9 @@ void breakers_record(rf_breakers *b, const char *provider, const char *model, in
                      int mark_down, int model_specific, long latency_ms,
                      const char *error_text, int64_t now_ms);
 
+/* A job gave up on provider and moved to a later hop (providers.json "fallbacks"). */
+void breakers_note_fallback(rf_breakers *b, const char *provider);
+
 /* When the breaker for provider/model next admits a probe (ms timestamp); 0 if now. */
 int64_t breakers_ready_at(rf_breakers *b, const char *provider, const char *model,
                           int64_t now_ms);

@@ -238,6 +238,8 @@ static void route_exhausted(job *j)
 static void next_hop(job *j)
 {
     release_slot(j);
+    if (j->hop_index < j->tier->route_len)
+        breakers_note_fallback(R_breakers, j->tier->route[j->hop_index].provider);
     j->hop_index++;
     j->hop_attempts = 0;
     pick_hop(j);
