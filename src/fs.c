@@ -405,7 +405,25 @@ static int stat_path(const char *path, pathinfo *pi, struct stat *st)
     return -ENOENT;
 }
 
-static void reply_entry_for(fuse_req_t req, const char *path, const struct stat *st)
+/* How long the kernel may cache a path's attributes and name.  Results and virtual files
+ * change under the kernel's feet (a stale size would truncate a cat): 0.  Directories and
+ * prompts change only through the kernel itself: a second saves most of the
+ * lookup/getattr round trips of a cp of many files. */
+static double cache_timeout(const pathinfo *pi)
+{
+    switch (pi->kind) {
+    case K_ROOT:
+    case K_TIER:
+    case K_TIERFILE:
+    case K_SCRATCH:
+        return 1.0;
+    default:
+        return 0.0;
+    }
+}
+
+static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,
+                            const struct stat *st)
 {
     node *n = node_remember(path);
     if (!n) {
@@ -417,10 +435,8 @@ static void reply_entry_for(fuse_req_t req, const char *path, const struct stat 
     e.ino = ino_of(n);
     e.attr = *st;
     e.attr.st_ino = e.ino;
-    /* Timeouts 0: results and virtual files change under the kernel's feet, and a
-     * stale size would truncate a cat. */
-    e.attr_timeout = 0;
-    e.entry_timeout = 0;
+    e.attr_timeout = cache_timeout(pi);
+    e.entry_timeout = cache_timeout(pi);
     if (fuse_reply_entry(req, &e) != 0)
         node_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
 }
@@ -480,6 +496,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* No setuid bits here to kill: spares a getxattr round trip on every write. */
+    if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+        conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -496,7 +515,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, -r);
         return;
     }
-    reply_entry_for(req, path, &st);
+    reply_entry_for(req, path, &pi, &st);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -525,7 +544,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, 0);
+    fuse_reply_attr(req, &st, cache_timeout(&pi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -571,7 +590,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, 0);
+    fuse_reply_attr(req, &st, cache_timeout(&pi));
 }
 
 /* ---- directories ---- */
@@ -757,7 +776,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         fuse_reply_err(req, -r);
         return;
     }
-    reply_entry_for(req, path, &st);
+    reply_entry_for(req, path, &pi, &st);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -866,6 +885,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = ino_of(n);
     e.attr = st;
     e.attr.st_ino = e.ino;
+    e.attr_timeout = e.entry_timeout = cache_timeout(&pi);
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->direct_io = 0;
     if (fuse_reply_create(req, &e, fi) != 0) {
