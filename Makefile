@@ -24,7 +24,7 @@ SIM_OBJ  := $(SIM_SRC:src/sim/%.c=$(BUILD)/sim/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all help deps run stop test test-unit test-e2e test-asan bench install uninstall clean
+.PHONY: all help deps run stop test test-unit test-e2e test-asan bench bench-outage install uninstall clean
 
 all: $(BUILD)/routefs $(BUILD)/routefs-sim
 
@@ -35,6 +35,7 @@ help:
 	@echo "make test       build and run every test suite (unit + end-to-end)"
 	@echo "make test-asan  the same under AddressSanitizer + UBSan"
 	@echo "make bench      the throughput / overhead benchmark (tests/bench/bench.sh)"
+	@echo "make bench-outage  a blackholed / refused primary against a healthy batch"
 	@echo "make install    install binaries, man pages and examples (PREFIX=$(PREFIX), DESTDIR)"
 
 deps:
@@ -84,6 +85,9 @@ test-asan:
 
 bench: all
 	@bash tests/bench/bench.sh
+
+bench-outage: all
+	@bash tests/bench/outage.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \

@@ -26,6 +26,7 @@
 #include "upstream.h"
 #include "version.h"
 #include "vfiles.h"
+#include "wait.h"
 
 #define BREAKER_THRESHOLD 5
 #define BREAKER_COOLDOWN_MS 30000
@@ -45,6 +46,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: routefs MOUNTPOINT [--config FILE] [--state DIR] [--log FILE] [-f] [-d] [-o OPTS]\n"
             "       routefs check FILE\n"
+            "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -179,6 +181,8 @@ static void *reload_thread(void *arg)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "wait"))
+        return wait_main(argc - 1, argv + 1);
     if (argc == 3 && !strcmp(argv[1], "check"))
         return cmd_check(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "check")) {

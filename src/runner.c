@@ -609,7 +609,10 @@ static void on_attempt_done(upstream_result *res, void *ud)
         settle_success(j, hop, &v.comp, cost);
         break;
     case RF_OUT_RETRY:
-        if (j->hop_attempts < j->tier->retries) {
+        /* Once this failure has opened the provider's breaker, waiting out a backoff
+         * would only delay the fallback that the breaker will force anyway. */
+        if (j->hop_attempts < j->tier->retries &&
+            breakers_ready_at(R_breakers, hop->provider, hop->model, now_wall_ms()) <= now_wall_ms()) {
             long delay = router_backoff_ms(j->hop_attempts, j->tier->retry_base_ms,
                                            j->tier->retry_cap_ms, res->retry_after_ms, &j->seed);
             j->hop_attempts++;

@@ -22,58 +22,11 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 BUILD=${BUILD:-build}
 [[ $BUILD == /* ]] || BUILD="$ROOT/$BUILD"
-ROUTEFS="$BUILD/routefs"
-SIM="$BUILD/routefs-sim"
-for b in "$ROUTEFS" "$SIM"; do
-    [ -x "$b" ] || { echo "bench: $b is missing; run make first" >&2; exit 1; }
-done
-for t in jq curl mountpoint fusermount3; do
-    command -v "$t" >/dev/null || { echo "bench: $t is missing (sh tests/install-deps.sh)" >&2; exit 1; }
-done
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
+bench_init
+bench_start_sim --latency-ms "$L"
 
-WORK=$(mktemp -d /var/tmp/routefs-bench.XXXXXX)
-MNT="$WORK/mnt"
-STATE="$WORK/state"
-SRC="$WORK/src"
-mkdir -p "$MNT" "$STATE" "$SRC"
-SIM_PID=""
-RFS_PID=""
-
-cleanup() {
-    set +e
-    if grep -qF " $MNT " /proc/self/mounts; then
-        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null
-    fi
-    for pid in $RFS_PID $SIM_PID; do
-        kill "$pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if ! grep -qF " $MNT " /proc/self/mounts; then
-        rm -rf --one-file-system "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ns() { date +%s%N; }
-ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
-
-# --- simulator -----------------------------------------------------------------------
-"$SIM" --port 0 --port-file "$WORK/sim.port" --latency-ms "$L" --quiet \
-    </dev/null >"$WORK/sim.log" 2>&1 &
-SIM_PID=$!
-PORT=""
-for _ in $(seq 100); do
-    PORT=$(cat "$WORK/sim.port" 2>/dev/null || true)
-    [[ $PORT =~ ^[0-9]+$ ]] && break
-    PORT=""
-    sleep 0.05
-done
-[ -n "$PORT" ] || { echo "bench: routefs-sim did not start" >&2; cat "$WORK/sim.log" >&2; exit 1; }
-
-# --- routefs -------------------------------------------------------------------------
 cat >"$WORK/config.json" <<JSON
 {
   "providers": {"sim": {"base_url": "http://127.0.0.1:$PORT/v1"}},
@@ -81,37 +34,12 @@ cat >"$WORK/config.json" <<JSON
                       "timeout_ms": 60000, "max_tokens": 64}}
 }
 JSON
-"$ROUTEFS" "$MNT" --config "$WORK/config.json" --state "$STATE" --log "$WORK/routefs.log" -f \
-    </dev/null >"$WORK/routefs.stderr" 2>&1 3>&- &
-RFS_PID=$!
-for _ in $(seq 200); do
-    mountpoint -q "$MNT" && break
-    kill -0 "$RFS_PID" 2>/dev/null || break
-    sleep 0.05
-done
-mountpoint -q "$MNT" || { echo "bench: routefs did not mount" >&2; cat "$WORK/routefs.stderr" >&2; exit 1; }
-
-# --- prompts -------------------------------------------------------------------------
-for ((i = 1; i <= N; i++)); do
-    printf -v f 'p%06d.txt' "$i"
-    printf 'Summarise item %d in one line.\n' "$i" >"$SRC/$f"
-done
+bench_mount "$WORK/config.json"
+bench_prompts "$N"
 
 echo "routefs bench: N=$N prompts, L=${L} ms simulated latency, C=$C concurrency"
 
-t0=$(now_ns)
-(cd "$SRC" && find . -maxdepth 1 -name '*.txt' -print0 | xargs -0 cp -t "$MNT/bench/")
-t_cp=$(ms_since "$t0")
-set +e
-(cd "$SRC" && find . -maxdepth 1 -name '*.txt' -printf '%f.out\0' \
-    | (cd "$MNT/bench" && xargs -0 -P 64 -n 16 timeout 600 cat >/dev/null))
-read_rc=$?
-set -e
-t_fs=$(ms_since "$t0")
-failed=$(find "$MNT/bench" -maxdepth 1 -name '*.err' | wc -l)
-if [ "$read_rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
-    echo "bench: warning: $failed job(s) failed, reading results exited $read_rc" >&2
-fi
+bench_copy_and_read bench
 
 batches=$(( (N + C - 1) / C ))
 limit=$(( batches * L ))
@@ -129,7 +57,6 @@ find "$MNT/bench" -maxdepth 1 -name '*.meta' -print0 | xargs -0 cat | jq -r '
       ([.hops[] | select(.status == 200) | .latency_ms] | last // 0) ]
   | @tsv' >"$WORK/jobs.tsv" 2>"$WORK/jq.err" || true
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 job_med=$(cut -f1 "$WORK/jobs.tsv" | median)
 own_med=$(awk -F'\t' '{ printf "%.3f\n", $1 - $2 }' "$WORK/jobs.tsv" | median)
 
