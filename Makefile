@@ -24,7 +24,7 @@ SIM_OBJ  := $(SIM_SRC:src/sim/%.c=$(BUILD)/sim/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all help deps run stop test test-unit test-e2e test-asan bench bench-outage install uninstall clean
+.PHONY: all help deps run stop test test-build test-unit test-e2e test-asan bench bench-outage install uninstall clean
 
 all: $(BUILD)/routefs $(BUILD)/routefs-sim
 
@@ -64,21 +64,27 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/librfs.a
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-run: deps all
+# pkg-config flags are read when make starts, so on a fresh machine the build must run in
+# a second make, after the packages are installed.
+run: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/run-demo.sh
 
 stop:
 	@sh tests/run-demo.sh stop
 
-test-unit: $(UNIT_BIN)
+test-unit: all $(UNIT_BIN)
 	@sh tests/run-tests.sh unit $(BUILD)
 
 test-e2e: all
 	@sh tests/run-tests.sh e2e $(BUILD)
 
 # The README's test command: every suite, one closing "N passed, N failed" line.
-test: all $(UNIT_BIN)
+test: deps
+	@$(MAKE) --no-print-directory test-build
 	@sh tests/run-tests.sh all $(BUILD)
+
+test-build: all $(UNIT_BIN)
 
 test-asan:
 	@$(MAKE) --no-print-directory SAN=1 test

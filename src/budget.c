@@ -263,12 +263,15 @@ static int cap_decimals(double cap)
 static int over_cap(const char *label, int64_t cap, int64_t spent, int64_t reserved,
                     int64_t want, rf_err *err)
 {
-    int64_t used = add_nusd(spent, reserved);
-    int over = want > 0 ? add_nusd(used, want) > cap : used >= cap;
+    /* Admission (want 0) asks whether the cap is used up by what was really spent;
+     * money merely reserved may yet come back. */
+    int over = want > 0 ? add_nusd(add_nusd(spent, reserved), want) > cap : spent >= cap;
     if (!over)
         return 0;
+    /* Over only because of requests in flight: it may fit once they settle (EAGAIN). */
+    int code = want > 0 && add_nusd(spent, want) <= cap ? EAGAIN : EDQUOT;
     int d = cap_decimals(to_usd(cap));
-    return rf_err_set(err, EDQUOT, "%s $%.*f reached: $%.*f spent, $%.*f reserved", label, d,
+    return rf_err_set(err, code, "%s $%.*f reached: $%.*f spent, $%.*f reserved", label, d,
                       to_usd(cap), d, to_usd(spent), d, to_usd(reserved));
 }
 
@@ -280,24 +283,38 @@ static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t
         return 0;
     int64_t now = budget_now(b);
     int64_t day = day_key(now);
+    /* Every cap is checked: one that can never fit (EDQUOT) outranks one that only has to
+     * wait for requests in flight (EAGAIN). */
+    rf_err found[3];
+    int nfound = 0;
     if (cfg->daily_usd >= 0 &&
         over_cap("daily cap", to_nusd(cfg->daily_usd), tally_day(&b->all, day),
-                 b->reserved_nusd, want, err) < 0)
-        return -1;
+                 b->reserved_nusd, want, &found[nfound]) < 0)
+        nfound++;
     if (cfg->monthly_usd >= 0 &&
         over_cap("monthly cap", to_nusd(cfg->monthly_usd), tally_month(&b->all, month_key(now)),
-                 b->reserved_nusd, want, err) < 0)
-        return -1;
+                 b->reserved_nusd, want, &found[nfound]) < 0)
+        nfound++;
     const rf_tier *t = tier ? config_tier(cfg, tier) : NULL;
     if (t && t->daily_usd >= 0) {
         const tier_hold *hold = hmap_get(b->holds, tier);
         char label[300];
         snprintf(label, sizeof label, "tier %.200s daily cap", tier);
         if (over_cap(label, to_nusd(t->daily_usd), tally_day(breakdown(b, BY_TIER, tier, 0), day),
-                     hold ? hold->nusd : 0, want, err) < 0)
-            return -1;
+                     hold ? hold->nusd : 0, want, &found[nfound]) < 0)
+            nfound++;
     }
-    return 0;
+    if (nfound == 0)
+        return 0;
+    int pick = 0;
+    for (int i = 0; i < nfound; i++)
+        if (found[i].code == EDQUOT) {
+            pick = i;
+            break;
+        }
+    if (err)
+        *err = found[pick];
+    return -1;
 }
 
 double budget_worst_case(const rf_config *cfg, const rf_hop *hop, size_t prompt_bytes,

@@ -39,7 +39,8 @@ double budget_worst_case(const rf_config *cfg, const rf_hop *hop, size_t prompt_
                          int max_tokens, int *known);
 
 /* Reserve amount for tier under cfg's caps.  Returns a reservation id > 0, or -1 with
- * err->code EDQUOT and a message naming the cap, e.g.
+ * err->code EDQUOT (it can never fit: spent + amount > cap) or EAGAIN (it fits once the
+ * requests in flight settle: wait and try again) and a message naming the cap, e.g.
  * "daily cap $5.00 reached: $4.97 spent, $0.05 reserved" (or "monthly cap", or
  * "tier fast daily cap").  amount 0 always succeeds (nothing to reserve). */
 long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double amount,
@@ -65,7 +66,7 @@ typedef struct budget_record {
 int budget_settle(budget *b, long reservation, const budget_record *rec, rf_err *err);
 
 /* Would a new prompt for tier be refused right now because a cap is already used up
- * (spent + reserved >= cap)?  0 = fine; -1 with EDQUOT and the message otherwise.
+ * by settled spend (spent >= cap)?  0 = fine; -1 with EDQUOT and the message otherwise.
  * Lets open()/write() of a prompt fail early with "Disk quota exceeded". */
 int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf_err *err);
 

@@ -406,14 +406,14 @@ static int stat_path(const char *path, pathinfo *pi, struct stat *st)
 }
 
 /* How long the kernel may cache a path's attributes and name.  Results and virtual files
- * change under the kernel's feet (a stale size would truncate a cat): 0.  Directories and
- * prompts change only through the kernel itself: a second saves most of the
- * lookup/getattr round trips of a cp of many files. */
+ * change under the kernel's feet (a stale size would truncate a cat): 0.  So do tier
+ * directories, which come and go with config edits (made inside a rename, where the
+ * kernel cannot be told synchronously).  Tag directories and prompts change only through
+ * the kernel itself: a second saves most of the round trips of a cp of many files. */
 static double cache_timeout(const pathinfo *pi)
 {
     switch (pi->kind) {
     case K_ROOT:
-    case K_TIER:
     case K_TIERFILE:
     case K_SCRATCH:
         return 1.0;
@@ -1532,7 +1532,8 @@ void fs_sync_tier_dirs(void)
  * thread of their own and never block a FUSE worker or the job machinery. */
 
 typedef struct notice {
-    char *key;
+    char *key;             /* results of this key changed, or ... */
+    int root_entry;        /* ... (when set) key is a name at the root to forget */
     struct notice *next;
 } notice;
 
@@ -1572,7 +1573,9 @@ static void *notifier_thread(void *arg)
         if (!N.head)
             N.tail = NULL;
         pthread_mutex_unlock(&N.lock);
-        if (!N.stopping)
+        if (!N.stopping && n->root_entry && F.se)
+            fuse_lowlevel_notify_inval_entry(F.se, FUSE_ROOT_ID, n->key, strlen(n->key));
+        else if (!N.stopping)
             invalidate_key(n->key);
         free(n->key);
         free(n);
@@ -1603,13 +1606,14 @@ void fs_notifier_stop(void)
     N.running = 0;
 }
 
-void fs_results_changed(const char *key)
+static void notice_post(const char *key, int root_entry)
 {
     notice *n = malloc(sizeof *n);
     if (!n || !(n->key = strdup(key))) {
         free(n);
-        return;   /* attributes time out at once anyway; this is belt and braces */
+        return;   /* caches time out within a second anyway; this is belt and braces */
     }
+    n->root_entry = root_entry;
     n->next = NULL;
     pthread_mutex_lock(&N.lock);
     if (!N.running || N.stopping) {
@@ -1642,4 +1646,17 @@ void fs_session_destroy(void)
     hmap_free(F.by_path);
     F.by_path = NULL;
     pthread_mutex_unlock(&F.lock);
+}
+
+void fs_results_changed(const char *key)
+{
+    notice_post(key, 0);
+}
+
+void fs_tiers_changed(const rf_config *old, const rf_config *new_cfg)
+{
+    for (size_t i = 0; old && i < old->tiers_len; i++)
+        notice_post(old->tiers[i].name, 1);
+    for (size_t i = 0; new_cfg && i < new_cfg->tiers_len; i++)
+        notice_post(new_cfg->tiers[i].name, 1);
 }

@@ -10,6 +10,7 @@
 #include <fuse_lowlevel.h>
 
 #include "budget.h"
+#include "config.h"
 #include "err.h"
 #include "store.h"
 
@@ -34,5 +35,9 @@ void fs_session_destroy(void);
 
 /* Make sure every tier of the current config has its directory in the store. */
 void fs_sync_tier_dirs(void);
+
+/* The tiers changed from old to new config (either may be NULL): have the kernel forget
+ * the cached root entries of every tier name in either. */
+void fs_tiers_changed(const rf_config *old, const rf_config *new_cfg);
 
 #endif

@@ -52,6 +52,7 @@ typedef struct job {
 
     size_t hop_index;      /* current hop in tier->route */
     int hop_attempts;      /* attempts made on the current hop */
+    int hop_sent;          /* a request really left for the current hop */
     int park_count;        /* times parked so far */
     int64_t next_attempt_ms; /* parked: when the route is retried */
     long upstream_id;      /* request in flight, 0 = none */

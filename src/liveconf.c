@@ -70,10 +70,23 @@ static int write_file_atomic(const char *path, const char *data, size_t len, rf_
 
 static void put_in_force(rf_config *cfg)
 {
+    rf_config *old = jobs_config();
     jobs_set_config(cfg);
     fs_sync_tier_dirs();
+    fs_tiers_changed(old, cfg);   /* the kernel may still cache a removed tier's entry */
+    config_unref(old);
     vfiles_set_config_error(NULL);
     vfiles_config_applied();
+}
+
+/* Is cfg the config already in force?  Editors put the original text back after a
+ * refused save (vim does): that is not a new config, and must not hide the refusal. */
+static int same_as_current(const rf_config *cfg)
+{
+    rf_config *cur = jobs_config();
+    int same = cur && !strcmp(cur->source_json, cfg->source_json);
+    config_unref(cur);
+    return same;
 }
 
 int liveconf_apply_text(const char *text, size_t len, const char *origin, rf_err *err)
@@ -88,6 +101,11 @@ int liveconf_apply_text(const char *text, size_t len, const char *origin, rf_err
         LOG_ERROR("config refused, previous config stays in force: %s", err->msg);
         pthread_mutex_unlock(&apply_lock);
         return -1;
+    }
+    if (same_as_current(cfg)) {
+        config_unref(cfg);
+        pthread_mutex_unlock(&apply_lock);
+        return 0;
     }
     if (write_file_atomic(persist_path, text, len, err) < 0) {
         /* Applying what cannot be persisted would silently revert at the next mount. */

@@ -509,6 +509,20 @@ void breakers_record(rf_breakers *b, const char *provider, const char *model, in
     pthread_mutex_unlock(&b->lock);
 }
 
+void breakers_release(rf_breakers *b, const char *provider, const char *model, int64_t now_ms)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    breaker *p = breaker_find(b, provider, NULL);
+    breaker *m = model ? breaker_find(b, provider, model) : NULL;
+    if (p)
+        breaker_release_probe(p, now_ms);
+    if (m)
+        breaker_release_probe(m, now_ms);
+    pthread_mutex_unlock(&b->lock);
+}
+
 void breakers_note_fallback(rf_breakers *b, const char *provider)
 {
     pthread_mutex_lock(&b->lock);

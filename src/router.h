@@ -76,6 +76,10 @@ void breakers_record(rf_breakers *b, const char *provider, const char *model, in
                      int mark_down, int model_specific, long latency_ms,
                      const char *error_text, int64_t now_ms);
 
+/* An attempt admitted by breakers_allow was never sent (budget, missing key, ...): give
+ * back the half-open probe slot it may hold, without counting anything. */
+void breakers_release(rf_breakers *b, const char *provider, const char *model, int64_t now_ms);
+
 /* A job gave up on provider and moved to a later hop (providers.json "fallbacks"). */
 void breakers_note_fallback(rf_breakers *b, const char *provider);
 

@@ -18,6 +18,7 @@
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
 #define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
+#define BUDGET_WAIT_MS 200               /* a cap is full of reservations still in flight */
 
 static upstream *R_up;
 static rf_breakers *R_breakers;
@@ -235,17 +236,26 @@ static void route_exhausted(job *j)
 
 /* ---- attempts ---- */
 
+static void choose_hop(job *j, long fell_from);
+
+/* Give up on the current hop.  It counts as a fallback caused by its provider only if a
+ * request was really sent there and a later hop takes over. */
 static void next_hop(job *j)
 {
+    long from = j->hop_sent ? (long)j->hop_index : -1;
     release_slot(j);
-    if (j->hop_index < j->tier->route_len)
-        breakers_note_fallback(R_breakers, j->tier->route[j->hop_index].provider);
     j->hop_index++;
     j->hop_attempts = 0;
-    pick_hop(j);
+    j->hop_sent = 0;
+    choose_hop(j, from);
 }
 
 static void pick_hop(job *j)
+{
+    choose_hop(j, -1);
+}
+
+static void choose_hop(job *j, long fell_from)
 {
     long wait_ms = 0;
     int idx = router_next_hop(R_breakers, j->cfg, j->tier, j->hop_index, j->params, j->nparams,
@@ -254,9 +264,12 @@ static void pick_hop(job *j)
         route_exhausted(j);
         return;
     }
+    if (fell_from >= 0 && (size_t)idx > (size_t)fell_from)
+        breakers_note_fallback(R_breakers, j->tier->route[fell_from].provider);
     if ((size_t)idx != j->hop_index) {
         j->hop_index = (size_t)idx;
         j->hop_attempts = 0;
+        j->hop_sent = 0;
     }
     if (wait_ms > 0)
         schedule(j, wait_ms, send_attempt);   /* every hop's breaker is open: wait for the first */
@@ -398,7 +411,7 @@ static void send_now(job *j)
     double worst = budget_worst_case(j->cfg, hop, j->prompt_len, j->tier->max_tokens,
                                      &price_known);
     if (!price_known && j->tier->require_price) {
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
         record_hop(j, hop, 0, "no price configured for this model (the tier has require_price)",
                    0, now);
         next_hop(j);
@@ -406,14 +419,20 @@ static void send_now(job *j)
     }
     long reservation = budget_reserve(R_budget, j->cfg, j->tier_name, worst, &err);
     if (reservation < 0) {
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
+        if (err.code == EAGAIN) {
+            /* Fits once requests in flight settle: wait for them rather than fail. */
+            release_slot(j);
+            schedule(j, BUDGET_WAIT_MS, send_attempt);
+            return;
+        }
         finish_failed(j, strdup(err.msg));   /* a cap would break: not sent */
         return;
     }
     upstream_request *rq = build_request(j, hop, p, &err);
     if (!rq) {
         budget_release(R_budget, reservation);
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
         if (err.code == EINVAL || err.code == EILSEQ) {
             finish_failed(j, strdup(err.msg));   /* the prompt itself is unusable */
             return;
@@ -426,7 +445,7 @@ static void send_now(job *j)
     if (!ctx) {
         budget_release(R_budget, reservation);
         free(rq->url), free(rq->body), free(rq->api_key), free(rq);
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
         finish_failed(j, strdup("out of memory"));
         return;
     }
@@ -449,7 +468,7 @@ static void send_now(job *j)
     if (!ctx->provider || !ctx->model || !ctx->tier || !ctx->ledger_id ||
         (j->tag && !ctx->tag)) {
         free(rq->url), free(rq->body), free(rq->api_key), free(rq);
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
         j->refs++;
         ctx_free(ctx);
         j->refs--;
@@ -461,11 +480,12 @@ static void send_now(job *j)
         j->refs++;
         ctx_free(ctx);
         j->refs--;
-        breakers_record(R_breakers, hop->provider, hop->model, 1, 0, 0, -1, NULL, now);
+        breakers_release(R_breakers, hop->provider, hop->model, now);
         finish_failed(j, strdup(err.msg));
         return;
     }
     j->upstream_id = id;
+    j->hop_sent = 1;
 }
 
 /* Describe a failed attempt in one line, e.g. "HTTP 503: overloaded". */
@@ -646,5 +666,6 @@ void runner_start(job *j)
         j->started_ms = now_wall_ms();
     j->hop_index = 0;
     j->hop_attempts = 0;
+    j->hop_sent = 0;
     pick_hop(j);
 }

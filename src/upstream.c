@@ -462,6 +462,27 @@ static void request_finish(upstream *up, request *r, upstream_result *res)
     entry_release(up, &r->e);
 }
 
+/* Providers sometimes quote the key back ("Incorrect API key provided: sk-...").  Nothing
+ * downstream may ever see it: overwrite every occurrence in the body, in place (the
+ * replacement is no longer than the key, so lengths only shrink). */
+static void scrub_key(char *body, size_t *len, const char *key)
+{
+    static const char mask[] = "[redacted]";
+    size_t klen = key ? strlen(key) : 0;
+    if (!body || klen == 0)
+        return;
+    size_t mlen = klen < sizeof mask - 1 ? klen : sizeof mask - 1;
+    char *p = body, *end = body + *len;
+    while ((size_t)(end - p) >= klen && (p = memmem(p, (size_t)(end - p), key, klen))) {
+        memcpy(p, mask, mlen);
+        memmove(p + mlen, p + klen, (size_t)(end - (p + klen)));
+        end -= klen - mlen;
+        p += mlen;
+    }
+    *len = (size_t)(end - body);
+    body[*len] = '\0';
+}
+
 static void request_complete(upstream *up, request *r, CURLcode code)
 {
     upstream_result res;
@@ -480,6 +501,7 @@ static void request_complete(upstream *up, request *r, CURLcode code)
             r->buf = NULL;
             r->len = r->cap = 0;
             res.retry_after_ms = r->retry_after_ms;
+            scrub_key(res.body, &res.body_len, r->key);
         }
     } else {
         describe_failure(r, code, res.error, sizeof res.error);

@@ -88,7 +88,7 @@ typedef struct target {
 } target;
 
 typedef struct counts {
-    size_t done, failed, pending, parked, total;
+    size_t done, failed, pending, parked, total, gone;
 } counts;
 
 static struct {
@@ -238,7 +238,7 @@ static int read_small(const char *path, char **out, size_t *len)
     return 0;
 }
 
-/* "12s", "3m05s", "2h10m". */
+/* "1.5s", "12s", "3m05s", "2h10m". */
 static void format_duration(double secs, char *buf, size_t len)
 {
     if (!isfinite(secs) || secs < 0) {
@@ -246,7 +246,9 @@ static void format_duration(double secs, char *buf, size_t len)
         return;
     }
     long s = (long)(secs + 0.5);
-    if (s < 60)
+    if (secs < 9.95)
+        snprintf(buf, len, "%.1fs", secs);
+    else if (s < 60)
         snprintf(buf, len, "%lds", s);
     else if (s < 3600)
         snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
@@ -597,6 +599,11 @@ static int scan(void)
             snprintf(W.fatal_msg, sizeof W.fatal_msg, "%s is no longer mounted", t->root);
             break;
         }
+        if (t->is_dir && stat(t->path, &st) != 0) {
+            W.fatal = 1;   /* a tier removed from the config, or a tag directory deleted */
+            snprintf(W.fatal_msg, sizeof W.fatal_msg, "%s: %s", t->path, strerror(errno));
+            break;
+        }
         int r = t->is_dir ? walk(t->path, t->depth, t) : visit(t->path, t);
         if (r < 0) {
             snprintf(W.fatal_msg, sizeof W.fatal_msg, "out of memory");
@@ -624,8 +631,8 @@ static counts count_jobs(void)
             if (!strcmp(j->phase, "parked"))
                 c.parked++;
             break;
-        case J_EMPTY:
-        case J_GONE: break;
+        case J_GONE: c.gone++; break;
+        case J_EMPTY: break;
         }
     }
     c.total = c.done + c.failed + c.pending;
@@ -931,11 +938,15 @@ int wait_main(int argc, char **argv)
         list_jobs(J_FAILED, "failed");
         status = EXIT_USAGE;
     } else {
+        char gone[64] = "";
+        if (cn.gone)
+            snprintf(gone, sizeof gone, "; %zu prompt%s deleted meanwhile", cn.gone,
+                     cn.gone == 1 ? "" : "s");
         if (!quiet && cn.total == 0)
-            fprintf(stderr, "routefs wait: no jobs under the given paths\n");
+            fprintf(stderr, "routefs wait: no jobs under the given paths%s\n", gone);
         else if (!quiet)
-            fprintf(stderr, "routefs wait: %zu job%s: %zu done, %zu failed (%s)\n", cn.total,
-                    cn.total == 1 ? "" : "s", cn.done, cn.failed, took);
+            fprintf(stderr, "routefs wait: %zu job%s: %zu done, %zu failed (%s)%s\n", cn.total,
+                    cn.total == 1 ? "" : "s", cn.done, cn.failed, took, gone);
         list_jobs(J_FAILED, "failed");
         status = cn.failed ? EXIT_FAILED : EXIT_OK;
     }

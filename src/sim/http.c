@@ -30,6 +30,7 @@ enum outcome {
     OUTCOME_REPLY,     /* queue `response` */
     OUTCOME_CLOSE,     /* drop the connection without a word */
     OUTCOME_HANG,      /* never answer */
+    OUTCOME_RAW,       /* write `raw` to the socket ourselves, then close (hostile.c) */
 };
 
 typedef struct exchange {
@@ -39,6 +40,8 @@ typedef struct exchange {
     bool body_too_large;
     enum outcome outcome;
     struct MHD_Response *response;   /* the reply to queue once due */
+    char *raw;                       /* OUTCOME_RAW: the bytes to write once due */
+    size_t raw_len;
     unsigned int status;
     uint64_t due_ns;                 /* when the reply (or close) is due */
 } exchange;
@@ -53,8 +56,7 @@ typedef struct partial_body {
 
 static const char json_type[] = "application/json";
 
-/* A response owning text (malloc'd; freed here on failure). */
-static struct MHD_Response *text_response(char *text, size_t len, const char *content_type)
+struct MHD_Response *sim_text_response(char *text, size_t len, const char *content_type)
 {
     if (!text)
         return NULL;
@@ -75,7 +77,7 @@ static struct MHD_Response *json_response(cJSON *doc)
 {
     char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
-    return text ? text_response(text, strlen(text), json_type) : NULL;
+    return text ? sim_text_response(text, strlen(text), json_type) : NULL;
 }
 
 /* A response from a string constant: no copy, nothing to free. */
@@ -191,9 +193,7 @@ static size_t content_bytes(const cJSON *content)
     return n;
 }
 
-/* The chat.completion document for a request; mode decides the content, finish_reason
- * and whether there is a choice at all. */
-static cJSON *completion_doc(const cJSON *request, const char *model, const sim_verdict *v,
+cJSON *sim_completion_doc(const cJSON *request, const char *model, const sim_verdict *v,
                              enum sim_mode mode)
 {
     const sim_behaviour *b = v->behaviour;
@@ -267,8 +267,9 @@ static cJSON *completion_doc(const cJSON *request, const char *model, const sim_
 }
 
 /* Build the reply for a chat request that is to be answered; sets *status. */
-static struct MHD_Response *chat_reply(const cJSON *request, const char *model,
-                                       const sim_verdict *v, unsigned int *status)
+static struct MHD_Response *chat_reply(struct MHD_Connection *conn, const cJSON *request,
+                                       const char *model, const sim_verdict *v,
+                                       unsigned int *status)
 {
     const sim_behaviour *b = v->behaviour;
     enum sim_mode mode = v->failing ? b->mode : SIM_MODE_OK;
@@ -289,7 +290,7 @@ static struct MHD_Response *chat_reply(const cJSON *request, const char *model,
         r = json_response(error_doc("sim: upstream overloaded", NULL, 502));
         break;
     case SIM_MODE_TRUNCATED: {
-        cJSON *doc = completion_doc(request, model, v, SIM_MODE_OK);
+        cJSON *doc = sim_completion_doc(request, model, v, SIM_MODE_OK);
         char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
         cJSON_Delete(doc);
         *status = forced ? forced : 200;
@@ -297,7 +298,9 @@ static struct MHD_Response *chat_reply(const cJSON *request, const char *model,
         break;
     }
     default:
-        if (mode == SIM_MODE_OK && forced >= 300) {
+        if (sim_mode_is_hostile(mode)) {
+            r = sim_hostile_response(conn, request, model, v, mode, forced, status);
+        } else if (mode == SIM_MODE_OK && forced >= 300) {
             char message[64];
             snprintf(message, sizeof message, "sim: status %u", forced);
             *status = forced;
@@ -305,7 +308,7 @@ static struct MHD_Response *chat_reply(const cJSON *request, const char *model,
                                         "sim_error", (int)forced));
         } else {
             *status = forced ? forced : 200;
-            r = json_response(completion_doc(request, model, v, mode));
+            r = json_response(sim_completion_doc(request, model, v, mode));
         }
         break;
     }
@@ -344,6 +347,10 @@ static enum MHD_Result proceed(struct MHD_Connection *conn, exchange *ex)
     }
     if (ex->outcome == OUTCOME_CLOSE)
         return MHD_NO;
+    if (ex->outcome == OUTCOME_RAW) {   /* no response queued: the socket is ours to write */
+        sim_raw_send(conn, ex->raw, ex->raw_len);
+        return MHD_NO;                  /* and libmicrohttpd closes it */
+    }
     struct MHD_Response *r = ex->response;
     ex->response = NULL;
     return queue_reply(conn, ex->status, r);
@@ -399,15 +406,35 @@ static enum MHD_Result handle_chat(struct MHD_Connection *conn, exchange *ex)
         ex->outcome = OUTCOME_HANG;
     } else if (mode == SIM_MODE_CLOSE) {
         ex->outcome = OUTCOME_CLOSE;
+    } else if (sim_hostile_is_raw(mode)) {
+        ex->outcome = OUTCOME_RAW;
+        ex->raw = sim_hostile_raw(request, model->valuestring, &v, mode,
+                                  (unsigned int)b->status, &ex->raw_len);
     } else {
         ex->outcome = OUTCOME_REPLY;
-        ex->response = chat_reply(request, model->valuestring, &v, &ex->status);
+        ex->response = chat_reply(conn, request, model->valuestring, &v, &ex->status);
     }
     sim_behaviour_release(v.behaviour);
     cJSON_Delete(request);
-    if (ex->outcome == OUTCOME_REPLY && !ex->response)
+    if ((ex->outcome == OUTCOME_REPLY && !ex->response) || (ex->outcome == OUTCOME_RAW && !ex->raw))
         return MHD_NO;   /* out of memory */
     return proceed(conn, ex);
+}
+
+/* Where the "redirect" mode points: answers any method with a completion, counted as
+ * model "sim/redirect-target", so a test can tell whether a client followed. */
+static enum MHD_Result handle_redirected(struct MHD_Connection *conn, exchange *ex)
+{
+    static const char target[] = "sim/redirect-target";
+    cJSON *request = parse_body(ex);
+    const char *auth =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    sim_verdict v;
+    sim_state_record(target, ex->body ? ex->body : "", ex->body ? ex->body_len : 0, auth, &v);
+    struct MHD_Response *r = json_response(sim_completion_doc(request, target, &v, SIM_MODE_OK));
+    sim_behaviour_release(v.behaviour);
+    cJSON_Delete(request);
+    return queue_reply(conn, 200, r);
 }
 
 /* ---------------------------------------------------------------- control and stats */
@@ -443,7 +470,7 @@ static enum MHD_Result handle_set_behaviour(struct MHD_Connection *conn, exchang
 static enum MHD_Result handle_stats(struct MHD_Connection *conn)
 {
     char *text = sim_state_stats_json();
-    return queue_reply(conn, 200, text ? text_response(text, strlen(text), json_type) : NULL);
+    return queue_reply(conn, 200, text ? sim_text_response(text, strlen(text), json_type) : NULL);
 }
 
 static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url,
@@ -466,6 +493,8 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url,
         sim_log("reset");
         return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
     }
+    if ((post || get) && strcmp(url, "/sim/redirected") == 0)
+        return handle_redirected(conn, ex);
     if (get && strcmp(url, "/stats") == 0)
         return handle_stats(conn);
     if (get && strcmp(url, "/health") == 0)
@@ -543,6 +572,7 @@ void sim_http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         return;
     if (ex->response)
         MHD_destroy_response(ex->response);
+    free(ex->raw);
     free(ex->body);
     free(ex);
     *req_cls = NULL;

@@ -75,6 +75,8 @@ static const char usage_text[] =
 "                              also counts chat requests refused with 400; models\n"
 "                              lists those that received a chat request)\n"
 "    GET  /health              {\"ok\":true}\n"
+"    GET|POST /sim/redirected  a completion for model \"sim/redirect-target\" (counted\n"
+"                              in /stats): where mode \"redirect\" points\n"
 "    Anything else gets a JSON 404.\n"
 "\n"
 "BEHAVIOURS\n"
@@ -91,7 +93,8 @@ static const char usage_text[] =
 "                        error_object: 200 with {\"error\":{...,\"code\":502}};\n"
 "                        finish_error: finish_reason \"error\" and content \"\";\n"
 "                        no_choices: \"choices\": []; empty_content: content null;\n"
-"                        html: 502 with a text/html page\n"
+"                        html: 502 with a text/html page;\n"
+"                        or one of the hostile-provider corpus (HOSTILE MODES below)\n"
 "    fail_first N        status/mode/retry_after apply to the first N requests of each\n"
 "                        model since the behaviour was set; later ones are plain \"ok\"\n"
 "    fail_for_ms N       ... only during N ms after the behaviour was set (with\n"
@@ -101,7 +104,50 @@ static const char usage_text[] =
 "    provider S          the reply's \"provider\" (default \"Sim\")\n"
 "    served_model S      the reply's \"model\" (default the requested model)\n"
 "    A hung or delayed connection whose client went away is closed within 0.5 s.\n"
+"\n""HOSTILE MODES\n"
+"    Bad answers a provider (or a proxy in front of one) can give.  Unless noted the\n"
+"    status is 200 and the body is the normal completion, altered.\n"
+"    missing_choices     no \"choices\" key at all\n"
+"    choices_not_array   \"choices\": {\"0\": {...choice...}}\n"
+"    message_not_object  \"message\": \"the text\" (a string)\n"
+"    content_number      \"content\": 42\n"
+"    invalid_utf8        content with raw bytes 0xff 0xfe and a cut sequence 0xc3 0x28\n"
+"    nul_content         content \"...\\u0000 and the part after the NUL\"\n"
+"    dup_keys            a valid \"choices\", then a second, empty \"choices\" key\n"
+"    usage_garbage       usage: prompt_tokens -5, completion_tokens \"many\",\n"
+"                        total_tokens and cost 1e999 (infinite)\n"
+"    top_array           the completion inside a JSON array: [{...}]\n"
+"    object_error        {\"object\":\"error\",\"message\":...,\"code\":503} (vLLM style)\n"
+"    empty_body          no body (Content-Length: 0)\n"
+"    trailing_garbage    the completion, then a second JSON document\n"
+"    bom                 a UTF-8 byte order mark, then the completion\n"
+"    binary_body         the 256 byte values 0x00..0xff as application/json\n"
+"    deep_nesting        {\"choices\":[[[...]]]} 100000 levels deep (valid JSON)\n"
+"    text_plain          the completion as Content-Type: text/plain\n"
+"    gzip                the completion gzip'd, Content-Encoding: gzip, unasked\n"
+"    sse                 text/event-stream \"data: {chunk}\" events and [DONE], unasked\n"
+"    redirect            302 to /sim/redirected (which would answer: see ENDPOINTS)\n"
+"    retry_after_years   429 with Retry-After: 99999999 (retry_after S overrides)\n"
+"    status_204          204 No Content;  status_304: 304 Not Modified\n"
+"    interim_only        103 Early Hints, then no final response ever\n"
+"    headers_only        Content-Length: N, no body, connection closed (raw)\n"
+"    short_length        Content-Length: half the body; the whole body is sent (raw)\n"
+"    conflicting_length  two Content-Length headers, half then the true length\n"
+"    reset               half the body, then a TCP reset (RST)\n"
+"    huge                20 MiB of valid JSON with Content-Length (content of 'x')\n"
+"    huge_chunked        the same, chunked (no Content-Length)\n"
+"    drip                the completion one byte every 200 ms\n"
+"    chunked_forever     chunked: the start of the completion, then one space every\n"
+"                        200 ms, never ending\n"
+"    long_header         a response with one 512 KiB header line (raw)\n"
+"    no_status_line      the completion with no status line or headers (HTTP/0.9; raw)\n"
+"    status N replaces the mode's own status (for raw modes: in the status line).\n"
+"    Raw modes write their bytes straight to the socket, past libmicrohttpd (which\n"
+"    cannot frame them: a lying Content-Length, a header line over its per-connection\n"
+"    memory, no status line), then close the connection.  libmicrohttpd cannot send a\n"
+"    1xx followed by a final response at all.\n"
 "\n"
+
 "EXAMPLES\n"
 "    routefs-sim --port-file /tmp/sim.port --script faults.json &\n"
 "    P=$(cat /tmp/sim.port)\n"
@@ -151,8 +197,9 @@ size_t sim_utf8_cut(const char *s, size_t len, size_t max)
     return cut;
 }
 
-/* MHD's own error messages, silenced by --quiet.  The two MHD prints when we close a
- * connection on purpose ("close", "truncated", a client that gave up) are not errors. */
+/* MHD's own error messages, silenced by --quiet.  What MHD prints when we close a
+ * connection on purpose ("close", "truncated", "reset", raw modes) or when a client gave
+ * up on a paced body ("drip", "chunked_forever", "huge") is not an error. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -160,7 +207,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
         return;
     vsnprintf(line, sizeof line, fmt, ap);
     if (strstr(line, "Application reported internal error") ||
-        strstr(line, "application reported error generating data"))
+        strstr(line, "application reported error generating data") ||
+        strstr(line, "The socket is no longer available for sending"))
         return;
     fprintf(stderr, "routefs-sim: libmicrohttpd: %s%s", line,
             line[0] && line[strlen(line) - 1] == '\n' ? "" : "\n");

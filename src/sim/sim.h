@@ -5,6 +5,7 @@
  *   sim.c    command line, the HTTP daemon, signals, shutdown
  *   http.c   the request handler: routing, chat replies, control and stats endpoints
  *   state.c  behaviours (what a model does) and per-model request statistics
+ *   hostile.c the hostile-provider corpus: bad bodies, bad framing, bad pacing
  *   timer.c  the wake-up thread that resumes suspended connections when their delay ends
  * Delays never hold a thread: a delayed connection is suspended in libmicrohttpd and the
  * timer resumes it, so thousands of slow requests cost memory, not threads. */
@@ -65,7 +66,42 @@ enum sim_mode {
     SIM_MODE_NO_CHOICES,
     SIM_MODE_EMPTY_CONTENT,
     SIM_MODE_HTML,
+    /* The hostile-provider corpus (hostile.c): from here on, every mode is built there. */
+    SIM_MODE_MISSING_CHOICES,
+    SIM_MODE_CHOICES_NOT_ARRAY,
+    SIM_MODE_MESSAGE_NOT_OBJECT,
+    SIM_MODE_CONTENT_NUMBER,
+    SIM_MODE_INVALID_UTF8,
+    SIM_MODE_NUL_CONTENT,
+    SIM_MODE_DUP_KEYS,
+    SIM_MODE_USAGE_GARBAGE,
+    SIM_MODE_TOP_ARRAY,
+    SIM_MODE_OBJECT_ERROR,
+    SIM_MODE_EMPTY_BODY,
+    SIM_MODE_TRAILING_GARBAGE,
+    SIM_MODE_BOM,
+    SIM_MODE_BINARY_BODY,
+    SIM_MODE_DEEP_NESTING,
+    SIM_MODE_TEXT_PLAIN,
+    SIM_MODE_GZIP,
+    SIM_MODE_SSE,
+    SIM_MODE_REDIRECT,
+    SIM_MODE_RETRY_AFTER_YEARS,
+    SIM_MODE_STATUS_204,
+    SIM_MODE_STATUS_304,
+    SIM_MODE_INTERIM_ONLY,
+    SIM_MODE_CONFLICTING_LENGTH,
+    SIM_MODE_RESET,
+    SIM_MODE_HUGE,
+    SIM_MODE_HUGE_CHUNKED,
+    SIM_MODE_DRIP,
+    SIM_MODE_CHUNKED_FOREVER,
+    SIM_MODE_LONG_HEADER,       /* raw: written to the socket, see hostile.c */
+    SIM_MODE_NO_STATUS_LINE,    /* raw */
+    SIM_MODE_HEADERS_ONLY,      /* raw */
+    SIM_MODE_SHORT_LENGTH,      /* raw */
 };
+#define SIM_MODE_FIRST_HOSTILE SIM_MODE_MISSING_CHOICES
 
 /* What a model does.  Immutable once installed; a request holds a reference while it
  * builds its reply, so replacing a behaviour never pulls it from under a request. */
@@ -123,12 +159,53 @@ void sim_state_reset(void);
 /* The /stats document, malloc'd; NULL when out of memory. */
 char *sim_state_stats_json(void);
 
+/* ---- http.c (continued) ---- */
+
+/* The chat.completion document answering request (mode decides the content,
+ * finish_reason and whether there is a choice at all: ok, finish_error, empty_content,
+ * no_choices); NULL when out of memory. */
+cJSON *sim_completion_doc(const cJSON *request, const char *model, const sim_verdict *v,
+                          enum sim_mode mode);
+
+/* A response owning text (malloc'd; freed here on failure); NULL when out of memory. */
+struct MHD_Response *sim_text_response(char *text, size_t len, const char *content_type);
+
+/* ---- hostile.c ---- */
+
+/* Is mode built by hostile.c (a corpus entry added after "html")? */
+static inline bool sim_mode_is_hostile(enum sim_mode mode)
+{
+    return mode >= SIM_MODE_FIRST_HOSTILE;
+}
+
+/* Does mode bypass libmicrohttpd's framing (bytes written straight to the socket)? */
+bool sim_hostile_is_raw(enum sim_mode mode);
+
+/* The response of a hostile mode that libmicrohttpd frames; sets *status (forced, when
+ * nonzero, replaces the mode's own status).  conn is kept by the paced and resetting
+ * bodies (it outlives its response).  NULL when out of memory. */
+struct MHD_Response *sim_hostile_response(struct MHD_Connection *conn, const cJSON *request,
+                                          const char *model, const sim_verdict *v,
+                                          enum sim_mode mode, unsigned int forced,
+                                          unsigned int *status);
+
+/* The bytes of a raw mode, malloc'd, to be written to the socket as they are before the
+ * connection is closed; NULL when out of memory. */
+char *sim_hostile_raw(const cJSON *request, const char *model, const sim_verdict *v,
+                      enum sim_mode mode, unsigned int forced, size_t *len);
+
+/* Write len bytes to conn's socket, behind libmicrohttpd's back (only before any response
+ * was queued on it), waiting at most a few seconds for room.  False when the peer went
+ * away or time ran out. */
+bool sim_raw_send(struct MHD_Connection *conn, const char *data, size_t len);
+
 /* ---- timer.c ---- */
 
 int sim_timer_start(void);
 
-/* Suspend conn (from inside its access handler) and resume it at wake_ns.  Returns false,
- * leaving conn alone, once the timer is stopping or when out of memory. */
+/* Suspend conn (from inside its access handler or content reader) and resume it at
+ * wake_ns.  Returns false, leaving conn alone, once the timer is stopping or when out of
+ * memory. */
 bool sim_timer_suspend(struct MHD_Connection *conn, uint64_t wake_ns);
 
 /* Resume every connection still waiting and stop the thread.  After this returns no

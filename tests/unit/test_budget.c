@@ -133,9 +133,12 @@ static void reserve_refused(fixture *fx, const rf_config *cfg, const char *tier,
     rf_err err;
     rf_err_clear(&err);
     assert_int_equal(budget_reserve(fx->b, cfg, tier, amount, &err), -1);
-    assert_int_equal(err.code, EDQUOT);
+    /* EDQUOT: can never fit; EAGAIN: fits once what is reserved settles (see
+     * test_refusal_code_waits_for_reservations for which is which) */
+    assert_true(err.code == EDQUOT || err.code == EAGAIN);
     assert_string_equal(err.msg, message);
 }
+
 
 /* Settle a record; cost < 0 means "price unknown". */
 static void settle_at(fixture *fx, long reservation, const char *id, const char *tier,
@@ -260,6 +263,29 @@ static void test_reserve_up_to_cap(void **state)
     budget_release(fx->b, 0);
     budget_release(fx->b, -1);
     expect_totals(fx, 0, 0, 5.00);
+}
+
+static void test_refusal_code_waits_for_reservations(void **state)
+{
+    fixture *fx = *state;
+    rf_config cfg = make_cfg(1.00, -1);
+    rf_err err;
+    long a = reserve_ok(fx, &cfg, "slow", 0.60);
+    rf_err_clear(&err);
+    /* 0 spent + 0.60 would fit: only the reservation in flight is in the way */
+    assert_int_equal(budget_reserve(fx->b, &cfg, "slow", 0.60, &err), -1);
+    assert_int_equal(err.code, EAGAIN);
+    /* nothing is spent yet, so a new prompt is admitted */
+    assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), 0);
+    settle(fx, a, "job-a", "slow", 0.60);
+    rf_err_clear(&err);
+    /* 0.60 spent + 0.60 can never fit */
+    assert_int_equal(budget_reserve(fx->b, &cfg, "slow", 0.60, &err), -1);
+    assert_int_equal(err.code, EDQUOT);
+    settle(fx, 0, "job-b", "slow", 0.40);
+    /* spent reached the cap: admission refuses */
+    assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), -1);
+    assert_int_equal(err.code, EDQUOT);
 }
 
 static void test_refusal_message(void **state)
@@ -463,13 +489,12 @@ static void test_admission(void **state)
     settle(fx, 0, "a1", "slow", 0.99);
     assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), 0);
     long id = reserve_ok(fx, &cfg, "slow", 0.01);
+    /* money only reserved may come back: the prompt is admitted and waits at send time */
+    assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), 0);
+    settle(fx, id, "a2", "slow", 0.01);
     assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), -1);
     assert_int_equal(err.code, EDQUOT);
-    assert_string_equal(err.msg, "daily cap $1.00 reached: $0.99 spent, $0.01 reserved");
-    budget_release(fx->b, id);
-    rf_err_clear(&err);
-    assert_int_equal(budget_check_admission(fx->b, &cfg, "slow", &err), 0);
-    assert_int_equal(err.code, 0);
+    assert_string_equal(err.msg, "daily cap $1.00 reached: $1.00 spent, $0.00 reserved");
 
     /* the tier cap, for its own tier only */
     rf_config tiers_only = make_cfg(-1, -1);
@@ -482,10 +507,10 @@ static void test_admission(void **state)
     /* the monthly cap; a zero cap admits nothing */
     rf_config monthly = make_cfg(-1, 1.99);
     assert_int_equal(budget_check_admission(fx->b, &monthly, "slow", &err), -1);
-    assert_string_equal(err.msg, "monthly cap $1.99 reached: $1.99 spent, $0.00 reserved");
+    assert_string_equal(err.msg, "monthly cap $1.99 reached: $2.00 spent, $0.00 reserved");
     rf_config zero = make_cfg(0, -1);
     assert_int_equal(budget_check_admission(fx->b, &zero, "slow", &err), -1);
-    assert_string_equal(err.msg, "daily cap $0.0000 reached: $1.9900 spent, $0.0000 reserved");
+    assert_string_equal(err.msg, "daily cap $0.0000 reached: $2.0000 spent, $0.0000 reserved");
 }
 
 /* ---- worst case ---- */
@@ -908,7 +933,7 @@ static void *worker_main(void *arg)
                 if (budget_settle(w->fx->b, id, &rec, &err) != 0)
                     w->overshoot = 1;
             }
-        } else if (err.code != EDQUOT) {
+        } else if (err.code != EDQUOT && err.code != EAGAIN) {
             w->overshoot = 1;
         }
         double today, reserved;
@@ -967,6 +992,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_reserve_up_to_cap),
         T(test_refusal_message),
+        T(test_refusal_code_waits_for_reservations),
         T(test_small_cap_uses_four_decimals),
         T(test_settle_replaces_reservation),
         T(test_zero_and_invalid_amounts),
