@@ -34,6 +34,9 @@
 typedef struct options {
     const char *mountpoint;
     const char *config_path;   /* NULL: STATE/config.json */
+    char *owned_config;        /* owned copy when it came from -o config= */
+    char *owned_log;           /* owned copy when it came from -o log= */
+    char *fuse_opts_left;      /* owned: -o options that are FUSE's, after ours are taken */
     char *state_dir;           /* owned */
     const char *log_path;
     const char *fuse_opts;
@@ -44,7 +47,8 @@ typedef struct options {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: routefs MOUNTPOINT [--config FILE] [--state DIR] [--log FILE] [-f] [-d] [-o OPTS]\n"
+            "usage: routefs [SOURCE] MOUNTPOINT [--config FILE] [--state DIR] [--log FILE] [-f] [-d]\n"
+            "               [-o OPTS]\n"
             "       routefs check FILE\n"
             "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
             "\n"
@@ -56,7 +60,9 @@ static void usage(FILE *f)
             "  -l, --log FILE     daemon log (default: STATE/routefs.log; stderr with -f)\n"
             "  -f, --foreground   stay in the foreground\n"
             "  -d, --debug        debug logging (prompts stay out of the log) and FUSE tracing\n"
-            "  -o OPTS            FUSE mount options (e.g. allow_other)\n"
+            "  -o OPTS            mount options: config=FILE, state=DIR and log=FILE are\n"
+            "                     routefs's own, the rest go to FUSE (e.g. allow_other)\n"
+            "  SOURCE             optional (mount.fuse3 passes one): a config file, else ignored\n"
             "  -h, --help         this text\n"
             "  -V, --version      print the version\n"
             "\n"
@@ -79,6 +85,42 @@ static char *default_state_dir(void)
     return out;
 }
 
+/* -o takes routefs's own settings too (config=, state=, log=), so that an /etc/fstab
+ * line through mount.fuse3 can carry them; the rest is FUSE's.  Several -o accumulate. */
+static int take_mount_options(const char *list, options *o)
+{
+    char *copy = strdup(list);
+    if (!copy)
+        return -1;
+    char *save = NULL;
+    for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        char **ours = !strncmp(opt, "config=", 7) ? &o->owned_config
+                    : !strncmp(opt, "state=", 6)  ? &o->state_dir
+                    : !strncmp(opt, "log=", 4)    ? &o->owned_log : NULL;
+        if (ours) {
+            free(*ours);
+            if (!(*ours = strdup(strchr(opt, '=') + 1)))
+                goto oom;
+            continue;
+        }
+        size_t have = o->fuse_opts_left ? strlen(o->fuse_opts_left) : 0;
+        char *grown = realloc(o->fuse_opts_left, have + strlen(opt) + 2);
+        if (!grown)
+            goto oom;
+        sprintf(grown + have, "%s%s", have ? "," : "", opt);
+        o->fuse_opts_left = grown;
+    }
+    free(copy);
+    if (o->owned_config)
+        o->config_path = o->owned_config;
+    if (o->owned_log)
+        o->log_path = o->owned_log;
+    return 0;
+oom:
+    free(copy);
+    return -1;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
@@ -95,7 +137,12 @@ static int parse_options(int argc, char **argv, options *o)
         case 'l': o->log_path = optarg; break;
         case 'f': o->foreground = 1; break;
         case 'd': o->debug = 1; break;
-        case 'o': o->fuse_opts = optarg; break;
+        case 'o':
+            if (take_mount_options(optarg, o) < 0) {
+                fprintf(stderr, "routefs: out of memory\n");
+                return -1;
+            }
+            break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("routefs %s\n", ROUTEFS_VERSION); exit(0);
         default:
@@ -103,12 +150,22 @@ static int parse_options(int argc, char **argv, options *o)
             return -1;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, optind >= argc ? "routefs: missing MOUNTPOINT (try 'routefs --help')\n"
+    /* `routefs [SOURCE] MOUNTPOINT`: mount.fuse3 (an /etc/fstab line) passes a source
+     * first.  A source that is a file is the config, unless one was given otherwise. */
+    int positional = argc - optind;
+    if (positional < 1 || positional > 2) {
+        fprintf(stderr, positional < 1 ? "routefs: missing MOUNTPOINT (try 'routefs --help')\n"
                                        : "routefs: too many arguments (try 'routefs --help')\n");
         return -1;
     }
+    if (positional == 2) {
+        struct stat st;
+        if (!o->config_path && stat(argv[optind], &st) == 0 && S_ISREG(st.st_mode))
+            o->config_path = argv[optind];
+        optind++;
+    }
     o->mountpoint = argv[optind];
+    o->fuse_opts = o->fuse_opts_left;
     if (!o->state_dir && !(o->state_dir = default_state_dir())) {
         fprintf(stderr, "routefs: no state directory: pass --state DIR or set HOME\n");
         return -1;
@@ -349,5 +406,8 @@ out:
     free(o.state_dir);
     free(abs_config);
     free(abs_mnt);
+    free(o.owned_config);
+    free(o.owned_log);
+    free(o.fuse_opts_left);
     return status;
 }

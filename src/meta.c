@@ -61,6 +61,7 @@ static cJSON *hops_json(const job *j)
         cJSON_AddItemToObject(o, "error", string_or_null(h->error));
         cJSON_AddNumberToObject(o, "latency_ms", (double)h->latency_ms);
         cJSON_AddNumberToObject(o, "attempt", h->attempt);
+        cJSON_AddItemToObject(o, "at", time_or_null(h->at_ms));
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
