@@ -37,6 +37,28 @@ int commit_item_add(commit_item *item, const char *rel, char *data, size_t len)
     return 0;
 }
 
+int commit_item_stage(store *st, commit_item *item, const char *rel, const char *temp_rel,
+                      char *data, size_t len, rf_err *err)
+{
+    if (item->nfiles == COMMIT_MAX_FILES)
+        return rf_err_set(err, EINVAL, "too many files in one commit");
+    if (store_write_file(st, temp_rel, data, len, err) < 0)
+        return -1;
+    char *r = strdup(rel), *t = strdup(temp_rel);
+    if (!r || !t) {
+        free(r);
+        free(t);
+        store_unlink(st, temp_rel);
+        return rf_err_set(err, ENOMEM, "out of memory");
+    }
+    item->files[item->nfiles].rel = r;
+    item->files[item->nfiles].temp = t;
+    item->files[item->nfiles].data = data;
+    item->files[item->nfiles].len = len;
+    item->nfiles++;
+    return 0;
+}
+
 int commit_item_remove(commit_item *item, const char *rel)
 {
     if (item->nremove == COMMIT_MAX_FILES)
@@ -100,6 +122,8 @@ static void commit_batch(committer *c, commit_item *batch)
 {
     for (commit_item *it = batch; it; it = it->next) {
         for (size_t i = 0; i < it->nfiles && !it->failed; i++) {
+            if (it->files[i].temp)
+                continue;   /* staged by the caller already */
             if (store_write_temp(c->st, it->files[i].rel, it->files[i].data, it->files[i].len,
                                  &it->files[i].temp, &it->err) < 0)
                 it->failed = 1;

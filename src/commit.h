@@ -57,6 +57,13 @@ commit_item *commit_item_new(void);
 /* Add a file (copies rel, takes ownership of data).  -1 when full or out of memory. */
 int commit_item_add(commit_item *item, const char *rel, char *data, size_t len);
 int commit_item_remove(commit_item *item, const char *rel);
+/* Add a file already staged: data is written to temp_rel now, in the caller's thread (no
+ * fsync), so that it is on disk before anything else happens — recovery can install a
+ * staged result whose request was paid for but whose commit never ran.  Takes ownership
+ * of data.  -1 with err when the file cannot be written (the caller may fall back to
+ * commit_item_add). */
+int commit_item_stage(store *st, commit_item *item, const char *rel, const char *temp_rel,
+                      char *data, size_t len, rf_err *err);
 void commit_item_free(commit_item *item);
 
 /* For the install hook: rename the item's temps into place and unlink its stale paths. */

@@ -271,19 +271,60 @@ static cJSON *parse_document(const char *text, size_t len, rf_err *err)
 
 /* ---- structure and typed fields ---- */
 
+typedef struct key_pos {
+    const char *key;
+    size_t pos;
+} key_pos;
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+    const key_pos *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* flags[i] = 1 when obj's i-th key repeats an earlier one (n = number of keys); malloc'd,
+ * NULL when out of memory.  Sorting keeps this O(n log n): a 1 MiB config can hold ~100k
+ * keys in one object, and comparing each key with every earlier one took half a minute. */
+static unsigned char *repeated_keys(const cJSON *obj, size_t n)
+{
+    key_pos *keys = malloc((n ? n : 1) * sizeof *keys);
+    unsigned char *repeated = calloc(n ? n : 1, 1);
+    if (!keys || !repeated) {
+        free(keys);
+        free(repeated);
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *item = obj->child; item && i < n; item = item->next, i++)
+        keys[i] = (key_pos){item->string, i};
+    qsort(keys, i, sizeof *keys, by_key_then_pos);
+    for (size_t j = 1; j < i; j++)
+        if (strcmp(keys[j].key, keys[j - 1].key) == 0)
+            repeated[keys[j].pos] = 1;
+    free(keys);
+    return repeated;
+}
+
 /* Every key of obj must be in `allowed` (NULL: any key) and appear once.  `what` names a
  * key in the duplicate message: "field", "provider", "tier", "model". */
 static int check_keys(const cJSON *obj, const char *path, const char *const *allowed,
                       const char *what, rf_err *err)
 {
-    for (const cJSON *item = obj->child; item; item = item->next) {
-        for (const cJSON *prev = obj->child; prev != item; prev = prev->next)
-            if (strcmp(prev->string, item->string) == 0)
-                return fail_at(err, path, "duplicate %s \"%s\"", what, item->string);
-        if (allowed && !in_list(allowed, item->string))
-            return fail_at(err, path, "unknown field \"%s\"", item->string);
+    size_t n = (size_t)cJSON_GetArraySize(obj);
+    unsigned char *repeated = repeated_keys(obj, n);
+    if (!repeated)
+        return out_of_memory(err);
+    int rc = 0;
+    size_t i = 0;
+    for (const cJSON *item = obj->child; item && rc == 0; item = item->next, i++) {
+        if (repeated[i])
+            rc = fail_at(err, path, "duplicate %s \"%s\"", what, item->string);
+        else if (allowed && !in_list(allowed, item->string))
+            rc = fail_at(err, path, "unknown field \"%s\"", item->string);
     }
-    return 0;
+    free(repeated);
+    return rc;
 }
 
 /* The same duplicate check through a whole subtree (objects passed through unvalidated). */
@@ -719,11 +760,13 @@ static int parse_price(const cJSON *obj, const char *path, const char *model, rf
         path_key(p, path, "provider");
         return fail_at(err, p, "unknown provider \"%s\"", provider);
     }
-    /* the same model twice for one provider (or twice for any provider) is ambiguous */
-    for (size_t i = 0; i < cfg->prices_len; i++) {
+    /* the same model twice for one provider (or twice for any provider) is ambiguous;
+     * a model's entries are the last ones added (model keys are unique) */
+    for (size_t i = cfg->prices_len; i-- > 0;) {
         const rf_price *other = &cfg->prices[i];
-        if (strcmp(other->model, model) != 0 || !other->provider != !provider ||
-            (provider && strcmp(other->provider, provider) != 0))
+        if (strcmp(other->model, model) != 0)
+            break;
+        if (!other->provider != !provider || (provider && strcmp(other->provider, provider) != 0))
             continue;
         if (provider)
             return fail_at(err, path, "duplicate price for provider \"%s\"", provider);

@@ -458,6 +458,7 @@ typedef struct handle {
     size_t len;
     char key[PATH_MAX];     /* H_PENDING_OUT and prompt writers */
     int prompt_writer;      /* this handle counts as a writer of prompt key */
+    int too_large;          /* a write went past PROMPT_MAX: the prompt is refused */
     int nonblock;
     size_t cap;             /* H_CONFIG_EDIT: allocated size of data */
     int dirty;              /* H_CONFIG_EDIT: written since the last validation */
@@ -1127,13 +1128,24 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, EIO);
         return;
     case H_SNAPSHOT:
-    case H_CONFIG_EDIT:
-        if ((size_t)off >= h->len)
+    case H_CONFIG_EDIT: {
+        if ((size_t)off >= h->len) {
             fuse_reply_buf(req, NULL, 0);
-        else
-            fuse_reply_buf(req, h->data + off,
-                           h->len - (size_t)off < size ? h->len - (size_t)off : size);
+            return;
+        }
+        /* Reply from a copy: once the kernel has the reply the reader may close, and the
+         * release (another thread) frees h->data while fuse_reply_buf is returning. */
+        size_t n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+        char *copy = malloc(n ? n : 1);
+        if (!copy) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        memcpy(copy, h->data + off, n);
+        fuse_reply_buf(req, copy, n);
+        free(copy);
         return;
+    }
     case H_FD: {
         char *buf = malloc(size ? size : 1);
         if (!buf) {
@@ -1205,6 +1217,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         return;
     }
     if (h->prompt_writer && (size_t)off + size > PROMPT_MAX) {
+        h->too_large = 1;   /* what was written is a truncated prompt: never send it */
         fuse_reply_err(req, EFBIG);
         return;
     }
@@ -1238,12 +1251,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     handle *h = handle_of(fi);
     if (h->kind == H_CONFIG_EDIT)
         config_edit_commit(h);        /* nobody hears a release error: status and log do */
-    int writer = h->prompt_writer;
+    int writer = h->prompt_writer, too_large = h->too_large;
     char key[PATH_MAX];
     if (writer)
         snprintf(key, sizeof key, "%s", h->key);
     handle_free(h);           /* close first: the job reads the prompt from the store */
-    if (writer)
+    if (writer && too_large)
+        jobs_prompt_refused(key, "prompt is larger than 1 MiB: not sent");
+    else if (writer)
         jobs_prompt_close_write(key);
     fuse_reply_err(req, 0);
 }

@@ -47,6 +47,7 @@ typedef struct job {
     const rf_tier *tier;   /* inside cfg */
     char *prompt;          /* owned bytes of the prompt */
     size_t prompt_len;
+    uint64_t prompt_hash;  /* FNV-1a of the prompt, recorded in the meta */
     char **params;         /* request parameters used, for require_parameters */
     size_t nparams;
 
@@ -71,8 +72,10 @@ typedef struct job {
     double cost;
     int has_cost;
     int fallback;          /* served by a hop other than the route's first */
+    char *ledger_id;       /* the served attempt's ledger record id (owned) */
     char *error;           /* failure reason, one line */
     char *content;         /* the completion text until it is committed (owned) */
+    char *refusal;         /* set while writing: fail with this instead of starting */
     size_t content_len;
 
     int64_t created_ms, started_ms, finished_ms;

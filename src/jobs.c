@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "hmap.h"
 #include "log.h"
 #include "openai.h"
@@ -45,6 +47,7 @@ static struct {
     upstream *up;
     rf_breakers *breakers;
     committer *commit;
+    budget *budget;
     jobs_wake_fn wake;
     jobs_changed_fn changed;
     rf_config *cfg;         /* current config (held) */
@@ -127,6 +130,8 @@ static void job_free(job *j)
     free(j->error);
     free(j->content);
     free(j->slot_provider);
+    free(j->refusal);
+    free(j->ledger_id);
     free(j);
 }
 
@@ -200,6 +205,10 @@ static void job_reset(job *j)
     free(j->content);
     j->content = NULL;
     j->content_len = 0;
+    free(j->refusal);
+    j->refusal = NULL;
+    free(j->ledger_id);
+    j->ledger_id = NULL;
     j->served_provider = j->served_endpoint = j->served_model = j->error = NULL;
     j->prompt_tokens = j->completion_tokens = -1;
     j->has_cost = 0;
@@ -346,6 +355,7 @@ int jobs_init(const jobs_deps *deps, rf_err *err)
     J.up = deps->up;
     J.breakers = deps->breakers;
     J.commit = deps->commit;
+    J.budget = deps->budget;
     J.wake = deps->wake;
     J.changed = deps->changed;
     J.table = hmap_new();
@@ -460,6 +470,18 @@ void jobs_prompt_open_write(const char *key)
         J.changed(key);
 }
 
+/* FNV-1a over the prompt: recovery installs a staged result only for the prompt it
+ * answered. */
+static uint64_t prompt_hash(const char *data, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)data[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 /* Read the prompt and queue the job, or drop it when the prompt is empty.  Lock held.
  * Returns wakes to deliver (readers of a job that will not run). */
 static void start_job(job *j, pending_wake **wakes)
@@ -482,6 +504,7 @@ static void start_job(job *j, pending_wake **wakes)
     }
     j->prompt = data;
     j->prompt_len = len;
+    j->prompt_hash = prompt_hash(data, len);
     j->nparams = openai_request_params(data, len, &j->params);
     j->cfg = J.cfg ? config_ref(J.cfg) : NULL;
     j->tier = j->cfg ? config_tier(j->cfg, j->tier_name) : NULL;
@@ -501,12 +524,31 @@ void jobs_prompt_close_write(const char *key)
     pending_wake *wakes = NULL;
     jobs_lock();
     job *j = hmap_get(J.table, key);
-    if (j && j->state == JOB_WRITING && j->writers > 0 && --j->writers == 0)
-        start_job(j, &wakes);
+    if (j && j->state == JOB_WRITING && j->writers > 0 && --j->writers == 0) {
+        if (j->refusal) {
+            /* a writer hit a limit: what is on disk is not the prompt the user meant */
+            j->error = j->refusal;
+            j->refusal = NULL;
+            j->finished_ms = now_wall_ms();
+            jobs_job_finished(j);
+        } else {
+            start_job(j, &wakes);
+        }
+    }
     jobs_unlock();
     deliver_wakes(wakes);
     if (J.changed)
         J.changed(key);
+}
+
+void jobs_prompt_refused(const char *key, const char *why)
+{
+    jobs_lock();
+    job *j = hmap_get(J.table, key);
+    if (j && j->state == JOB_WRITING && !j->refusal)
+        j->refusal = strdup(why);
+    jobs_unlock();
+    jobs_prompt_close_write(key);
 }
 
 void jobs_prompt_installed(const char *key)
@@ -597,6 +639,38 @@ static void finish_done(commit_item *item, int ok, const rf_err *err, void *ud)
     free(key);
 }
 
+/* "tier/tag/name" + generation + ".out" -> "tiers/tier/tag/.rfs-tmp.name.g<gen>.out": the
+ * name under which a result is staged (recover_staged reads it back). */
+static char *staged_rel(const char *key, unsigned generation, const char *suffix)
+{
+    const char *slash = strrchr(key, '/');
+    char *out = NULL;
+    if (asprintf(&out, "tiers/%.*s/" STORE_TEMP_PREFIX "%s.g%u%s", (int)(slash - key), key,
+                 slash + 1, generation, suffix) < 0)
+        return NULL;
+    return out;
+}
+
+/* Put one result file into the commit: staged on disk right now when possible, so that
+ * a crash after the request was paid for cannot lose it.  Takes ownership of data. */
+static int add_result_file(commit_item *item, const job *j, const char *suffix, char *data,
+                           size_t len)
+{
+    char *rel = store_rel(j->key, suffix);
+    char *temp = staged_rel(j->key, j->generation, suffix);
+    rf_err err;
+    rf_err_clear(&err);
+    int ok = rel && temp && strlen(strrchr(temp, '/') + 1) <= NAME_MAX &&
+             commit_item_stage(J.st, item, rel, temp, data, len, &err) == 0;
+    if (!ok && rel)
+        ok = commit_item_add(item, rel, data, len) == 0;   /* unstaged: written later */
+    if (!ok)
+        free(data);
+    free(rel);
+    free(temp);
+    return ok;
+}
+
 void jobs_job_finished(job *j)
 {
     if (j->state == JOB_RUNNING)
@@ -620,24 +694,22 @@ void jobs_job_finished(job *j)
     char *err_rel = store_rel(j->key, ".err");
     int ok = item && fc && meta && line && out_rel && meta_rel && err_rel;
     if (ok) {
+        /* .out or .err first, .meta last: a staged .meta says its sibling is staged too */
         if (j->state == JOB_DONE) {
             /* the completion text moves from the job to the commit */
-            ok = commit_item_add(item, out_rel, j->content, j->content_len) == 0;
-            if (ok) {
-                j->content = NULL;
-                j->content_len = 0;
-            }
-            ok = ok && commit_item_add(item, meta_rel, meta, strlen(meta)) == 0;
-            meta = NULL;
+            ok = add_result_file(item, j, ".out", j->content, j->content_len);
+            j->content = NULL;
+            j->content_len = 0;
             ok = ok && commit_item_remove(item, err_rel) == 0;
         } else {
             char *errline = NULL;
-            ok = asprintf(&errline, "%s\n", j->error) >= 0;
-            ok = ok && commit_item_add(item, err_rel, errline, strlen(errline)) == 0;
-            ok = ok && commit_item_add(item, meta_rel, meta, strlen(meta)) == 0;
-            meta = NULL;
+            if (asprintf(&errline, "%s\n", j->error) < 0)
+                errline = NULL;
+            ok = errline && add_result_file(item, j, ".err", errline, strlen(errline));
             ok = ok && commit_item_remove(item, out_rel) == 0;
         }
+        ok = ok && add_result_file(item, j, ".meta", meta, strlen(meta));
+        meta = NULL;
     }
     if (ok) {
         item->append_rel = strdup("activity.jsonl");
@@ -814,25 +886,186 @@ static int is_result_name(const char *name)
            (n > 4 && !strcmp(name + n - 4, ".err"));
 }
 
-static void recover_dir(const char *key_dir, int *resumed)
+/* ISO-8601 UTC with milliseconds (format_time_ms) back to ms; 0 when unparseable. */
+static int64_t parse_time_ms(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
+        return 0;
+    int ms = 0;
+    if (*rest == '.')
+        ms = atoi(rest + 1);
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static const char *json_str(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The ledger record a staged meta describes (its served hop, cost and tokens), settled
+ * again: the ledger counts an id once, so this only adds what the crash lost. */
+static void resettle_from_meta(const cJSON *meta)
+{
+    const char *id = json_str(meta, "ledger_id");
+    const cJSON *hops = cJSON_GetObjectItemCaseSensitive(meta, "hops");
+    const cJSON *served = NULL, *h;
+    cJSON_ArrayForEach(h, hops)
+        served = h;   /* the last hop is the one that answered */
+    if (!id || !served || !J.budget)
+        return;
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(meta, "cost");
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(meta, "tokens");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(tokens, "prompt");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(tokens, "completion");
+    budget_record rec = {
+        .id = id,
+        .tier = json_str(meta, "tier"),
+        .tag = json_str(meta, "tag"),
+        .provider = json_str(served, "provider"),
+        .model = json_str(served, "model"),
+        .cost = cJSON_IsNumber(cost) ? cost->valuedouble : 0,
+        .has_cost = cJSON_IsNumber(cost),
+        .prompt_tokens = cJSON_IsNumber(pt) ? (long)pt->valuedouble : -1,
+        .completion_tokens = cJSON_IsNumber(ct) ? (long)ct->valuedouble : -1,
+        .at_ms = parse_time_ms(json_str(meta, "finished_at")),
+    };
+    rf_err err;
+    rf_err_clear(&err);
+    if (budget_settle(J.budget, 0, &rec, &err) < 0)
+        LOG_ERROR("recovery: ledger: %s", err.msg);
+}
+
+/* A result staged for key before a crash, whose commit never ran: install it when its
+ * meta answers the prompt as it is now (same hash).  temps: the dot-file names of the
+ * directory.  Returns 1 when installed. */
+static int recover_staged(const char *key, char **temps, size_t ntemps)
+{
+    const char *name = strrchr(key, '/') + 1;
+    char prefix[NAME_MAX + 32];
+    snprintf(prefix, sizeof prefix, STORE_TEMP_PREFIX "%s.g", name);
+    size_t plen = strlen(prefix);
+    long best = -1;
+    for (size_t i = 0; i < ntemps; i++) {
+        if (strncmp(temps[i], prefix, plen) != 0)
+            continue;
+        char *end = NULL;
+        long gen = strtol(temps[i] + plen, &end, 10);
+        if (end != temps[i] + plen && !strcmp(end, ".meta") && gen > best)
+            best = gen;
+    }
+    if (best < 0)
+        return 0;
+    char *meta_tmp = staged_rel(key, (unsigned)best, ".meta");
+    char *prompt_rel = store_rel(key, NULL);
+    char *meta_text = NULL, *prompt = NULL;
+    size_t meta_len = 0, prompt_len = 0;
+    rf_err err;
+    cJSON *meta = NULL;
+    int installed = 0;
+    if (meta_tmp && prompt_rel &&
+        store_read_all(J.st, meta_tmp, 1 << 20, &meta_text, &meta_len, &err) == 0 &&
+        store_read_all(J.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
+        (meta = cJSON_Parse(meta_text))) {
+        char want[24];
+        snprintf(want, sizeof want, "%016llx",
+                 (unsigned long long)prompt_hash(prompt, prompt_len));
+        const char *hash = json_str(meta, "prompt_hash");
+        const char *state = json_str(meta, "state");
+        int done = state && !strcmp(state, "done");
+        const char *suffix = done ? ".out" : ".err";
+        char *sib_tmp = staged_rel(key, (unsigned)best, suffix);
+        char *sib = store_rel(key, suffix), *meta_final = store_rel(key, ".meta");
+        if (hash && !strcmp(hash, want) && state && sib_tmp && sib && meta_final &&
+            store_exists(J.st, sib_tmp) && store_rename(J.st, sib_tmp, sib) == 0 &&
+            store_rename(J.st, meta_tmp, meta_final) == 0) {
+            installed = 1;
+            if (done)
+                resettle_from_meta(meta);
+        }
+        free(sib_tmp);
+        free(sib);
+        free(meta_final);
+    }
+    cJSON_Delete(meta);
+    free(meta_text);
+    free(prompt);
+    free(meta_tmp);
+    free(prompt_rel);
+    return installed;
+}
+
+typedef struct dir_listing {
+    char **names;
+    unsigned char *types;
+    size_t len, cap;
+} dir_listing;
+
+static void listing_free(dir_listing *dl)
+{
+    for (size_t i = 0; i < dl->len; i++)
+        free(dl->names[i]);
+    free(dl->names);
+    free(dl->types);
+}
+
+static int listing_add(dir_listing *dl, const char *name, unsigned char type)
+{
+    if (dl->len == dl->cap) {
+        size_t cap = dl->cap ? dl->cap * 2 : 64;
+        char **n = realloc(dl->names, cap * sizeof *n);
+        if (!n)
+            return -1;
+        dl->names = n;
+        unsigned char *t = realloc(dl->types, cap);
+        if (!t)
+            return -1;
+        dl->types = t;
+        dl->cap = cap;
+    }
+    if (!(dl->names[dl->len] = strdup(name)))
+        return -1;
+    dl->types[dl->len++] = type;
+    return 0;
+}
+
+/* Recovery runs in two passes over the tiers: first install what was staged before the
+ * crash (RECOVER_INSTALL), then — after the leftover temps are gone, so no job that
+ * starts now can lose its fresh staged files to that clean-up — resume the rest. */
+enum recover_pass { RECOVER_INSTALL, RECOVER_RESUME };
+
+static void recover_dir(const char *key_dir, enum recover_pass pass, int *count)
 {
     char *rel = store_rel(key_dir, NULL);
     DIR *d = rel ? store_opendir(J.st, rel) : NULL;
     free(rel);
     if (!d)
         return;
+    /* Read the whole directory first: prompts and the staged results of its jobs. */
+    dir_listing entries = {0}, temps = {0};
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;    /* dot files are scratch (editor temps, our temps) */
-        char key[PATH_MAX];
-        if (snprintf(key, sizeof key, "%s/%s", key_dir, de->d_name) >= (int)sizeof key)
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (de->d_type == DT_DIR) {
-            recover_dir(key, resumed);
+        if (!strncmp(de->d_name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
+            listing_add(&temps, de->d_name, de->d_type);
+        else if (de->d_name[0] != '.')   /* other dot files are scratch */
+            listing_add(&entries, de->d_name, de->d_type);
+    }
+    closedir(d);
+    for (size_t i = 0; i < entries.len; i++) {
+        const char *nm = entries.names[i];
+        char key[PATH_MAX];
+        if (snprintf(key, sizeof key, "%s/%s", key_dir, nm) >= (int)sizeof key)
+            continue;
+        if (entries.types[i] == DT_DIR) {
+            recover_dir(key, pass, count);
             continue;
         }
-        if (is_result_name(de->d_name))
+        if (is_result_name(nm))
             continue;
         char *out = store_rel(key, ".out"), *err = store_rel(key, ".err");
         int finished = out && err && (store_exists(J.st, out) || store_exists(J.st, err));
@@ -840,29 +1073,37 @@ static void recover_dir(const char *key_dir, int *resumed)
         free(err);
         if (finished)
             continue;
+        if (pass == RECOVER_INSTALL) {
+            *count += recover_staged(key, temps.names, temps.len);
+            continue;
+        }
         pending_wake *wakes = NULL;
         jobs_lock();
         job *j = job_for_key(key);
         if (j && j->state == JOB_WRITING && j->writers == 0) {
             start_job(j, &wakes);
-            (*resumed)++;
+            (*count)++;
         }
         jobs_unlock();
         deliver_wakes(wakes);
     }
-    closedir(d);
+    listing_free(&entries);
+    listing_free(&temps);
 }
 
 void jobs_recover(void)
 {
-    store_remove_temps(J.st, "tiers");
     rf_config *cfg = jobs_config();
-    if (!cfg)
-        return;
-    int resumed = 0;
-    for (size_t i = 0; i < cfg->tiers_len; i++)
-        recover_dir(cfg->tiers[i].name, &resumed);
+    int resumed = 0, installed = 0;
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++)
+        recover_dir(cfg->tiers[i].name, RECOVER_INSTALL, &installed);
+    /* what was not installed is stale: results of rewritten prompts, half-written temps */
+    store_remove_temps(J.st, "tiers");
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++)
+        recover_dir(cfg->tiers[i].name, RECOVER_RESUME, &resumed);
     config_unref(cfg);
+    if (installed)
+        LOG_INFO("recovery: installed %d result(s) finished before the crash", installed);
     if (resumed)
         LOG_INFO("recovery: resumed %d unfinished job(s)", resumed);
 }

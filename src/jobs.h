@@ -49,6 +49,9 @@ rf_config *jobs_config(void);
 void jobs_prompt_open_write(const char *key);   /* a writer opened/created the prompt */
 void jobs_prompt_close_write(const char *key);  /* a writer released it */
 void jobs_prompt_installed(const char *key);    /* complete prompt renamed into place */
+/* A writer released the prompt after a refused write (why: one line): the job fails with
+ * that reason once the last writer is gone, and nothing is sent. */
+void jobs_prompt_refused(const char *key, const char *why);
 void jobs_prompt_removed(const char *key);      /* prompt deleted: cancel, remove results */
 
 /* Resume every prompt in the store that has no result (after a crash or remount). */

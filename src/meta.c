@@ -116,6 +116,13 @@ static cJSON *job_json(const job *j)
         cJSON_AddNumberToObject(o, "park_count", j->park_count);
     }
     cJSON_AddItemToObject(o, "error", string_or_null(j->error));
+    if (j->ledger_id)
+        cJSON_AddStringToObject(o, "ledger_id", j->ledger_id);
+    if (j->prompt) {
+        char hash[24];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->prompt_hash);
+        cJSON_AddStringToObject(o, "prompt_hash", hash);
+    }
     return o;
 }
 

@@ -49,6 +49,42 @@ static const char *get_string(const cJSON *obj, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+typedef struct key_pos {
+    const char *key;
+    size_t pos;
+} key_pos;
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+    const key_pos *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* flags[i] = 1 when obj's i-th key repeats an earlier one; malloc'd (NULL when out of
+ * memory).  Sorting keeps this O(n log n): a 1 MiB prompt can hold ~100k keys, and looking
+ * each one up among the earlier ones took tens of seconds. */
+static unsigned char *repeated_keys(const cJSON *obj)
+{
+    size_t n = (size_t)cJSON_GetArraySize(obj);
+    key_pos *keys = malloc((n ? n : 1) * sizeof *keys);
+    unsigned char *repeated = calloc(n ? n : 1, 1);
+    if (!keys || !repeated) {
+        free(keys);
+        free(repeated);
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *item = obj->child; item && i < n; item = item->next, i++)
+        keys[i] = (key_pos){item->string, i};
+    qsort(keys, i, sizeof *keys, by_key_then_pos);
+    for (size_t j = 1; j < i; j++)
+        if (strcmp(keys[j].key, keys[j - 1].key) == 0)
+            repeated[keys[j].pos] = 1;
+    free(keys);
+    return repeated;
+}
+
 /* Length of the valid UTF-8 sequence at s (n bytes available); 0 when invalid
  * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
 static size_t utf8_sequence_len(const unsigned char *s, size_t n)
@@ -255,24 +291,30 @@ static int add_chat_request(cJSON *req, cJSON *prompt, const openai_request_in *
     *max_tokens = max_tokens_v && (!max_completion_v || max_tokens_v < max_completion_v)
                   ? max_tokens_v : max_completion_v;
 
+    /* a repeated key was passed through (or not) at its first occurrence */
+    unsigned char *repeated = repeated_keys(prompt);
+    if (!repeated)
+        return oom(err);
     int keep_user = !in->user, keep_provider = !in->provider_prefs_json;
     cJSON *next;
-    for (cJSON *item = prompt->child; item; item = next) {
+    size_t i = 0;
+    for (cJSON *item = prompt->child; item; item = next, i++) {
         next = item->next;
         const char *name = item->string;
         int passed_through = !in_list(owned_keys, name) ||
                              (keep_user && strcmp(name, "user") == 0) ||
                              (keep_provider && strcmp(name, "provider") == 0);
         if (!passed_through || strcmp(name, "max_tokens") == 0 ||
-            strcmp(name, "max_completion_tokens") == 0 ||
-            cJSON_GetObjectItemCaseSensitive(req, name))
+            strcmp(name, "max_completion_tokens") == 0 || repeated[i])
             continue;
         cJSON_DetachItemViaPointer(prompt, item);
         if (!cJSON_AddItemToObject(req, name, item)) {
             cJSON_Delete(item);
+            free(repeated);
             return oom(err);
         }
     }
+    free(repeated);
     return 0;
 }
 
@@ -337,33 +379,28 @@ void openai_free_names(char **names, size_t n)
     free(names);
 }
 
-static int name_listed(char **names, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0)
-            return 1;
-    return 0;
-}
-
 size_t openai_request_params(const char *prompt, size_t prompt_len, char ***names)
 {
     *names = NULL;
     cJSON *doc = parse_chat_prompt(prompt, prompt_len);
-    size_t cap = 1 + (doc ? (size_t)cJSON_GetArraySize(doc) : 0), n = 0;
+    size_t cap = 1 + (doc ? (size_t)cJSON_GetArraySize(doc) : 0), n = 0, i = 0;
+    unsigned char *repeated = doc ? repeated_keys(doc) : NULL;
     char **list = calloc(cap, sizeof *list);
-    if (!list || !(list[n++] = strdup("max_tokens")))
+    if (!list || (doc && !repeated) || !(list[n++] = strdup("max_tokens")))
         goto oom;
-    for (const cJSON *item = doc ? doc->child : NULL; item; item = item->next) {
+    for (const cJSON *item = doc ? doc->child : NULL; item; item = item->next, i++) {
         const char *name = item->string;
-        if (in_list(owned_keys, name) || name_listed(list, n, name))
+        if (in_list(owned_keys, name) || repeated[i] || strcmp(name, "max_tokens") == 0)
             continue;
         if (!(list[n++] = strdup(name)))
             goto oom;
     }
+    free(repeated);
     cJSON_Delete(doc);
     *names = list;
     return n;
 oom:
+    free(repeated);
     cJSON_Delete(doc);
     openai_free_names(list, n);
     return 0;
@@ -534,6 +571,10 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
         return rf_err_set(err, ENOMEM, "out of memory"), OPENAI_NOT_JSON;
     if (!out->content)
         return rf_err_set(err, EIO, "provider returned an empty message"), OPENAI_EMPTY_CONTENT;
+    /* JSON text is UTF-8; a completion that is not is garbage, not an answer. */
+    if (!valid_utf8(out->content, strlen(out->content)))
+        return rf_err_set(err, EILSEQ, "provider returned text that is not valid UTF-8"),
+               OPENAI_NOT_JSON;
 
     const cJSON *usage = get(doc, "usage");
     out->prompt_tokens = token_count(usage, "prompt_tokens");
@@ -552,6 +593,13 @@ openai_status openai_parse_response(const char *body, size_t len, openai_complet
     memset(out, 0, sizeof *out);
     cJSON *doc = parse_json(body, len);
     openai_status status = OPENAI_NOT_JSON;
+    /* cJSON ends a string at an escaped NUL: the answer would be cut silently.  A NUL
+     * has no place in a completion, so such a body is refused whole. */
+    if (doc && (memchr(body, 0, len) || memmem(body, len, "\\u0000", 6))) {
+        cJSON_Delete(doc);
+        return rf_err_set(err, EILSEQ, "provider returned text containing a NUL character"),
+               OPENAI_NOT_JSON;
+    }
     if (doc)
         status = completion_from_json(doc, out, err);
     else if (!body || len == 0)

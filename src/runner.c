@@ -605,15 +605,15 @@ static void on_attempt_done(upstream_result *res, void *ud)
     attempt_verdict v;
     judge_attempt(res, ctx->retry_after_max_ms, &v);
     double cost = v.outcome == RF_OUT_SUCCESS ? attempt_cost(ctx, &v.comp) : -1;
-    if (v.outcome == RF_OUT_SUCCESS)
-        settle_cost(ctx, &v.comp, cost);   /* billed, whether or not the job still wants it */
     breakers_record(R_breakers, ctx->provider, ctx->model, v.healthy,
                     v.outcome == RF_OUT_NEXT_HOP_DOWN, res->http_status == 404, res->latency_ms,
                     v.healthy ? NULL : v.error, now_wall_ms());
 
     jobs_lock();
     if (!j->in_table || j->generation != ctx->generation || j->state != JOB_RUNNING) {
-        openai_completion_free(&v.comp);   /* the job moved on: the answer is stale */
+        if (v.outcome == RF_OUT_SUCCESS)
+            settle_cost(ctx, &v.comp, cost);   /* stale, but billed all the same */
+        openai_completion_free(&v.comp);
         ctx_free(ctx);
         jobs_unlock();
         return;
@@ -626,7 +626,12 @@ static void on_attempt_done(upstream_result *res, void *ud)
 
     switch (v.outcome) {
     case RF_OUT_SUCCESS:
+        /* Results staged on disk first (their meta carries the ledger record), then the
+         * ledger line: after a crash in between, recovery installs the staged result and
+         * settles it from its meta — paid once, kept once (jobs_recover). */
+        j->ledger_id = strdup(ctx->ledger_id);
         settle_success(j, hop, &v.comp, cost);
+        settle_cost(ctx, &v.comp, cost);
         break;
     case RF_OUT_RETRY:
         /* Once this failure has opened the provider's breaker, waiting out a backoff

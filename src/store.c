@@ -203,8 +203,15 @@ int store_read_all(store *st, const char *rel, size_t max, char **data, size_t *
     for (;;) {
         if (n == cap) {
             if (cap >= max) {
+                /* exactly max bytes is fine: only a byte beyond it is too much */
+                char probe;
+                ssize_t more = read(fd, &probe, 1);
+                if (more == 0)
+                    break;
                 free(buf);
                 close(fd);
+                if (more < 0)
+                    return rf_err_set(err, errno, "%s: read: %s", rel, strerror(errno));
                 return rf_err_set(err, EFBIG, "%s: larger than %zu bytes", rel, max);
             }
             cap = cap * 2 > max ? max : cap * 2;
@@ -289,6 +296,21 @@ int store_write_temp(store *st, const char *rel, const void *data, size_t len,
         return -1;
     }
     *temp_rel = tmp;
+    return 0;
+}
+
+int store_write_file(store *st, const char *rel, const void *data, size_t len, rf_err *err)
+{
+    int fd = store_openat(st, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return rf_err_set(err, -fd, "%s: cannot create: %s", rel, strerror(-fd));
+    int r = write_full(fd, data, len);
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r < 0) {
+        unlinkat(st->dirfd, rel, 0);
+        return rf_err_set(err, -r, "%s: write: %s", rel, strerror(-r));
+    }
     return 0;
 }
 

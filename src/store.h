@@ -47,6 +47,10 @@ int store_read_all(store *st, const char *rel, size_t max, char **data, size_t *
 /* Write a file atomically and durably: temp file, fsync, rename, fsync the directory. */
 int store_write_atomic(store *st, const char *rel, const void *data, size_t len, rf_err *err);
 
+/* Write a file in place (create/truncate, no fsync): for staging files whose
+ * durability comes later from store_sync. */
+int store_write_file(store *st, const char *rel, const void *data, size_t len, rf_err *err);
+
 /* Group commit, for many files at once: write each to a temp file beside its target
  * (no fsync: *temp_rel is malloc'd), make everything durable with one store_sync, then
  * store_rename each into place, then store_sync again. */

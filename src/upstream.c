@@ -440,6 +440,9 @@ static void describe_failure(const request *r, CURLcode code, char *out, size_t 
         snprintf(out, outsz, "response body larger than %zu bytes", r->max_response);
     else if (code == CURLE_WRITE_ERROR && r->out_of_memory)
         snprintf(out, outsz, "out of memory while receiving the response");
+    else if (code == CURLE_OUT_OF_MEMORY)
+        /* what libcurl also says when a response header line exceeds its limit */
+        snprintf(out, outsz, "response headers too large (or out of memory)");
     else if (r->errbuf[0])
         snprintf(out, outsz, "%s", r->errbuf);
     else
