@@ -875,19 +875,9 @@ char *budget_spend_json(budget *b, const rf_config *cfg)
     pthread_mutex_lock(&b->lock);
     cJSON *o = spend_json_locked(b, cfg);
     pthread_mutex_unlock(&b->lock);
-    char *text = o ? json_print_pretty(o) : NULL;
+    char *text = o ? json_print_line(o, 1) : NULL;
     cJSON_Delete(o);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    return out;
+    return text;
 }
 
 /* "$0.12", or "$0.0031" for amounts too small to show in cents (no cap to scale by). */

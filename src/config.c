@@ -271,48 +271,12 @@ static cJSON *parse_document(const char *text, size_t len, rf_err *err)
 
 /* ---- structure and typed fields ---- */
 
-typedef struct key_pos {
-    const char *key;
-    size_t pos;
-} key_pos;
-
-static int by_key_then_pos(const void *a, const void *b)
-{
-    const key_pos *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
-}
-
-/* flags[i] = 1 when obj's i-th key repeats an earlier one (n = number of keys); malloc'd,
- * NULL when out of memory.  Sorting keeps this O(n log n): a 1 MiB config can hold ~100k
- * keys in one object, and comparing each key with every earlier one took half a minute. */
-static unsigned char *repeated_keys(const cJSON *obj, size_t n)
-{
-    key_pos *keys = malloc((n ? n : 1) * sizeof *keys);
-    unsigned char *repeated = calloc(n ? n : 1, 1);
-    if (!keys || !repeated) {
-        free(keys);
-        free(repeated);
-        return NULL;
-    }
-    size_t i = 0;
-    for (const cJSON *item = obj->child; item && i < n; item = item->next, i++)
-        keys[i] = (key_pos){item->string, i};
-    qsort(keys, i, sizeof *keys, by_key_then_pos);
-    for (size_t j = 1; j < i; j++)
-        if (strcmp(keys[j].key, keys[j - 1].key) == 0)
-            repeated[keys[j].pos] = 1;
-    free(keys);
-    return repeated;
-}
-
 /* Every key of obj must be in `allowed` (NULL: any key) and appear once.  `what` names a
  * key in the duplicate message: "field", "provider", "tier", "model". */
 static int check_keys(const cJSON *obj, const char *path, const char *const *allowed,
                       const char *what, rf_err *err)
 {
-    size_t n = (size_t)cJSON_GetArraySize(obj);
-    unsigned char *repeated = repeated_keys(obj, n);
+    unsigned char *repeated = json_repeated_keys(obj);
     if (!repeated)
         return out_of_memory(err);
     int rc = 0;

@@ -111,3 +111,52 @@ char *json_print_pretty(const cJSON *doc)
     return pb.data;
 }
 
+
+typedef struct key_pos {
+    const char *key;
+    size_t pos;
+} key_pos;
+
+static int by_key_then_pos(const void *a, const void *b)
+{
+    const key_pos *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+unsigned char *json_repeated_keys(const cJSON *obj)
+{
+    size_t n = (size_t)cJSON_GetArraySize(obj);
+    key_pos *keys = malloc((n ? n : 1) * sizeof *keys);
+    unsigned char *repeated = calloc(n ? n : 1, 1);
+    if (!keys || !repeated) {
+        free(keys);
+        free(repeated);
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *item = obj->child; item && i < n; item = item->next, i++)
+        keys[i] = (key_pos){item->string ? item->string : "", i};
+    qsort(keys, i, sizeof *keys, by_key_then_pos);
+    for (size_t j = 1; j < i; j++)
+        if (strcmp(keys[j].key, keys[j - 1].key) == 0)
+            repeated[keys[j].pos] = 1;
+    free(keys);
+    return repeated;
+}
+
+char *json_print_line(const cJSON *doc, int pretty)
+{
+    char *text = pretty ? json_print_pretty(doc) : cJSON_PrintUnformatted(doc);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);
+    if (!out) {
+        free(text);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
+}

@@ -1,4 +1,5 @@
-/* jsonfmt.h — JSON as people read it.
+/* jsonfmt.h — JSON helpers shared by the modules: printing JSON as people read it, and
+ * finding repeated keys (which cJSON keeps silently).
  *
  * Every JSON file routefs shows (config.json, NAME.meta, spend.json, providers.json) is
  * printed the way jq prints: two-space indent, "key": value, with short arrays of scalars
@@ -11,5 +12,14 @@
 
 /* malloc'd text without a trailing newline; NULL on allocation failure. */
 char *json_print_pretty(const cJSON *doc);
+
+/* The document as one file's worth of text ending in '\n': pretty (json_print_pretty) or
+ * compact (one line, for .jsonl).  malloc'd; NULL on allocation failure. */
+char *json_print_line(const cJSON *doc, int pretty);
+
+/* flags[i] = 1 when obj's i-th key repeats an earlier one; malloc'd (NULL when out of
+ * memory).  Sorting keeps this O(n log n): a 1 MiB document can hold ~100k keys in one
+ * object, and comparing each key with every earlier one took tens of seconds. */
+unsigned char *json_repeated_keys(const cJSON *obj);
 
 #endif

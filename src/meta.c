@@ -131,19 +131,9 @@ char *job_meta_json(const job *j)
     cJSON *o = job_json(j);
     if (!o)
         return NULL;
-    char *text = json_print_pretty(o);
+    char *text = json_print_line(o, 1);
     cJSON_Delete(o);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);   /* a file ends with a newline */
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    return out;
+    return text;
 }
 
 char *job_activity_line(const job *j)
@@ -155,17 +145,7 @@ char *job_activity_line(const job *j)
     char at[40];
     format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
     cJSON_AddStringToObject(o, "time", at);
-    char *text = cJSON_PrintUnformatted(o);
+    char *text = json_print_line(o, 0);
     cJSON_Delete(o);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);
-    if (!out) {
-        free(text);
-        return NULL;
-    }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    return out;
+    return text;
 }

@@ -7,6 +7,7 @@
  * status, never a crash (the parsers are fuzzed).  Text taken from a body into a message
  * goes through copy_one_line: one line, valid UTF-8, bounded. */
 #include "openai.h"
+#include "jsonfmt.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -47,42 +48,6 @@ static const char *get_string(const cJSON *obj, const char *key)
 {
     const cJSON *v = get(obj, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-typedef struct key_pos {
-    const char *key;
-    size_t pos;
-} key_pos;
-
-static int by_key_then_pos(const void *a, const void *b)
-{
-    const key_pos *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
-}
-
-/* flags[i] = 1 when obj's i-th key repeats an earlier one; malloc'd (NULL when out of
- * memory).  Sorting keeps this O(n log n): a 1 MiB prompt can hold ~100k keys, and looking
- * each one up among the earlier ones took tens of seconds. */
-static unsigned char *repeated_keys(const cJSON *obj)
-{
-    size_t n = (size_t)cJSON_GetArraySize(obj);
-    key_pos *keys = malloc((n ? n : 1) * sizeof *keys);
-    unsigned char *repeated = calloc(n ? n : 1, 1);
-    if (!keys || !repeated) {
-        free(keys);
-        free(repeated);
-        return NULL;
-    }
-    size_t i = 0;
-    for (const cJSON *item = obj->child; item && i < n; item = item->next, i++)
-        keys[i] = (key_pos){item->string, i};
-    qsort(keys, i, sizeof *keys, by_key_then_pos);
-    for (size_t j = 1; j < i; j++)
-        if (strcmp(keys[j].key, keys[j - 1].key) == 0)
-            repeated[keys[j].pos] = 1;
-    free(keys);
-    return repeated;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes available); 0 when invalid
@@ -292,7 +257,7 @@ static int add_chat_request(cJSON *req, cJSON *prompt, const openai_request_in *
                   ? max_tokens_v : max_completion_v;
 
     /* a repeated key was passed through (or not) at its first occurrence */
-    unsigned char *repeated = repeated_keys(prompt);
+    unsigned char *repeated = json_repeated_keys(prompt);
     if (!repeated)
         return oom(err);
     int keep_user = !in->user, keep_provider = !in->provider_prefs_json;
@@ -384,7 +349,7 @@ size_t openai_request_params(const char *prompt, size_t prompt_len, char ***name
     *names = NULL;
     cJSON *doc = parse_chat_prompt(prompt, prompt_len);
     size_t cap = 1 + (doc ? (size_t)cJSON_GetArraySize(doc) : 0), n = 0, i = 0;
-    unsigned char *repeated = doc ? repeated_keys(doc) : NULL;
+    unsigned char *repeated = doc ? json_repeated_keys(doc) : NULL;
     char **list = calloc(cap, sizeof *list);
     if (!list || (doc && !repeated) || !(list[n++] = strdup("max_tokens")))
         goto oom;
