@@ -552,6 +552,20 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
     return OPENAI_OK;
 }
 
+/* Does the JSON text contain the escape \u0000 (a NUL character)?  Escapes are walked
+ * pairwise, so an escaped backslash followed by "u0000" is text, not a NUL. */
+static int has_escaped_nul(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4))
+            return 1;
+        i++;   /* skip the escaped character, whatever it is */
+    }
+    return 0;
+}
+
 openai_status openai_parse_response(const char *body, size_t len, openai_completion *out,
                                     rf_err *err)
 {
@@ -560,7 +574,7 @@ openai_status openai_parse_response(const char *body, size_t len, openai_complet
     openai_status status = OPENAI_NOT_JSON;
     /* cJSON ends a string at an escaped NUL: the answer would be cut silently.  A NUL
      * has no place in a completion, so such a body is refused whole. */
-    if (doc && (memchr(body, 0, len) || memmem(body, len, "\\u0000", 6))) {
+    if (doc && (memchr(body, 0, len) || has_escaped_nul(body, len))) {
         cJSON_Delete(doc);
         return rf_err_set(err, EILSEQ, "provider returned text containing a NUL character"),
                OPENAI_NOT_JSON;

@@ -29,8 +29,11 @@ FUZZ_RUN_OPTS  = -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
                  $(FUZZ_OPTS)
 
 FUZZ_CONFIG_SRC := src/config.c src/jsonfmt.c src/err.c
-FUZZ_OPENAI_SRC := src/openai.c src/err.c
+FUZZ_OPENAI_SRC := src/openai.c src/jsonfmt.c src/err.c
 FUZZ_TARGETS    := config openai
+
+# The corpus regression test includes the two targets' sources: rebuild it when they change.
+$(BUILD)/unit/test_fuzz_corpus: $(FUZZ_DIR)/fuzz_config.c $(FUZZ_DIR)/fuzz_openai.c
 
 .PHONY: fuzz fuzz-build fuzz-config fuzz-openai fuzz-merge fuzz-check
 
@@ -54,21 +57,25 @@ $(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: $(FUZZ_OUT)/fuzz_%
 
 # Minimise: the hand-written seed-* files stay, everything else is kept only when it adds
 # coverage (libFuzzer -merge=1 into a fresh directory, which then replaces the corpus).
+# An input that crashes is left out of the merge: it is written to tests/fuzz/crashes/
+# (where the regression test fails on it), so look there before committing.
 fuzz-merge: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@set -e; mkdir -p $(FUZZ_CRASHES); for t in $(FUZZ_TARGETS); do \
 	    dir=$(FUZZ_DIR)/corpus/$$t; new=$(FUZZ_OUT)/merge-$$t; \
 	    rm -rf $$new; mkdir -p $$new; \
 	    cp $$dir/seed-* $$new/ 2>/dev/null || true; \
 	    $(FUZZ_OUT)/fuzz_$$t -merge=1 -max_len=$(FUZZ_MAX_LEN) -timeout=$(FUZZ_TIMEOUT) \
-	        -rss_limit_mb=$(FUZZ_RSS_MB) $$new $$dir; \
+	        -rss_limit_mb=$(FUZZ_RSS_MB) -artifact_prefix=$(FUZZ_CRASHES)/$$t- $$new $$dir; \
 	    rm -rf $$dir; mv $$new $$dir; \
-	    echo "fuzz-merge: $$dir: $$(ls $$dir | wc -l) files, $$(du -sh $$dir | cut -f1)"; \
+	    echo "fuzz-merge: $$dir: $$(ls $$dir | wc -l) files, $$(du -sh --apparent-size $$dir | cut -f1)"; \
 	done
 
 # The regression run with the libFuzzer binaries (the unit test does it without them).
 fuzz-check: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    $(FUZZ_OUT)/fuzz_$$t -runs=0 -timeout=$(FUZZ_TIMEOUT) $(FUZZ_DIR)/corpus/$$t; \
+	    $(FUZZ_OUT)/fuzz_$$t -runs=0 -timeout=$(FUZZ_TIMEOUT) \
+	        -artifact_prefix=$(FUZZ_OUT)/$$t- $(FUZZ_DIR)/corpus/$$t; \
 	    for f in $(FUZZ_CRASHES)/$$t-*; do \
-	        [ -f "$$f" ] || continue; $(FUZZ_OUT)/fuzz_$$t -runs=1 "$$f"; done; \
+	        [ -f "$$f" ] || continue; \
+	        $(FUZZ_OUT)/fuzz_$$t -artifact_prefix=$(FUZZ_OUT)/$$t- "$$f"; done; \
 	done

@@ -3,7 +3,7 @@
  * The input is whatever a provider (or a prompt file) can send us.  Every input goes
  * through:
  *   - openai_parse_response, as a 2xx body: OPENAI_OK means non-empty content and every
- *     other status means a zeroed completion and a one-line error;
+ *     other status means a zeroed completion and a one-line error (EIO, EILSEQ, ENOMEM);
  *   - openai_parse_error, as a non-2xx body: the message is one NUL-terminated line of
  *     valid UTF-8 without control characters;
  *   - openai_build_request, as the prompt file (model "fuzz/model", max_tokens 256), once
@@ -113,7 +113,7 @@ static void fo_parse_response(const uint8_t *data, size_t size)
         if (c.finish_reason)
             FO_CHECK(strcmp(c.finish_reason, "error") != 0);
     } else {
-        FO_CHECK(err.code == EIO || err.code == ENOMEM);
+        FO_CHECK(err.code == EIO || err.code == EILSEQ || err.code == ENOMEM);
         FO_CHECK(err.msg[0]);
         fo_check_line(err.msg, sizeof err.msg);
         FO_CHECK(!c.content && !c.model && !c.provider && !c.finish_reason && !c.id);
@@ -137,6 +137,11 @@ static void fo_parse_error(const uint8_t *data, size_t size)
     FO_CHECK(info.unsupported_param == 0 || info.unsupported_param == 1);
 }
 
+static int fo_by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void fo_check_body(const char *body, const openai_request_in *in)
 {
     cJSON *req = cJSON_Parse(body);
@@ -158,6 +163,24 @@ static void fo_check_body(const char *body, const openai_request_in *in)
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(messages->child, "role");
         FO_CHECK(cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0);
     }
+    /* a prompt that cannot be a JSON object is the text of one user message, verbatim
+     * but for its trailing whitespace (cJSON skips a UTF-8 BOM, then any byte <= ' ') */
+    size_t lead = 0, len = in->prompt_len;
+    if (len >= 3 && memcmp(in->prompt, "\xEF\xBB\xBF", 3) == 0)
+        lead = 3;
+    while (lead < len && (unsigned char)in->prompt[lead] <= ' ')
+        lead++;
+    if (lead == len || in->prompt[lead] != '{') {
+        while (len > 0 && strchr(" \t\r\n", in->prompt[len - 1]))
+            len--;
+        FO_CHECK(cJSON_GetArraySize(messages) == (in->system_prompt ? 2 : 1));
+        const cJSON *last = cJSON_GetArrayItem(messages, cJSON_GetArraySize(messages) - 1);
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(last, "role");
+        FO_CHECK(cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0);
+        FO_CHECK(cJSON_IsString(content) && strlen(content->valuestring) == len &&
+                 memcmp(content->valuestring, in->prompt, len) == 0);
+    }
     if (in->user) {
         const cJSON *user = cJSON_GetObjectItemCaseSensitive(req, "user");
         FO_CHECK(cJSON_IsString(user) && strcmp(user->valuestring, in->user) == 0);
@@ -167,10 +190,32 @@ static void fo_check_body(const char *body, const openai_request_in *in)
         FO_CHECK(cJSON_IsObject(prefs));
         FO_CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(prefs, "allow_fallbacks")));
     }
-    /* no key twice at the top level */
-    for (const cJSON *a = req->child; a; a = a->next)
-        for (const cJSON *b = a->next; b; b = b->next)
-            FO_CHECK(strcmp(a->string, b->string) != 0);
+    /* no key twice at the top level, and every parameter beyond the ones routefs sets
+     * is one openai_request_params names (what require_parameters checks) */
+    size_t n = (size_t)cJSON_GetArraySize(req);
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    FO_CHECK(keys);
+    size_t k = 0;
+    for (const cJSON *item = req->child; item; item = item->next)
+        keys[k++] = item->string;
+    qsort(keys, k, sizeof *keys, fo_by_string);
+    for (size_t i = 1; i < k; i++)
+        FO_CHECK(strcmp(keys[i - 1], keys[i]) != 0);
+    free(keys);
+    char **names;
+    size_t n_names = openai_request_params(in->prompt, in->prompt_len, &names);
+    if (n_names > 0) {
+        qsort(names, n_names, sizeof *names, fo_by_string);
+        for (const cJSON *item = req->child; item; item = item->next) {
+            const char *key = item->string;
+            if (strcmp(key, "model") == 0 || strcmp(key, "messages") == 0 ||
+                strcmp(key, "stream") == 0 || strcmp(key, "user") == 0 ||
+                strcmp(key, "provider") == 0)
+                continue;
+            FO_CHECK(bsearch(&key, names, n_names, sizeof *names, fo_by_string));
+        }
+        openai_free_names(names, n_names);
+    }
     cJSON_Delete(req);
 }
 
@@ -212,9 +257,10 @@ static void fo_request_params(const uint8_t *data, size_t size)
         FO_CHECK(names[i]);
         FO_CHECK(strcmp(names[i], "model") != 0 && strcmp(names[i], "messages") != 0 &&
                  strcmp(names[i], "stream") != 0);
-        for (size_t j = i + 1; j < n; j++)
-            FO_CHECK(strcmp(names[i], names[j]) != 0);
     }
+    qsort(names, n, sizeof *names, fo_by_string);   /* no name twice */
+    for (size_t i = 1; i < n; i++)
+        FO_CHECK(strcmp(names[i - 1], names[i]) != 0);
     openai_free_names(names, n);
 }
 
