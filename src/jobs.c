@@ -18,6 +18,7 @@
 
 #include "hmap.h"
 #include "log.h"
+#include "metrics.h"
 #include "openai.h"
 #include "runner.h"
 
@@ -679,6 +680,7 @@ void jobs_job_finished(job *j)
     if (!j->finished_ms)
         j->finished_ms = now_wall_ms();
     char *tier = strdup(j->tier_name);
+    metrics_job(j->tier_name, j->state == JOB_DONE ? "done" : "failed");
     if (j->state == JOB_DONE)
         LOG_INFO("%s: done via %s/%s%s", j->key, j->served_endpoint ? j->served_endpoint : "?",
                  j->served_model ? j->served_model : "?", j->fallback ? " (fallback)" : "");

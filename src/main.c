@@ -20,6 +20,7 @@
 #include "jobs.h"
 #include "liveconf.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "runner.h"
 #include "store.h"
@@ -400,6 +401,7 @@ out:
     }
     fs_session_destroy();
     breakers_free(breakers);
+    metrics_reset();
     budget_close(spend);
     config_unref(cfg);
     store_close(st);

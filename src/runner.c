@@ -14,6 +14,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "openai.h"
+#include "metrics.h"
 #include "plimit.h"
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
@@ -264,8 +265,10 @@ static void choose_hop(job *j, long fell_from)
         route_exhausted(j);
         return;
     }
-    if (fell_from >= 0 && (size_t)idx > (size_t)fell_from)
+    if (fell_from >= 0 && (size_t)idx > (size_t)fell_from) {
         breakers_note_fallback(R_breakers, j->tier->route[fell_from].provider);
+        metrics_fallback(j->tier_name, j->tier->route[fell_from].provider);
+    }
     if ((size_t)idx != j->hop_index) {
         j->hop_index = (size_t)idx;
         j->hop_attempts = 0;
@@ -605,6 +608,7 @@ static void on_attempt_done(upstream_result *res, void *ud)
     attempt_verdict v;
     judge_attempt(res, ctx->retry_after_max_ms, &v);
     double cost = v.outcome == RF_OUT_SUCCESS ? attempt_cost(ctx, &v.comp) : -1;
+    metrics_attempt(ctx->tier, ctx->provider, router_outcome_name(v.outcome), res->latency_ms);
     breakers_record(R_breakers, ctx->provider, ctx->model, v.healthy,
                     v.outcome == RF_OUT_NEXT_HOP_DOWN, res->http_status == 404, res->latency_ms,
                     v.healthy ? NULL : v.error, now_wall_ms());

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "metrics.h"
 #include "version.h"
 
 static const char *vfile_names[VF_COUNT] = {
@@ -268,6 +269,10 @@ static char *render_metrics(size_t *len)
         tb_printf(&tb, "routefs_cap_usd{window=\"daily\"} %.6f\n", cfg->daily_usd);
     if (cfg && cfg->monthly_usd >= 0)
         tb_printf(&tb, "routefs_cap_usd{window=\"monthly\"} %.6f\n", cfg->monthly_usd);
+    char *counters = metrics_render();
+    if (counters)
+        tb_printf(&tb, "%s", counters);
+    free(counters);
     config_unref(cfg);
     return tb_finish(&tb, len);
 }

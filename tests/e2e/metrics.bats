@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# metrics.prom: Prometheus text exposition, valid for node_exporter's textfile collector.
+
+load helpers
+
+setup() {
+    rfs_setup
+}
+
+teardown() {
+    rfs_teardown
+}
+
+# check_exposition FILE — the text format's rules that a scraper enforces: every sample
+# line is `name{labels} value`, every family has HELP and TYPE before its samples and
+# appears once, histogram buckets are cumulative and end with +Inf equal to _count.
+check_exposition() {
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+assert text.endswith("\n"), "must end with a newline"
+sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)?\})? (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$')
+typed, helped, seen_family, current = {}, set(), [], None
+buckets = {}
+for n, line in enumerate(text.splitlines(), 1):
+    if line.startswith("# HELP "):
+        helped.add(line.split()[2]); continue
+    if line.startswith("# TYPE "):
+        _, _, name, kind = line.split()
+        assert name not in typed, "line %d: family %s typed twice" % (n, name)
+        assert name in helped, "line %d: TYPE before HELP for %s" % (n, name)
+        typed[name] = kind; current = name; continue
+    assert not line.startswith("#"), "line %d: stray comment" % n
+    m = sample.match(line)
+    assert m, "line %d: not a sample: %r" % (n, line)
+    name = m.group(1)
+    family = re.sub(r'_(bucket|sum|count)$', '', name) if typed.get(re.sub(r'_(bucket|sum|count)$', '', name)) == "histogram" else name
+    assert family == current, "line %d: sample of %s outside its family block (%s)" % (n, name, current)
+    if name.endswith("_bucket"):
+        labels = re.sub(r',?le="[^"]*"', '', m.group(2))
+        buckets.setdefault(labels, []).append((re.search(r'le="([^"]*)"', m.group(2)).group(1), float(m.group(5))))
+for labels, bs in buckets.items():
+    values = [v for _, v in bs]
+    assert values == sorted(values), "buckets not cumulative for %s" % labels
+    assert bs[-1][0] == "+Inf", "last bucket is not +Inf for %s" % labels
+print("ok: %d families" % len(typed))
+PY
+}
+
+@test "metrics.prom is valid exposition text and counts jobs, attempts, retries, fallbacks, latency, spend and breakers" {
+    rfs_config <<'JSON'
+{
+  "providers": {"sim": {"base_url": "http://127.0.0.1:SIM_PORT/v1"},
+                "backup": {"base_url": "http://127.0.0.1:SIM_PORT/v1"}},
+  "prices": {"sim/b": {"prompt": 1.0, "completion": 2.0}},
+  "budget": {"daily_usd": 5, "monthly_usd": 50},
+  "tiers": {"fast": {"route": ["sim/a", {"provider": "backup", "model": "sim/b"}],
+                     "retries": 1, "retry_base_ms": 10, "retry_cap_ms": 20}}
+}
+JSON
+    rfs_mount
+    echo "one" >"$MNT/fast/one"
+    run read_out "$MNT/fast/one.out"
+    assert_success
+    sim_behave sim/a '{"status": 500}'
+    echo "two" >"$MNT/fast/two"
+    run read_out "$MNT/fast/two.out"
+    assert_success
+    assert_output "sim[sim/b]: two"
+
+    cp "$MNT/metrics.prom" "$RFS_DIR/metrics.prom"
+    cat "$RFS_DIR/metrics.prom"
+    run check_exposition "$RFS_DIR/metrics.prom"
+    echo "$output"
+    assert_success
+    m="$RFS_DIR/metrics.prom"
+    grep -q '^routefs_jobs_total{tier="fast",outcome="done"} 2$' "$m"
+    grep -q '^routefs_attempts_total{tier="fast",provider="sim",outcome="success"} 1$' "$m"
+    grep -q '^routefs_attempts_total{tier="fast",provider="sim",outcome="retry"} 2$' "$m"
+    grep -q '^routefs_attempts_total{tier="fast",provider="backup",outcome="success"} 1$' "$m"
+    grep -q '^routefs_retries_total{tier="fast",provider="sim"} 2$' "$m"
+    grep -q '^routefs_fallbacks_total{tier="fast",from="sim"} 1$' "$m"
+    grep -q '^routefs_attempt_duration_seconds_count{tier="fast",provider="sim"} 3$' "$m"
+    grep -q '^routefs_spend_usd{window="today"} ' "$m"
+    grep -q '^routefs_cap_usd{window="daily"} 5' "$m"
+    grep -q '^routefs_provider_up{provider="sim"} ' "$m"
+}
