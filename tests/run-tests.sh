@@ -103,6 +103,9 @@ run_e2e() {
         return
     fi
     E2E_ROOT=$(mktemp -d /var/tmp/routefs-e2e-run.XXXXXX) || { FAILED=$((FAILED + 1)); return; }
+    # traversable, like /var/tmp itself: security.bats checks that another user is refused
+    # by the mount (and by the state directory), not by this wrapper directory
+    chmod 755 "$E2E_ROOT"
     export RFS_E2E_ROOT="$E2E_ROOT"
     found=0
     for b in "$ROOT"/tests/e2e/*.bats; do
