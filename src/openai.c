@@ -371,6 +371,17 @@ oom:
     return 0;
 }
 
+int openai_effective_max_tokens(const char *prompt, size_t prompt_len, int tier_cap)
+{
+    cJSON *doc = parse_chat_prompt(prompt, prompt_len);
+    long own = 0, a = 0, b = 0;
+    if (doc && requested_max_tokens(doc, "max_tokens", &a, NULL) == 0 &&
+        requested_max_tokens(doc, "max_completion_tokens", &b, NULL) == 0)
+        own = a && (!b || a < b) ? a : b;
+    cJSON_Delete(doc);
+    return own > 0 && own < tier_cap ? (int)own : tier_cap;
+}
+
 /* ---- parsing responses ---- */
 
 void openai_completion_free(openai_completion *c)

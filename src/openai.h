@@ -36,6 +36,11 @@ char *openai_build_request(const openai_request_in *in, rf_err *err);
 size_t openai_request_params(const char *prompt, size_t prompt_len, char ***names);
 void openai_free_names(char **names, size_t n);
 
+/* The max_tokens a request built from this prompt will carry: the prompt's own
+ * max_tokens / max_completion_tokens (the smaller) capped by tier_cap, else tier_cap.
+ * For the budget's worst case, so it matches what is sent. */
+int openai_effective_max_tokens(const char *prompt, size_t prompt_len, int tier_cap);
+
 typedef enum {
     OPENAI_OK = 0,
     OPENAI_NOT_JSON,         /* body is not JSON / truncated / not an object */

@@ -411,8 +411,8 @@ static void send_now(job *j)
     rf_err_clear(&err);
     /* Spend: reserve the worst case before anything leaves (budget.h). */
     int price_known = 0;
-    double worst = budget_worst_case(j->cfg, hop, j->prompt_len, j->tier->max_tokens,
-                                     &price_known);
+    int max_tokens = openai_effective_max_tokens(j->prompt, j->prompt_len, j->tier->max_tokens);
+    double worst = budget_worst_case(j->cfg, hop, j->prompt_len, max_tokens, &price_known);
     if (!price_known && j->tier->require_price) {
         breakers_release(R_breakers, hop->provider, hop->model, now);
         record_hop(j, hop, 0, "no price configured for this model (the tier has require_price)",

@@ -568,6 +568,27 @@ static void test_error_truncation(void **state)
 
 /* ---- main: fixed tests, then one test per table row ---- */
 
+/* The max_tokens the budget reserves for must be the one sent. */
+static void test_effective_max_tokens(void **state)
+{
+    static const struct {
+        const char *prompt;
+        int want;
+    } rows[] = {
+        {"plain text", 800},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":100}", 100},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":5000}", 800},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+         "\"max_completion_tokens\":50,\"max_tokens\":70}", 50},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":-3}", 800},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 800},
+        {"{\"max_tokens\":10}", 800},   /* no messages: plain text, the tier's cap */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_int_equal(openai_effective_max_tokens(rows[i].prompt, strlen(rows[i].prompt), 800),
+                         rows[i].want);
+}
+
 #define COUNT(a) (sizeof (a) / sizeof (a)[0])
 
 int main(void)
@@ -578,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_params_empty_prompt),
         cmocka_unit_test(test_response_mangled),
         cmocka_unit_test(test_error_truncation),
+        cmocka_unit_test(test_effective_max_tokens),
     };
     struct CMUnitTest tests[COUNT(fixed) + COUNT(build_cases) + COUNT(params_cases) +
                             COUNT(response_cases) + COUNT(error_cases)];
