@@ -32,7 +32,6 @@
 #include "vfiles.h"
 
 #define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
-#define CONFIG_MAX (1024 * 1024)   /* and a config */
 
 /* ---- the inode table ---- */
 
@@ -460,8 +459,7 @@ typedef struct handle {
     int prompt_writer;      /* this handle counts as a writer of prompt key */
     int too_large;          /* a write went past PROMPT_MAX: the prompt is refused */
     int nonblock;
-    size_t cap;             /* H_CONFIG_EDIT: allocated size of data */
-    int dirty;              /* H_CONFIG_EDIT: written since the last validation */
+    liveconf_edit *edit;    /* H_CONFIG_EDIT: the session (liveconf.h) */
 } handle;
 
 static handle *handle_new(handle_kind kind)
@@ -479,6 +477,7 @@ static void handle_free(handle *h)
     if (h->fd >= 0)
         close(h->fd);
     free(h->data);
+    liveconf_edit_free(h->edit);
     free(h);
 }
 
@@ -487,7 +486,7 @@ static handle *handle_of(struct fuse_file_info *fi)
     return (handle *)(uintptr_t)fi->fh;
 }
 
-static int config_edit_write(handle *h, const char *buf, size_t size, off_t off);
+
 
 /* ---- operations ---- */
 
@@ -569,10 +568,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
         handle *h = fi ? handle_of(fi) : NULL;
         if (h && h->kind == H_CONFIG_EDIT) {
-            if ((size_t)attr->st_size > h->len)
-                r = config_edit_write(h, "", 0, attr->st_size);
-            h->len = (size_t)attr->st_size < h->len ? (size_t)attr->st_size : h->len;
-            h->dirty = 1;
+            r = liveconf_edit_truncate(h->edit, attr->st_size);
         } else {
             r = attr->st_size == 0 ? -EINVAL : -EACCES;   /* an empty config is no config */
         }
@@ -827,6 +823,10 @@ static void create_config(fuse_req_t req, const char *path, struct fuse_file_inf
 {
     config_set_hidden(0);
     handle *h = handle_new(H_CONFIG_EDIT);
+    if (h && !(h->edit = liveconf_edit_begin(NULL, 0, 1))) {
+        handle_free(h);
+        h = NULL;
+    }
     node *n = h ? node_remember(path) : NULL;
     if (!n) {
         if (h)
@@ -834,7 +834,6 @@ static void create_config(fuse_req_t req, const char *path, struct fuse_file_inf
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    h->dirty = 1;
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     e.ino = ino_of(n);
@@ -971,20 +970,20 @@ static int open_vfile(const pathinfo *pi, struct fuse_file_info *fi, handle **ou
     if (open_for_writing(fi->flags)) {
         if (pi->vf != VF_CONFIG)
             return -EACCES;
-        /* Edit session: starts from the current text unless truncated; validated and
-         * applied on flush/fsync (see config_edit_commit). */
+        /* Edit session: starts from the current text unless truncated (an emptied config
+         * must be judged too); judged on flush/fsync/close (liveconf_edit_commit). */
         if (!(h = handle_new(H_CONFIG_EDIT)))
             return -ENOMEM;
-        if (!(fi->flags & O_TRUNC)) {
-            h->data = vfile_render(VF_CONFIG, &h->len);
-            h->cap = h->len;
-            if (!h->data) {
-                handle_free(h);
-                return -ENOMEM;
-            }
+        int truncated = (fi->flags & O_TRUNC) != 0;
+        size_t len = 0;
+        char *text = truncated ? NULL : vfile_render(VF_CONFIG, &len);
+        if (truncated || text)
+            h->edit = liveconf_edit_begin(text, len, truncated);   /* copies the text */
+        free(text);
+        if (!h->edit) {
+            handle_free(h);
+            return -ENOMEM;
         }
-        if (fi->flags & O_TRUNC)
-            h->dirty = 1;   /* an emptied config must be judged too */
         fi->direct_io = 1;
         *out = h;
         return 0;
@@ -1149,19 +1148,21 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     case H_SNAPSHOT:
     case H_CONFIG_EDIT: {
-        if ((size_t)off >= h->len) {
+        size_t len = h->len;
+        const char *data = h->kind == H_CONFIG_EDIT ? liveconf_edit_text(h->edit, &len) : h->data;
+        if ((size_t)off >= len) {
             fuse_reply_buf(req, NULL, 0);
             return;
         }
         /* Reply from a copy: once the kernel has the reply the reader may close, and the
-         * release (another thread) frees h->data while fuse_reply_buf is returning. */
-        size_t n = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+         * release (another thread) frees the data while fuse_reply_buf is returning. */
+        size_t n = len - (size_t)off < size ? len - (size_t)off : size;
         char *copy = malloc(n ? n : 1);
         if (!copy) {
             fuse_reply_err(req, ENOMEM);
             return;
         }
-        memcpy(copy, h->data + off, n);
+        memcpy(copy, data + off, n);
         fuse_reply_buf(req, copy, n);
         free(copy);
         return;
@@ -1183,49 +1184,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
 }
 
-/* Write into a config edit buffer. */
-static int config_edit_write(handle *h, const char *buf, size_t size, off_t off)
-{
-    if ((size_t)off + size > CONFIG_MAX)
-        return -EFBIG;
-    size_t end = (size_t)off + size;
-    if (end > h->cap) {
-        size_t cap = end * 2 > CONFIG_MAX ? CONFIG_MAX : end * 2;
-        char *d = realloc(h->data, cap);
-        if (!d)
-            return -ENOMEM;
-        h->data = d;
-        h->cap = cap;
-    }
-    if ((size_t)off > h->len)
-        memset(h->data + h->len, 0, (size_t)off - h->len);
-    memcpy(h->data + off, buf, size);
-    if (end > h->len)
-        h->len = end;
-    h->dirty = 1;
-    return 0;
-}
-
-/* Validate and apply an edit buffer once per change: EINVAL refuses it (the previous
- * config stays), and the reason is in status and the log. */
-static int config_edit_commit(handle *h)
-{
-    if (!h->dirty)
-        return 0;
-    h->dirty = 0;
-    rf_err err;
-    rf_err_clear(&err);
-    return liveconf_apply_text(h->data ? h->data : "", h->len, "config.json", &err) < 0
-               ? -EINVAL
-               : 0;
-}
-
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     handle *h = handle_of(fi);
     if (h->kind == H_CONFIG_EDIT) {
-        int r = config_edit_write(h, buf, size, off);
+        int r = liveconf_edit_write(h->edit, buf, size, off);
         if (r < 0)
             fuse_reply_err(req, -r);
         else
@@ -1251,7 +1215,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     handle *h = handle_of(fi);
-    int r = h->kind == H_CONFIG_EDIT ? config_edit_commit(h) : 0;
+    int r = h->kind == H_CONFIG_EDIT ? liveconf_edit_commit(h->edit) : 0;
     fuse_reply_err(req, -r);
 }
 
@@ -1260,7 +1224,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
     handle *h = handle_of(fi);
     int r = 0;
     if (h->kind == H_CONFIG_EDIT)
-        r = -config_edit_commit(h);   /* vim: "Fsync failed", and it keeps the original */
+        r = -liveconf_edit_commit(h->edit);   /* vim: "Fsync failed"; it keeps the original */
     else if (h->kind == H_FD && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
         r = errno;
     fuse_reply_err(req, r);
@@ -1270,7 +1234,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     handle *h = handle_of(fi);
     if (h->kind == H_CONFIG_EDIT)
-        config_edit_commit(h);        /* nobody hears a release error: status and log do */
+        liveconf_edit_commit(h->edit);   /* nobody hears a release error: status and log do */
     int writer = h->prompt_writer, too_large = h->too_large;
     char key[PATH_MAX];
     if (writer)
@@ -1339,7 +1303,7 @@ static int rename_config(const pathinfo *src, const pathinfo *dst)
         size_t len = 0;
         rf_err err;
         rf_err_clear(&err);
-        if (store_read_all(F.st, src->rel, CONFIG_MAX, &data, &len, &err) < 0)
+        if (store_read_all(F.st, src->rel, LIVECONF_MAX, &data, &len, &err) < 0)
             return err.code == EFBIG ? -EFBIG : -EIO;
         int r = liveconf_apply_text(data, len, src->name, &err) < 0 ? -EINVAL : 0;
         free(data);

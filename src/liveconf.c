@@ -139,3 +139,88 @@ int liveconf_reload(rf_err *err)
     pthread_mutex_unlock(&apply_lock);
     return 0;
 }
+
+/* ---- edit sessions ---- */
+
+struct liveconf_edit {
+    char *data;
+    size_t len, cap;
+    int dirty;          /* written since the last commit */
+};
+
+liveconf_edit *liveconf_edit_begin(const char *initial, size_t len, int changed)
+{
+    liveconf_edit *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    if (len > 0) {
+        if (!(e->data = malloc(len))) {
+            free(e);
+            return NULL;
+        }
+        memcpy(e->data, initial, len);
+        e->len = e->cap = len;
+    }
+    e->dirty = changed;
+    return e;
+}
+
+int liveconf_edit_write(liveconf_edit *e, const char *buf, size_t size, off_t off)
+{
+    if (off < 0 || (size_t)off + size > LIVECONF_MAX)
+        return -EFBIG;
+    size_t end = (size_t)off + size;
+    if (end > e->cap) {
+        size_t cap = end * 2 > LIVECONF_MAX ? LIVECONF_MAX : end * 2;
+        char *d = realloc(e->data, cap);
+        if (!d)
+            return -ENOMEM;
+        e->data = d;
+        e->cap = cap;
+    }
+    if ((size_t)off > e->len)
+        memset(e->data + e->len, 0, (size_t)off - e->len);   /* a hole reads as zeros */
+    if (size)
+        memcpy(e->data + off, buf, size);
+    if (end > e->len)
+        e->len = end;
+    e->dirty = 1;
+    return 0;
+}
+
+int liveconf_edit_truncate(liveconf_edit *e, off_t size)
+{
+    if (size < 0)
+        return -EINVAL;
+    if ((size_t)size > e->len)
+        return liveconf_edit_write(e, "", 0, size);
+    e->len = (size_t)size;
+    e->dirty = 1;
+    return 0;
+}
+
+const char *liveconf_edit_text(const liveconf_edit *e, size_t *len)
+{
+    *len = e->len;
+    return e->data;
+}
+
+int liveconf_edit_commit(liveconf_edit *e)
+{
+    if (!e->dirty)
+        return 0;
+    e->dirty = 0;
+    rf_err err;
+    rf_err_clear(&err);
+    return liveconf_apply_text(e->data ? e->data : "", e->len, "config.json", &err) < 0
+               ? -EINVAL
+               : 0;
+}
+
+void liveconf_edit_free(liveconf_edit *e)
+{
+    if (!e)
+        return;
+    free(e->data);
+    free(e);
+}
