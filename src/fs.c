@@ -25,127 +25,27 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "hmap.h"
+#include "inodes.h"
 #include "jobs.h"
 #include "liveconf.h"
 #include "log.h"
+#include "names.h"
 #include "vfiles.h"
 
 #define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
 
-/* ---- the inode table ---- */
-
-typedef struct node {
-    char *path;           /* mount-relative, "" for the root; owned */
-    uint64_t nlookup;
-} node;
-
 static struct {
-    pthread_mutex_t lock;  /* guards by_path and every node's fields */
-    hmap *by_path;
-    node root;
     store *st;
     budget *spend;
     struct fuse_session *se;
     int shutting_down;
     int64_t config_gone_until;  /* mono ms: config.json "unlinked" so mv can replace it */
-} F = {.lock = PTHREAD_MUTEX_INITIALIZER, .root = {.path = "", .nlookup = 1}};
-
-static node *node_of(fuse_ino_t ino)
-{
-    return ino == FUSE_ROOT_ID ? &F.root : (node *)(uintptr_t)ino;
-}
-
-static fuse_ino_t ino_of(node *n)
-{
-    return n == &F.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
-}
-
-/* Copy the path of ino into buf.  -ENOENT for an inode whose file was renamed over. */
-static int path_of(fuse_ino_t ino, char *buf, size_t len)
-{
-    pthread_mutex_lock(&F.lock);
-    node *n = node_of(ino);
-    int r = n->path ? 0 : -ENOENT;
-    if (r == 0 && (size_t)snprintf(buf, len, "%s", n->path) >= len)
-        r = -ENAMETOOLONG;
-    pthread_mutex_unlock(&F.lock);
-    return r;
-}
+} F;
 
 static int child_path(const char *parent, const char *name, char *buf, size_t len)
 {
     int n = parent[0] ? snprintf(buf, len, "%s/%s", parent, name) : snprintf(buf, len, "%s", name);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* Find or create the node for path and count one lookup. */
-static node *node_remember(const char *path)
-{
-    if (!path[0])
-        return &F.root;
-    pthread_mutex_lock(&F.lock);
-    node *n = hmap_get(F.by_path, path);
-    if (!n) {
-        n = calloc(1, sizeof *n);
-        if (n && !(n->path = strdup(path))) {
-            free(n);
-            n = NULL;
-        }
-        if (n && hmap_put(F.by_path, path, n) < 0) {
-            free(n->path);
-            free(n);
-            n = NULL;
-        }
-    }
-    if (n)
-        n->nlookup++;
-    pthread_mutex_unlock(&F.lock);
-    return n;
-}
-
-static void node_forget(fuse_ino_t ino, uint64_t nlookup)
-{
-    if (ino == FUSE_ROOT_ID)
-        return;
-    pthread_mutex_lock(&F.lock);
-    node *n = node_of(ino);
-    n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-    if (n->nlookup == 0) {
-        if (n->path && hmap_get(F.by_path, n->path) == n)
-            hmap_del(F.by_path, n->path);
-        free(n->path);
-        free(n);
-    }
-    pthread_mutex_unlock(&F.lock);
-}
-
-/* After a rename: the node at `to` (if any) no longer has a path; nodes at and below
- * `from` move to `to`. */
-static void nodes_renamed(const char *from, const char *to)
-{
-    pthread_mutex_lock(&F.lock);
-    node *victim = hmap_del(F.by_path, to);
-    if (victim) {
-        free(victim->path);
-        victim->path = NULL;
-    }
-    node *moved = hmap_del(F.by_path, from);
-    if (moved) {
-        char *p = strdup(to);
-        if (p) {
-            free(moved->path);
-            moved->path = p;
-            if (hmap_put(F.by_path, p, moved) < 0) {
-                free(moved->path);
-                moved->path = NULL;
-            }
-        } else {
-            free(moved->path);
-            moved->path = NULL;
-        }
-    }
-    pthread_mutex_unlock(&F.lock);
 }
 
 /* ---- what a path is ---- */
@@ -159,43 +59,15 @@ typedef enum {
     K_RESULT      /* NAME.out / NAME.meta / NAME.err */
 } path_kind;
 
-enum { R_OUT = 0, R_META, R_ERR };
-static const char *result_suffix[] = {".out", ".meta", ".err"};
 
 typedef struct pathinfo {
     path_kind kind;
     vfile_id vf;
-    int result;               /* R_* for K_RESULT */
+    int result;               /* NAME_OUT/NAME_META/NAME_ERR for K_RESULT */
     const char *name;         /* last component (points into the caller's path) */
     char rel[PATH_MAX + 16];  /* store path for K_SCRATCH / K_TIERFILE / K_TIER */
     char key[PATH_MAX];       /* the prompt's key for K_RESULT and K_TIERFILE */
 } pathinfo;
-
-static int result_kind_of(const char *name)
-{
-    size_t n = strlen(name);
-    for (int r = 0; r < 3; r++) {
-        size_t s = strlen(result_suffix[r]);
-        if (n > s && !strcmp(name + n - s, result_suffix[r]))
-            return r;
-    }
-    return -1;
-}
-
-/* Names editors and sync tools use for work in progress: they never start jobs. */
-static int is_temp_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (name[0] == '.' || (n > 0 && name[n - 1] == '~'))
-        return 1;
-    static const char *suffixes[] = {".swp", ".swx", ".tmp", ".part", ".partial"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-        size_t s = strlen(suffixes[i]);
-        if (n > s && !strcmp(name + n - s, suffixes[i]))
-            return 1;
-    }
-    return 0;
-}
 
 static int tier_exists(const char *name, size_t len)
 {
@@ -256,11 +128,11 @@ static int classify_path(const char *path, pathinfo *pi)
         return -ENOENT;
     if (!strncmp(pi->name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
         return -ENOENT;   /* our own temp files are invisible */
-    int r = result_kind_of(pi->name);
-    if (r >= 0 && !is_temp_name(pi->name)) {
+    int r = name_result_kind(pi->name);
+    if (r >= 0 && !name_is_temp(pi->name)) {
         pi->kind = K_RESULT;
         pi->result = r;
-        size_t keylen = strlen(path) - strlen(result_suffix[r]);
+        size_t keylen = strlen(path) - strlen(name_result_suffix[r]);
         if (keylen >= sizeof pi->key)
             return -ENAMETOOLONG;
         memcpy(pi->key, path, keylen);
@@ -276,12 +148,12 @@ static int classify_path(const char *path, pathinfo *pi)
 /* A prompt: a regular, non-temporary file inside a tier. */
 static int is_prompt(const pathinfo *pi)
 {
-    return pi->kind == K_TIERFILE && !is_temp_name(pi->name);
+    return pi->kind == K_TIERFILE && !name_is_temp(pi->name);
 }
 
 static void result_rel(const char *key, int r, char *buf, size_t len)
 {
-    snprintf(buf, len, "tiers/%s%s", key, result_suffix[r]);
+    snprintf(buf, len, "tiers/%s%s", key, name_result_suffix[r]);
 }
 
 /* A prompt for a tier whose budget is used up is refused when it is opened or written,
@@ -327,10 +199,10 @@ static int stat_result(const pathinfo *pi, struct stat *st)
     char rel[PATH_MAX + 16];
     job_state state;
     if (jobs_active(pi->key, &state)) {
-        if (pi->result == R_ERR)
+        if (pi->result == NAME_ERR)
             return -ENOENT;   /* an unfinished job has no .err yet */
         off_t size = 0;
-        if (pi->result == R_META) {
+        if (pi->result == NAME_META) {
             char *m = jobs_meta(pi->key);
             if (!m)
                 return -ENOENT;
@@ -347,9 +219,9 @@ static int stat_result(const pathinfo *pi, struct stat *st)
     }
     result_rel(pi->key, pi->result, rel, sizeof rel);
     int r = store_stat(F.st, rel, st);
-    if (r == -ENOENT && pi->result == R_OUT) {
+    if (r == -ENOENT && pi->result == NAME_OUT) {
         /* a failed job: .out exists (reads EIO) beside .err */
-        result_rel(pi->key, R_ERR, rel, sizeof rel);
+        result_rel(pi->key, NAME_ERR, rel, sizeof rel);
         if (store_stat(F.st, rel, st) == 0) {
             fill_synthetic(st, S_IFREG | 0444, 0);
             st->st_mtim = st->st_ctim;
@@ -424,20 +296,20 @@ static double cache_timeout(const pathinfo *pi)
 static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,
                             const struct stat *st)
 {
-    node *n = node_remember(path);
-    if (!n) {
+    fuse_ino_t ino = inodes_remember(path);
+    if (!ino) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = ino_of(n);
+    e.ino = ino;
     e.attr = *st;
     e.attr.st_ino = e.ino;
     e.attr_timeout = cache_timeout(pi);
     e.entry_timeout = cache_timeout(pi);
     if (fuse_reply_entry(req, &e) != 0)
-        node_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
+        inodes_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
 }
 
 /* ---- open file handles ---- */
@@ -504,7 +376,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     char ppath[PATH_MAX], path[PATH_MAX];
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
     pathinfo pi;
@@ -530,14 +402,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    node_forget(ino, nlookup);
+    inodes_forget(ino, nlookup);
     fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
     for (size_t i = 0; i < count; i++)
-        node_forget(forgets[i].ino, forgets[i].nlookup);
+        inodes_forget(forgets[i].ino, forgets[i].nlookup);
     fuse_reply_none(req);
 }
 
@@ -546,7 +418,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     char path[PATH_MAX];
     pathinfo pi;
     struct stat st;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = stat_path(path, &pi, &st);
     if (r < 0) {
@@ -562,7 +434,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
     char path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
     if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
@@ -670,7 +542,7 @@ static int list_tier_dir(const char *path, const char *rel, dirlist *dl)
             continue;
         int is_dir = de->d_type == DT_DIR;
         r = dirlist_add(dl, nm, is_dir ? S_IFDIR : S_IFREG);
-        if (r || is_dir || is_temp_name(nm) || result_kind_of(nm) >= 0)
+        if (r || is_dir || name_is_temp(nm) || name_result_kind(nm) >= 0)
             continue;
         char key[PATH_MAX];
         if (child_path(path, nm, key, sizeof key) < 0)
@@ -703,7 +575,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     char path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
     dirlist *dl = r == 0 ? calloc(1, sizeof *dl) : NULL;
@@ -766,7 +638,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     char ppath[PATH_MAX], path[PATH_MAX];
     pathinfo pi;
     struct stat st;
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
     if (r == 0 && !ppath[0])
@@ -800,7 +672,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     char ppath[PATH_MAX], path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
     if (r == 0)
@@ -827,8 +699,8 @@ static void create_config(fuse_req_t req, const char *path, struct fuse_file_inf
         handle_free(h);
         h = NULL;
     }
-    node *n = h ? node_remember(path) : NULL;
-    if (!n) {
+    fuse_ino_t ino = h ? inodes_remember(path) : 0;
+    if (!ino) {
         if (h)
             handle_free(h);
         fuse_reply_err(req, ENOMEM);
@@ -836,13 +708,13 @@ static void create_config(fuse_req_t req, const char *path, struct fuse_file_inf
     }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = ino_of(n);
+    e.ino = ino;
     fill_synthetic(&e.attr, S_IFREG | 0644, 0);
     e.attr.st_ino = e.ino;
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->direct_io = 1;
     if (fuse_reply_create(req, &e, fi) != 0) {
-        node_forget(e.ino, 1);
+        inodes_forget(e.ino, 1);
         handle_free(h);
     }
 }
@@ -854,7 +726,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     pathinfo pi;
     struct stat st;
     handle *h = NULL;
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
     if (r == 0 && !strcmp(path, vfile_name(VF_CONFIG))) {
@@ -892,8 +764,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         fuse_reply_err(req, -r);
         return;
     }
-    node *n = node_remember(path);
-    if (!n) {
+    fuse_ino_t ino = inodes_remember(path);
+    if (!ino) {
         if (h->prompt_writer)
             jobs_prompt_close_write(h->key);
         handle_free(h);
@@ -902,14 +774,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = ino_of(n);
+    e.ino = ino;
     e.attr = st;
     e.attr.st_ino = e.ino;
     e.attr_timeout = e.entry_timeout = cache_timeout(&pi);
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->direct_io = 0;
     if (fuse_reply_create(req, &e, fi) != 0) {
-        node_forget(e.ino, 1);
+        inodes_forget(e.ino, 1);
         if (h->prompt_writer)
             jobs_prompt_close_write(h->key);
         handle_free(h);
@@ -923,9 +795,9 @@ static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **o
         return -EACCES;   /* results are written by routefs only */
     handle *h;
     if (jobs_active(pi->key, NULL)) {
-        if (pi->result == R_ERR)
+        if (pi->result == NAME_ERR)
             return -ENOENT;
-        if (pi->result == R_OUT) {
+        if (pi->result == NAME_OUT) {
             if (!(h = handle_new(H_PENDING_OUT)))
                 return -ENOMEM;
             snprintf(h->key, sizeof h->key, "%s", pi->key);
@@ -943,8 +815,8 @@ static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **o
     char rel[PATH_MAX + 16];
     result_rel(pi->key, pi->result, rel, sizeof rel);
     int fd = store_openat(F.st, rel, O_RDONLY, 0);
-    if (fd == -ENOENT && pi->result == R_OUT) {
-        result_rel(pi->key, R_ERR, rel, sizeof rel);
+    if (fd == -ENOENT && pi->result == NAME_OUT) {
+        result_rel(pi->key, NAME_ERR, rel, sizeof rel);
         if (!store_exists(F.st, rel))
             return -ENOENT;
         if (!(h = handle_new(H_FAILED_OUT)))
@@ -1018,7 +890,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     char path[PATH_MAX];
     pathinfo pi;
     handle *h = NULL;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
     if (r == 0) {
@@ -1074,7 +946,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void reply_result_read(fuse_req_t req, const char *key, off_t off, size_t size)
 {
     char rel[PATH_MAX + 16];
-    result_rel(key, R_OUT, rel, sizeof rel);
+    result_rel(key, NAME_OUT, rel, sizeof rel);
     int fd = store_openat(F.st, rel, O_RDONLY, 0);
     if (fd < 0) {
         /* failed (NAME.err), or the prompt was removed while we waited */
@@ -1251,7 +1123,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     char ppath[PATH_MAX], path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
         r = child_path(ppath, name, path, sizeof path);
     if (r == 0)
@@ -1273,7 +1145,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 /* Move NAME.out/.meta/.err of a finished prompt along with it. */
 static void move_results(const char *from_key, const char *to_key)
 {
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < NAME_RESULT_KINDS; r++) {
         char from[PATH_MAX + 16], to[PATH_MAX + 16];
         result_rel(from_key, r, from, sizeof from);
         result_rel(to_key, r, to, sizeof to);
@@ -1284,10 +1156,10 @@ static void move_results(const char *from_key, const char *to_key)
 static int has_results(const char *key)
 {
     char rel[PATH_MAX + 16];
-    result_rel(key, R_OUT, rel, sizeof rel);
+    result_rel(key, NAME_OUT, rel, sizeof rel);
     if (store_exists(F.st, rel))
         return 1;
-    result_rel(key, R_ERR, rel, sizeof rel);
+    result_rel(key, NAME_ERR, rel, sizeof rel);
     return store_exists(F.st, rel);
 }
 
@@ -1329,9 +1201,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
     char ppath[PATH_MAX], npath[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
     pathinfo src, dst;
-    int r = path_of(parent, ppath, sizeof ppath);
+    int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = path_of(newparent, npath, sizeof npath);
+        r = inodes_path(newparent, npath, sizeof npath);
     if (r == 0)
         r = child_path(ppath, name, from, sizeof from);
     if (r == 0)
@@ -1345,7 +1217,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     if (r == 0 && (dst.kind == K_VFILE || src.kind == K_VFILE)) {
         r = rename_config(&src, &dst);
         if (r == 0)
-            nodes_renamed(from, to);
+            inodes_renamed(from, to);
         fuse_reply_err(req, -r);
         return;
     }
@@ -1376,7 +1248,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         if (dst_prompt)
             jobs_prompt_installed(dst.key);  /* a complete prompt arrived: start it */
     }
-    nodes_renamed(from, to);
+    inodes_renamed(from, to);
     fuse_reply_err(req, 0);
 }
 
@@ -1402,11 +1274,11 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
     char path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
     const char *field = NULL;
-    if (r == 0 && pi.kind == K_RESULT && pi.result == R_OUT &&
+    if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT &&
         !strncmp(name, "user.routefs.", 13)) {
         for (size_t i = 0; i < 3; i++)
             if (!strcmp(name + 13, xattr_fields[i]))
@@ -1417,7 +1289,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         return;
     }
     char rel[PATH_MAX + 16];
-    result_rel(pi.key, R_META, rel, sizeof rel);
+    result_rel(pi.key, NAME_META, rel, sizeof rel);
     char *data = NULL;
     size_t len = 0;
     rf_err err;
@@ -1445,12 +1317,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     char path[PATH_MAX];
     pathinfo pi;
-    int r = path_of(ino, path, sizeof path);
+    int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = classify_path(path, &pi);
     char names[128];
     size_t len = 0;
-    if (r == 0 && pi.kind == K_RESULT && pi.result == R_OUT && !jobs_active(pi.key, NULL)) {
+    if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT && !jobs_active(pi.key, NULL)) {
         for (size_t i = 0; i < 3; i++)
             len += (size_t)snprintf(names + len, sizeof names - len, "user.routefs.%s",
                                     xattr_fields[i]) + 1;
@@ -1496,10 +1368,6 @@ struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *s
 {
     F.st = st;
     F.spend = spend;
-    if (!F.by_path && !(F.by_path = hmap_new())) {
-        rf_err_set(err, ENOMEM, "out of memory");
-        return NULL;
-    }
     F.se = fuse_session_new(args, &fs_ops, sizeof fs_ops, NULL);
     if (!F.se)
         rf_err_set(err, EINVAL, "cannot create the FUSE session (bad -o option?)");
@@ -1546,13 +1414,10 @@ static struct {
 
 static void invalidate_key(const char *key)
 {
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < NAME_RESULT_KINDS; r++) {
         char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s%s", key, result_suffix[r]);
-        pthread_mutex_lock(&F.lock);
-        node *n = F.by_path ? hmap_get(F.by_path, path) : NULL;
-        fuse_ino_t ino = n ? ino_of(n) : 0;
-        pthread_mutex_unlock(&F.lock);
+        snprintf(path, sizeof path, "%s%s", key, name_result_suffix[r]);
+        fuse_ino_t ino = inodes_find(path);
         /* The node may be forgotten meanwhile; the kernel ignores unknown inodes. */
         if (ino && F.se)
             fuse_lowlevel_notify_inval_inode(F.se, ino, 0, 0);
@@ -1636,15 +1501,7 @@ void fs_session_destroy(void)
         fuse_session_destroy(F.se);
         F.se = NULL;
     }
-    pthread_mutex_lock(&F.lock);
-    for (hmap_iter it = {0}; F.by_path && hmap_next(F.by_path, &it);) {
-        node *n = it.value;
-        free(n->path);
-        free(n);
-    }
-    hmap_free(F.by_path);
-    F.by_path = NULL;
-    pthread_mutex_unlock(&F.lock);
+    inodes_free();
 }
 
 void fs_results_changed(const char *key)

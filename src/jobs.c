@@ -19,6 +19,7 @@
 #include "hmap.h"
 #include "log.h"
 #include "metrics.h"
+#include "names.h"
 #include "openai.h"
 #include "runner.h"
 
@@ -85,9 +86,8 @@ static char *store_rel(const char *key, const char *suffix)
 
 static void remove_results(const char *key)
 {
-    static const char *suffixes[] = {".out", ".meta", ".err"};
-    for (size_t i = 0; i < 3; i++) {
-        char *rel = store_rel(key, suffixes[i]);
+    for (int i = 0; i < NAME_RESULT_KINDS; i++) {
+        char *rel = store_rel(key, name_result_suffix[i]);
         if (rel) {
             store_unlink(J.st, rel);
             free(rel);
@@ -881,12 +881,6 @@ int jobs_wait_interrupt(void *req)
 
 /* ---- recovery ---- */
 
-static int is_result_name(const char *name)
-{
-    size_t n = strlen(name);
-    return (n > 4 && !strcmp(name + n - 4, ".out")) || (n > 5 && !strcmp(name + n - 5, ".meta")) ||
-           (n > 4 && !strcmp(name + n - 4, ".err"));
-}
 
 /* ISO-8601 UTC with milliseconds (format_time_ms) back to ms; 0 when unparseable. */
 static int64_t parse_time_ms(const char *s)
@@ -1067,7 +1061,7 @@ static void recover_dir(const char *key_dir, enum recover_pass pass, int *count)
             recover_dir(key, pass, count);
             continue;
         }
-        if (is_result_name(nm))
+        if (name_result_kind(nm) >= 0)
             continue;
         char *out = store_rel(key, ".out"), *err = store_rel(key, ".err");
         int finished = out && err && (store_exists(J.st, out) || store_exists(J.st, err));

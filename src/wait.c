@@ -27,6 +27,7 @@
  *
  * Exit status: 0 every job done, 1 some failed, 2 usage error, timeout or the mount went
  * away, 128+N interrupted by signal N. */
+#include "names.h"
 #include "wait.h"
 
 #include <cjson/cJSON.h>
@@ -133,40 +134,11 @@ static void sleep_ms(int64_t ms)
     (void)nanosleep(&ts, NULL);
 }
 
-static int has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n > k && !strcmp(s + n - k, suffix);
-}
-
-/* Names that never start a job (fs.c is_temp_name). */
-static int is_temp_name(const char *name)
-{
-    static const char *const suffixes[] = {".swp", ".swx", ".tmp", ".part", ".partial"};
-    size_t n = strlen(name);
-    if (n == 0 || name[0] == '.' || name[n - 1] == '~')
-        return 1;
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
-        if (has_suffix(name, suffixes[i]))
-            return 1;
-    return 0;
-}
-
 /* ".out", ".meta" or ".err" when name is a result file, else NULL. */
 static const char *result_suffix(const char *name)
 {
-    static const char *const suffixes[] = {".out", ".meta", ".err"};
-    if (is_temp_name(name))
-        return NULL;
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
-        if (has_suffix(name, suffixes[i]))
-            return suffixes[i];
-    return NULL;
-}
-
-static int is_prompt_name(const char *name)
-{
-    return !is_temp_name(name) && !result_suffix(name);
+    int r = name_result_kind(name);
+    return r >= 0 ? name_result_suffix[r] : NULL;
 }
 
 static const char *base_name(const char *path)
@@ -370,7 +342,7 @@ static int add_target(const char *arg)
                 free(abs);
                 return -1;
             }
-        } else if (is_temp_name(base_name(abs))) {
+        } else if (name_is_temp(base_name(abs))) {
             fprintf(stderr, "routefs wait: %s: skipped: a temporary name never starts a job\n",
                     arg);
             free(abs);
@@ -577,7 +549,7 @@ static int walk(const char *dir, int depth, const target *t)
         }
         if (type == DT_DIR)
             r = walk(path, depth + 1, t);
-        else if (type == DT_REG && depth >= 1 && is_prompt_name(name))
+        else if (type == DT_REG && depth >= 1 && name_is_prompt(name))
             r = visit(path, t);
         if (r < 0 || W.fatal)
             break;
