@@ -1,9 +1,9 @@
 /* fs.c — see fs.h.
  *
- * Every callback does three things: find the path of the inode, classify it
- * (classify_path), and hand the work to the module that owns that kind of file.  The
- * only state kept here is the inode table (inode ↔ path, with lookup counts) and open
- * file handles.
+ * Every callback does three things: find the path of the inode (inodes.c), classify it
+ * (classify_path), and hand the work to the module that owns that kind of file: jobs.c
+ * for prompts and results, vfiles.c and liveconf.c for the root files, store.c for bytes
+ * on disk.  The only state kept here is open file handles and directory listings.
  *
  * Readers of an unfinished NAME.out never hold a FUSE thread: the request is parked on
  * the job (jobs_wait_*) and answered from the thread that finishes the job, or with
@@ -27,6 +27,7 @@
 
 #include "inodes.h"
 #include "jobs.h"
+#include "kcache.h"
 #include "liveconf.h"
 #include "log.h"
 #include "names.h"
@@ -1240,8 +1241,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     if (src_prompt && dst_prompt && !jobs_active(src.key, NULL) && has_results(src.key)) {
         jobs_prompt_removed(dst.key);      /* what dst was is replaced, results and all */
         move_results(src.key, dst.key);
-        fs_results_changed(src.key);
-        fs_results_changed(dst.key);
+        kcache_results_changed(src.key);
+        kcache_results_changed(dst.key);
     } else {
         if (src_prompt)
             jobs_prompt_removed(src.key);
@@ -1392,109 +1393,6 @@ void fs_sync_tier_dirs(void)
     config_unref(cfg);
 }
 
-/* ---- kernel cache invalidation, off the FUSE threads ----
- *
- * fuse_lowlevel_notify_inval_inode can block on the kernel's page locks, which a read
- * in progress may hold while it waits for us; so notifications go through a queue to a
- * thread of their own and never block a FUSE worker or the job machinery. */
-
-typedef struct notice {
-    char *key;             /* results of this key changed, or ... */
-    int root_entry;        /* ... (when set) key is a name at the root to forget */
-    struct notice *next;
-} notice;
-
-static struct {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    notice *head, *tail;
-    int running, stopping;
-} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static void invalidate_key(const char *key)
-{
-    for (int r = 0; r < NAME_RESULT_KINDS; r++) {
-        char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s%s", key, name_result_suffix[r]);
-        fuse_ino_t ino = inodes_find(path);
-        /* The node may be forgotten meanwhile; the kernel ignores unknown inodes. */
-        if (ino && F.se)
-            fuse_lowlevel_notify_inval_inode(F.se, ino, 0, 0);
-    }
-}
-
-static void *notifier_thread(void *arg)
-{
-    pthread_mutex_lock(&N.lock);
-    for (;;) {
-        while (!N.head && !N.stopping)
-            pthread_cond_wait(&N.cond, &N.lock);
-        if (!N.head)
-            break;
-        notice *n = N.head;
-        N.head = n->next;
-        if (!N.head)
-            N.tail = NULL;
-        pthread_mutex_unlock(&N.lock);
-        if (!N.stopping && n->root_entry && F.se)
-            fuse_lowlevel_notify_inval_entry(F.se, FUSE_ROOT_ID, n->key, strlen(n->key));
-        else if (!N.stopping)
-            invalidate_key(n->key);
-        free(n->key);
-        free(n);
-        pthread_mutex_lock(&N.lock);
-    }
-    pthread_mutex_unlock(&N.lock);
-    return NULL;
-}
-
-int fs_notifier_start(rf_err *err)
-{
-    int r = pthread_create(&N.thread, NULL, notifier_thread, NULL);
-    if (r != 0)
-        return rf_err_set(err, r, "cannot start the notifier thread: %s", strerror(r));
-    N.running = 1;
-    return 0;
-}
-
-void fs_notifier_stop(void)
-{
-    if (!N.running)
-        return;
-    pthread_mutex_lock(&N.lock);
-    N.stopping = 1;
-    pthread_cond_signal(&N.cond);
-    pthread_mutex_unlock(&N.lock);
-    pthread_join(N.thread, NULL);
-    N.running = 0;
-}
-
-static void notice_post(const char *key, int root_entry)
-{
-    notice *n = malloc(sizeof *n);
-    if (!n || !(n->key = strdup(key))) {
-        free(n);
-        return;   /* caches time out within a second anyway; this is belt and braces */
-    }
-    n->root_entry = root_entry;
-    n->next = NULL;
-    pthread_mutex_lock(&N.lock);
-    if (!N.running || N.stopping) {
-        pthread_mutex_unlock(&N.lock);
-        free(n->key);
-        free(n);
-        return;
-    }
-    if (N.tail)
-        N.tail->next = n;
-    else
-        N.head = n;
-    N.tail = n;
-    pthread_cond_signal(&N.cond);
-    pthread_mutex_unlock(&N.lock);
-}
-
 void fs_session_destroy(void)
 {
     if (F.se) {
@@ -1502,17 +1400,4 @@ void fs_session_destroy(void)
         F.se = NULL;
     }
     inodes_free();
-}
-
-void fs_results_changed(const char *key)
-{
-    notice_post(key, 0);
-}
-
-void fs_tiers_changed(const rf_config *old, const rf_config *new_cfg)
-{
-    for (size_t i = 0; old && i < old->tiers_len; i++)
-        notice_post(old->tiers[i].name, 1);
-    for (size_t i = 0; new_cfg && i < new_cfg->tiers_len; i++)
-        notice_post(new_cfg->tiers[i].name, 1);
 }

@@ -18,14 +18,8 @@
 struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *spend,
                                     rf_err *err);
 
-/* Start / stop the thread that tells the kernel to drop cached attributes and pages when
- * the daemon itself changes a file. */
-int fs_notifier_start(rf_err *err);
-void fs_notifier_stop(void);
-
-/* Callbacks for jobs_init: answer a reader whose job ended; results of key changed. */
+/* Callback for jobs_init: answer a reader whose job ended. */
 void fs_wake_reader(void *req, const char *key, off_t off, size_t size);
-void fs_results_changed(const char *key);
 
 /* From now on, woken readers are answered EINTR (the daemon is going away). */
 void fs_shutting_down(void);
@@ -35,9 +29,5 @@ void fs_session_destroy(void);
 
 /* Make sure every tier of the current config has its directory in the store. */
 void fs_sync_tier_dirs(void);
-
-/* The tiers changed from old to new config (either may be NULL): have the kernel forget
- * the cached root entries of every tier name in either. */
-void fs_tiers_changed(const rf_config *old, const rf_config *new_cfg);
 
 #endif

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "fs.h"
 #include "jobs.h"
+#include "kcache.h"
 #include "log.h"
 #include "vfiles.h"
 
@@ -73,7 +74,7 @@ static void put_in_force(rf_config *cfg)
     rf_config *old = jobs_config();
     jobs_set_config(cfg);
     fs_sync_tier_dirs();
-    fs_tiers_changed(old, cfg);   /* the kernel may still cache a removed tier's entry */
+    kcache_tiers_changed(old, cfg);   /* the kernel may still cache a removed tier's entry */
     config_unref(old);
     vfiles_set_config_error(NULL);
     vfiles_config_applied();

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "fs.h"
 #include "jobs.h"
+#include "kcache.h"
 #include "liveconf.h"
 #include "log.h"
 #include "metrics.h"
@@ -344,9 +345,9 @@ int main(int argc, char **argv)
         !(up = upstream_start(&err)) || !(commit = commit_start(st, &err)) ||
         jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .commit = commit,
                                .budget = spend, .wake = fs_wake_reader,
-                               .changed = fs_results_changed},
+                               .changed = kcache_results_changed},
                   &err) < 0 ||
-        fs_notifier_start(&err) < 0) {
+        kcache_start(se, &err) < 0) {
         LOG_ERROR("start-up failed: %s", err.msg[0] ? err.msg : "out of memory");
         goto out;
     }
@@ -393,7 +394,7 @@ out:
         runner_shutdown();
         jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
     }
-    fs_notifier_stop();
+    kcache_stop();
     if (se) {
         if (mounted)
             fuse_session_unmount(se);
