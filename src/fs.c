@@ -652,16 +652,6 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         r = store_mkdir(F.st, pi.rel);
     if (r == 0)
         r = stat_path(path, &pi, &st);
-    if (r == -ENOENT && classify_path(path, &pi) == 0 && pi.kind == K_TIERFILE) {
-        /* A prompt name that does not exist can only come to exist through the kernel
-         * (create, rename), so the kernel may remember its absence: cp asks twice per
-         * file.  Never for results, which appear on their own. */
-        struct fuse_entry_param e;
-        memset(&e, 0, sizeof e);
-        e.entry_timeout = cache_timeout(&pi);
-        fuse_reply_entry(req, &e);
-        return;
-    }
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;

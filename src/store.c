@@ -273,6 +273,26 @@ static char *temp_name_for(const char *rel)
     return out;
 }
 
+/* Create (or truncate) rel and write data, fsync'd when durable; on failure the file is
+ * removed.  Errors name `name` (the target the caller cares about). */
+static int write_whole_file(store *st, const char *rel, const char *name, const void *data,
+                            size_t len, int durable, rf_err *err)
+{
+    int fd = store_openat(st, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return rf_err_set(err, -fd, "%s: cannot create: %s", name, strerror(-fd));
+    int r = write_full(fd, data, len);
+    if (r == 0 && durable && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r < 0) {
+        unlinkat(st->dirfd, rel, 0);
+        return rf_err_set(err, -r, "%s: write: %s", name, strerror(-r));
+    }
+    return 0;
+}
+
 int store_write_temp(store *st, const char *rel, const void *data, size_t len,
                      char **temp_rel, rf_err *err)
 {
@@ -280,18 +300,7 @@ int store_write_temp(store *st, const char *rel, const void *data, size_t len,
     char *tmp = temp_name_for(rel);
     if (!tmp)
         return rf_err_set(err, ENOMEM, "out of memory");
-    int fd = store_openat(st, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) {
-        rf_err_set(err, -fd, "%s: cannot create: %s", rel, strerror(-fd));
-        free(tmp);
-        return -1;
-    }
-    int r = write_full(fd, data, len);
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r < 0) {
-        unlinkat(st->dirfd, tmp, 0);
-        rf_err_set(err, -r, "%s: write: %s", rel, strerror(-r));
+    if (write_whole_file(st, tmp, rel, data, len, 0, err) < 0) {
         free(tmp);
         return -1;
     }
@@ -301,17 +310,7 @@ int store_write_temp(store *st, const char *rel, const void *data, size_t len,
 
 int store_write_file(store *st, const char *rel, const void *data, size_t len, rf_err *err)
 {
-    int fd = store_openat(st, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        return rf_err_set(err, -fd, "%s: cannot create: %s", rel, strerror(-fd));
-    int r = write_full(fd, data, len);
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r < 0) {
-        unlinkat(st->dirfd, rel, 0);
-        return rf_err_set(err, -r, "%s: write: %s", rel, strerror(-r));
-    }
-    return 0;
+    return write_whole_file(st, rel, rel, data, len, 0, err);
 }
 
 int store_sync(store *st)
@@ -340,19 +339,11 @@ int store_write_atomic(store *st, const char *rel, const void *data, size_t len,
     char *tmp = temp_name_for(rel);
     if (!tmp)
         return rf_err_set(err, ENOMEM, "out of memory");
-    int fd = store_openat(st, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) {
-        rf_err_set(err, -fd, "%s: cannot create: %s", rel, strerror(-fd));
+    if (write_whole_file(st, tmp, rel, data, len, 1, err) < 0) {
         free(tmp);
         return -1;
     }
-    int r = write_full(fd, data, len);
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0)
-        r = store_rename(st, tmp, rel);
+    int r = store_rename(st, tmp, rel);
     if (r < 0) {
         unlinkat(st->dirfd, tmp, 0);
         rf_err_set(err, -r, "%s: %s", rel, strerror(-r));
