@@ -323,7 +323,44 @@ typedef enum {
     H_CONFIG_EDIT  /* config.json opened for writing: bytes collect here until flush */
 } handle_kind;
 
+/* Every open file and directory handle is on one list, so that the ones the kernel never
+ * releases (a lazy unmount with files still open) are freed at the end. */
+typedef struct open_link {
+    struct open_link *prev, *next;
+    int is_dir;             /* a dirlist, else a handle */
+} open_link;
+
+static struct {
+    pthread_mutex_t lock;
+    open_link *head;
+} OPEN = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void open_track(open_link *l, int is_dir)
+{
+    l->is_dir = is_dir;
+    l->prev = NULL;
+    pthread_mutex_lock(&OPEN.lock);
+    l->next = OPEN.head;
+    if (OPEN.head)
+        OPEN.head->prev = l;
+    OPEN.head = l;
+    pthread_mutex_unlock(&OPEN.lock);
+}
+
+static void open_untrack(open_link *l)
+{
+    pthread_mutex_lock(&OPEN.lock);
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        OPEN.head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    pthread_mutex_unlock(&OPEN.lock);
+}
+
 typedef struct handle {
+    open_link link;         /* first: the list of open handles */
     handle_kind kind;
     int fd;                 /* H_FD */
     char *data;             /* H_SNAPSHOT, owned */
@@ -341,12 +378,14 @@ static handle *handle_new(handle_kind kind)
     if (h) {
         h->kind = kind;
         h->fd = -1;
+        open_track(&h->link, 0);
     }
     return h;
 }
 
 static void handle_free(handle *h)
 {
+    open_untrack(&h->link);
     if (h->fd >= 0)
         close(h->fd);
     free(h->data);
@@ -476,6 +515,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 /* ---- directories ---- */
 
 typedef struct dirlist {
+    open_link link;         /* first: the list of open handles */
     struct { char *name; mode_t mode; } *ents;
     size_t len, cap;
 } dirlist;
@@ -499,6 +539,7 @@ static int dirlist_add(dirlist *dl, const char *name, mode_t mode)
 
 static void dirlist_free(dirlist *dl)
 {
+    open_untrack(&dl->link);
     for (size_t i = 0; i < dl->len; i++)
         free(dl->ents[i].name);
     free(dl->ents);
@@ -582,6 +623,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     dirlist *dl = r == 0 ? calloc(1, sizeof *dl) : NULL;
     if (r == 0 && !dl)
         r = -ENOMEM;
+    if (dl)
+        open_track(&dl->link, 1);
     if (r == 0)
         r = dirlist_add(dl, ".", S_IFDIR);
     if (r == 0)
@@ -1388,6 +1431,14 @@ void fs_session_destroy(void)
     if (F.se) {
         fuse_session_destroy(F.se);
         F.se = NULL;
+    }
+    /* handles of files still open at a lazy unmount: the kernel will not release them */
+    while (OPEN.head) {
+        open_link *l = OPEN.head;
+        if (l->is_dir)
+            dirlist_free((dirlist *)l);
+        else
+            handle_free((handle *)l);
     }
     inodes_free();
 }
