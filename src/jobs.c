@@ -45,13 +45,7 @@ typedef struct tier_slots {
 
 static struct {
     pthread_mutex_t lock;
-    store *st;
-    upstream *up;
-    rf_breakers *breakers;
-    committer *commit;
-    budget *budget;
-    jobs_wake_fn wake;
-    jobs_changed_fn changed;
+    jobs_deps d;            /* what jobs_init was given (borrowed) */
     rf_config *cfg;         /* current config (held) */
     hmap *table;            /* key -> job (unfinished jobs) */
     hmap *tiers;            /* tier name -> tier_slots */
@@ -89,7 +83,7 @@ static void remove_results(const char *key)
     for (int i = 0; i < NAME_RESULT_KINDS; i++) {
         char *rel = store_rel(key, name_result_suffix[i]);
         if (rel) {
-            store_unlink(J.st, rel);
+            store_unlink(J.d.st, rel);
             free(rel);
         }
     }
@@ -331,7 +325,7 @@ static void deliver_wakes(pending_wake *wakes)
     while (wakes) {
         pending_wake *pw = wakes;
         wakes = pw->next;
-        J.wake(pw->w->req, pw->w->key, pw->w->off, pw->w->size);
+        J.d.wake(pw->w->req, pw->w->key, pw->w->off, pw->w->size);
         free(pw->w->key);
         free(pw->w);
         free(pw);
@@ -352,13 +346,7 @@ static void table_remove(job *j)
 
 int jobs_init(const jobs_deps *deps, rf_err *err)
 {
-    J.st = deps->st;
-    J.up = deps->up;
-    J.breakers = deps->breakers;
-    J.commit = deps->commit;
-    J.budget = deps->budget;
-    J.wake = deps->wake;
-    J.changed = deps->changed;
+    J.d = *deps;
     J.table = hmap_new();
     J.tiers = hmap_new();
     if (!J.table || !J.tiers)
@@ -467,8 +455,8 @@ void jobs_prompt_open_write(const char *key)
     remove_results(key);
     dispatch_tier(j->tier_name);   /* a slot it held may now be free */
     jobs_unlock();
-    if (J.changed)
-        J.changed(key);
+    if (J.d.changed)
+        J.d.changed(key);
 }
 
 /* FNV-1a over the prompt: recovery installs a staged result only for the prompt it
@@ -492,7 +480,7 @@ static void start_job(job *j, pending_wake **wakes)
     rf_err_clear(&err);
     char *data = NULL;
     size_t len = 0;
-    int r = rel ? store_read_all(J.st, rel, PROMPT_MAX, &data, &len, &err) : -1;
+    int r = rel ? store_read_all(J.d.st, rel, PROMPT_MAX, &data, &len, &err) : -1;
     free(rel);
     if (r < 0 || len == 0) {
         if (r < 0)
@@ -538,8 +526,8 @@ void jobs_prompt_close_write(const char *key)
     }
     jobs_unlock();
     deliver_wakes(wakes);
-    if (J.changed)
-        J.changed(key);
+    if (J.d.changed)
+        J.d.changed(key);
 }
 
 void jobs_prompt_refused(const char *key, const char *why)
@@ -569,8 +557,8 @@ void jobs_prompt_installed(const char *key)
     }
     jobs_unlock();
     deliver_wakes(wakes);
-    if (J.changed)
-        J.changed(key);
+    if (J.d.changed)
+        J.d.changed(key);
 }
 
 void jobs_prompt_removed(const char *key)
@@ -593,8 +581,8 @@ void jobs_prompt_removed(const char *key)
     jobs_unlock();
     free(tier);
     deliver_wakes(wakes);
-    if (J.changed)
-        J.changed(key);
+    if (J.d.changed)
+        J.d.changed(key);
 }
 
 /* ---- completion ---- */
@@ -610,7 +598,7 @@ static int finish_install(commit_item *item, void *ud)
     int installed = 0;
     jobs_lock();
     if (fc->j->in_table && fc->j->generation == fc->generation) {
-        commit_install_files(J.commit, item);
+        commit_install_files(J.d.commit, item);
         installed = 1;
     }
     jobs_unlock();
@@ -635,8 +623,8 @@ static void finish_done(commit_item *item, int ok, const rf_err *err, void *ud)
     jobs_unlock();
     free(fc);
     deliver_wakes(wakes);
-    if (key && J.changed)
-        J.changed(key);
+    if (key && J.d.changed)
+        J.d.changed(key);
     free(key);
 }
 
@@ -662,7 +650,7 @@ static int add_result_file(commit_item *item, const job *j, const char *suffix, 
     rf_err err;
     rf_err_clear(&err);
     int ok = rel && temp && strlen(strrchr(temp, '/') + 1) <= NAME_MAX &&
-             commit_item_stage(J.st, item, rel, temp, data, len, &err) == 0;
+             commit_item_stage(J.d.st, item, rel, temp, data, len, &err) == 0;
     if (!ok && rel)
         ok = commit_item_add(item, rel, data, len) == 0;   /* unstaged: written later */
     if (!ok)
@@ -723,7 +711,7 @@ void jobs_job_finished(job *j)
         fc->j = j;
         fc->generation = j->generation;
         j->refs++;   /* the commit's reference */
-        commit_submit(J.commit, item);
+        commit_submit(J.d.commit, item);
         item = NULL;
         fc = NULL;
     } else {
@@ -911,7 +899,7 @@ static void resettle_from_meta(const cJSON *meta)
     const cJSON *served = NULL, *h;
     cJSON_ArrayForEach(h, hops)
         served = h;   /* the last hop is the one that answered */
-    if (!id || !served || !J.budget)
+    if (!id || !served || !J.d.budget)
         return;
     const cJSON *cost = cJSON_GetObjectItemCaseSensitive(meta, "cost");
     const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(meta, "tokens");
@@ -931,7 +919,7 @@ static void resettle_from_meta(const cJSON *meta)
     };
     rf_err err;
     rf_err_clear(&err);
-    if (budget_settle(J.budget, 0, &rec, &err) < 0)
+    if (budget_settle(J.d.budget, 0, &rec, &err) < 0)
         LOG_ERROR("recovery: ledger: %s", err.msg);
 }
 
@@ -963,8 +951,8 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
     cJSON *meta = NULL;
     int installed = 0;
     if (meta_tmp && prompt_rel &&
-        store_read_all(J.st, meta_tmp, 1 << 20, &meta_text, &meta_len, &err) == 0 &&
-        store_read_all(J.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
+        store_read_all(J.d.st, meta_tmp, 1 << 20, &meta_text, &meta_len, &err) == 0 &&
+        store_read_all(J.d.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
         (meta = cJSON_Parse(meta_text))) {
         char want[24];
         snprintf(want, sizeof want, "%016llx",
@@ -976,8 +964,8 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
         char *sib_tmp = staged_rel(key, (unsigned)best, suffix);
         char *sib = store_rel(key, suffix), *meta_final = store_rel(key, ".meta");
         if (hash && !strcmp(hash, want) && state && sib_tmp && sib && meta_final &&
-            store_exists(J.st, sib_tmp) && store_rename(J.st, sib_tmp, sib) == 0 &&
-            store_rename(J.st, meta_tmp, meta_final) == 0) {
+            store_exists(J.d.st, sib_tmp) && store_rename(J.d.st, sib_tmp, sib) == 0 &&
+            store_rename(J.d.st, meta_tmp, meta_final) == 0) {
             installed = 1;
             if (done)
                 resettle_from_meta(meta);
@@ -1036,7 +1024,7 @@ enum recover_pass { RECOVER_INSTALL, RECOVER_RESUME };
 static void recover_dir(const char *key_dir, enum recover_pass pass, int *count)
 {
     char *rel = store_rel(key_dir, NULL);
-    DIR *d = rel ? store_opendir(J.st, rel) : NULL;
+    DIR *d = rel ? store_opendir(J.d.st, rel) : NULL;
     free(rel);
     if (!d)
         return;
@@ -1064,7 +1052,7 @@ static void recover_dir(const char *key_dir, enum recover_pass pass, int *count)
         if (name_result_kind(nm) >= 0)
             continue;
         char *out = store_rel(key, ".out"), *err = store_rel(key, ".err");
-        int finished = out && err && (store_exists(J.st, out) || store_exists(J.st, err));
+        int finished = out && err && (store_exists(J.d.st, out) || store_exists(J.d.st, err));
         free(out);
         free(err);
         if (finished)
@@ -1094,7 +1082,7 @@ void jobs_recover(void)
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++)
         recover_dir(cfg->tiers[i].name, RECOVER_INSTALL, &installed);
     /* what was not installed is stale: results of rewritten prompts, half-written temps */
-    store_remove_temps(J.st, "tiers");
+    store_remove_temps(J.d.st, "tiers");
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++)
         recover_dir(cfg->tiers[i].name, RECOVER_RESUME, &resumed);
     config_unref(cfg);

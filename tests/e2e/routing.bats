@@ -128,6 +128,29 @@ marks_down() {
 
 # --- error classes: retried on the same hop, then fallback --------------------------------
 
+# write_six_slow TAG — sim/a answers in 500 ms; write six prompts "TAG 0".."TAG 5" into
+# fast/ and note the time in T0.  read_six_slow TAG — read all six (each must be sim/a's
+# answer), then check that six requests were made and that at most two ran at once
+# (three rounds of 500 ms: >= 1.4 s).
+write_six_slow() {
+    sim_behave sim/a '{"latency_ms": 500}'
+    T0=$(now_ms)
+    for i in 0 1 2 3 4 5; do echo "$1 $i" >"$MNT/fast/p$i"; done
+}
+
+read_six_slow() {
+    for i in 0 1 2 3 4 5; do
+        run read_out "$MNT/fast/p$i.out"
+        assert_success
+        assert_output "sim[sim/a]: $1 $i"
+    done
+    local t1
+    t1=$(now_ms)
+    echo "elapsed $((t1 - T0)) ms"
+    [ "$(sim_count sim/a)" = 6 ]
+    [ $((t1 - T0)) -ge 1400 ]
+}
+
 @test "500: retried on the same hop (retries 2 -> 3 requests), then fallback" {
     retried_then_fallback 500
 }
@@ -640,18 +663,8 @@ JSON
 }
 JSON
     rfs_mount
-    sim_behave sim/a '{"latency_ms": 500}'
-    t0=$(now_ms)
-    for i in 0 1 2 3 4 5; do echo "mc $i" >"$MNT/fast/p$i"; done
-    for i in 0 1 2 3 4 5; do
-        run read_out "$MNT/fast/p$i.out"
-        assert_success
-        assert_output "sim[sim/a]: mc $i"
-    done
-    t1=$(now_ms)
-    echo "elapsed $((t1 - t0)) ms"
-    [ "$(sim_count sim/a)" = 6 ]
-    [ $((t1 - t0)) -ge 1400 ]
+    write_six_slow mc
+    read_six_slow mc
 }
 
 @test "tier concurrency 2: 6 prompts of 500 ms take >= 1.4 s" {
@@ -662,22 +675,12 @@ JSON
 }
 JSON
     rfs_mount
-    sim_behave sim/a '{"latency_ms": 500}'
-    t0=$(now_ms)
-    for i in 0 1 2 3 4 5; do echo "tc $i" >"$MNT/fast/p$i"; done
+    write_six_slow tc
     # while the first two run, the others wait in the tier's queue
     wait_for 2 grep -qE '^tier fast: 2 running, 4 queued' "$MNT/status"
     run grep '^tier fast:' "$MNT/status"
     echo "$output"
-    for i in 0 1 2 3 4 5; do
-        run read_out "$MNT/fast/p$i.out"
-        assert_success
-        assert_output "sim[sim/a]: tc $i"
-    done
-    t1=$(now_ms)
-    echo "elapsed $((t1 - t0)) ms"
-    [ "$(sim_count sim/a)" = 6 ]
-    [ $((t1 - t0)) -ge 1400 ]
+    read_six_slow tc
 }
 
 # --- parking --------------------------------------------------------------------------------
