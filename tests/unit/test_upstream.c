@@ -7,6 +7,7 @@
  *   /retry       429 with Retry-After: 3
  *   /retry-date  503 with Retry-After as an HTTP date 10 s ahead
  *   /slow        waits 2 s (or until the client goes away), then 200
+ *   /later       waits 300 ms, then 200 (long enough that a cancel surely comes first)
  *   /big         2 MiB body with Content-Length
  *   /bigchunked  2 MiB body, chunked (no Content-Length)
  *   /close       closes the connection without answering
@@ -123,6 +124,12 @@ static int respond(int fd, const char *path, const char *raw, size_t raw_len)
         struct pollfd p = { .fd = fd, .events = POLLIN };
         if (poll(&p, 1, 2000) != 0)
             return 0;  /* the client gave up (or misbehaved): hang up */
+        return send_response(fd, 200, "OK", "", ok, strlen(ok)) == 0;
+    }
+    if (strcmp(path, "/later") == 0) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 300) != 0)
+            return 0;
         return send_response(fd, 200, "OK", "", ok, strlen(ok)) == 0;
     }
     if (strcmp(path, "/big") == 0 || strcmp(path, "/bigchunked") == 0) {
@@ -585,9 +592,11 @@ static void test_cancel_prevents_callback(void **state)
     env *e = *state;
     long slow = submit(e, "/slow", 5000, MIB, 0);
     upstream_cancel(e->up, slow);
+    /* /later, not /ok: an /ok answer can arrive before the cancel below is issued, and
+     * a cancel after the callback ran has nothing left to prevent */
     long ids[40];
     for (int i = 0; i < 40; i++)
-        ids[i] = submit(e, "/ok", 5000, MIB, 1 + i);
+        ids[i] = submit(e, "/later", 5000, MIB, 1 + i);
     for (int i = 0; i < 40; i += 2)
         upstream_cancel(e->up, ids[i]);
     assert_true(wait_completed(e, 20, 5000));
