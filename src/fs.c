@@ -277,12 +277,12 @@ static int stat_path(const char *path, pathinfo *pi, struct stat *st)
     return -ENOENT;
 }
 
-/* How long the kernel may cache a path's attributes and name.  Results and virtual files
- * change under the kernel's feet (a stale size would truncate a cat): 0.  So do tier
- * directories, which come and go with config edits (made inside a rename, where the
- * kernel cannot be told synchronously).  Tag directories and prompts change only through
- * the kernel itself: a second saves most of the round trips of a cp of many files. */
-static double cache_timeout(const pathinfo *pi)
+/* How long the kernel may cache a name.  Results and virtual files change under the
+ * kernel's feet: 0.  So do tier directories, which come and go with config edits (made
+ * inside a rename, where the kernel cannot be told synchronously).  Tag directories and
+ * prompts change only through the kernel itself: a second saves most of the round trips
+ * of a cp of many files. */
+static double entry_timeout(const pathinfo *pi)
 {
     switch (pi->kind) {
     case K_ROOT:
@@ -292,6 +292,15 @@ static double cache_timeout(const pathinfo *pi)
     default:
         return 0.0;
     }
+}
+
+/* How long the kernel may cache attributes.  As for names (a stale result size would
+ * truncate a cat), except tier directories: their entry is checked on every lookup, but
+ * their attributes only feed permission checks, and the kernel drops them itself after
+ * each create in the directory.  With 0 a cp asked for them five times per file. */
+static double attr_timeout(const pathinfo *pi)
+{
+    return pi->kind == K_TIER ? 1.0 : entry_timeout(pi);
 }
 
 static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,
@@ -307,8 +316,8 @@ static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi
     e.ino = ino;
     e.attr = *st;
     e.attr.st_ino = e.ino;
-    e.attr_timeout = cache_timeout(pi);
-    e.entry_timeout = cache_timeout(pi);
+    e.attr_timeout = attr_timeout(pi);
+    e.entry_timeout = entry_timeout(pi);
     if (fuse_reply_entry(req, &e) != 0)
         inodes_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
 }
@@ -429,7 +438,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
          * file.  Never for results, which appear on their own. */
         struct fuse_entry_param e;
         memset(&e, 0, sizeof e);
-        e.entry_timeout = cache_timeout(&pi);
+        e.entry_timeout = entry_timeout(&pi);
         fuse_reply_entry(req, &e);
         return;
     }
@@ -466,7 +475,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, cache_timeout(&pi));
+    fuse_reply_attr(req, &st, attr_timeout(&pi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -509,7 +518,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, cache_timeout(&pi));
+    fuse_reply_attr(req, &st, attr_timeout(&pi));
 }
 
 /* ---- directories ---- */
@@ -811,9 +820,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = ino;
     e.attr = st;
     e.attr.st_ino = e.ino;
-    e.attr_timeout = e.entry_timeout = cache_timeout(&pi);
+    e.attr_timeout = attr_timeout(&pi);
+    e.entry_timeout = entry_timeout(&pi);
     fi->fh = (uint64_t)(uintptr_t)h;
-    fi->direct_io = 0;
+    fi->direct_io = h->prompt_writer;
     if (fuse_reply_create(req, &e, fi) != 0) {
         inodes_forget(e.ino, 1);
         if (h->prompt_writer)
