@@ -159,6 +159,7 @@ static void commit_batch(committer *c, commit_item *batch)
 
 static void *commit_thread(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rfs-commit");  /* for top -H, perf; cosmetic */
     committer *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {

@@ -823,6 +823,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.attr_timeout = attr_timeout(&pi);
     e.entry_timeout = entry_timeout(&pi);
     fi->fh = (uint64_t)(uintptr_t)h;
+    /* A prompt is written once and read by the job from the store, so the page cache buys
+     * nothing; direct I/O also spares the security.capability getxattr the kernel sends
+     * before the first cached write to every new file. */
     fi->direct_io = h->prompt_writer;
     if (fuse_reply_create(req, &e, fi) != 0) {
         inodes_forget(e.ino, 1);
@@ -979,6 +982,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
+    if (h->prompt_writer)
+        fi->direct_io = 1;   /* as in op_create */
     if (fuse_reply_open(req, fi) != 0) {
         if (h->prompt_writer)
             jobs_prompt_close_write(h->key);

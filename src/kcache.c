@@ -39,6 +39,7 @@ static void invalidate_key(const char *key)
 
 static void *notifier_thread(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rfs-kcache");  /* for top -H, perf; cosmetic */
     pthread_mutex_lock(&N.lock);
     for (;;) {
         while (!N.head && !N.stopping)

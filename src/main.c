@@ -229,6 +229,7 @@ static void on_sighup(int sig)
 
 static void *reload_thread(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rfs-reload");  /* for top -H, perf; cosmetic */
     char c;
     while (read(reload_pipe[0], &c, 1) == 1 && c == 1) {
         rf_err err;

@@ -641,6 +641,7 @@ static void multi_result(CURLMcode *last, const char *what, CURLMcode mc)
 
 static void *loop_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rfs-upstream");  /* for top -H, perf; cosmetic */
     upstream *up = arg;
     pthread_mutex_lock(&up->lock);
     up->loop_tid = pthread_self();

@@ -13,6 +13,11 @@
 # 3. Median per-request overhead: median(meta finished_at - created_at) minus the median
 #    direct curl time_total; and routefs's own share per job (created->finished minus the
 #    served hop's latency_ms).
+#
+# The mount's state directory lives under BENCH_TMPDIR (default /var/tmp: a real disk, as
+# in use).  The disk is most of the gap to the physical limit: BENCH_TMPDIR=/dev/shm shows
+# routefs without it.  On ext4 without a journal, creating files within a minute or so of
+# deleting many (an earlier run's clean-up) is much slower: compare runs spaced apart.
 set -euo pipefail
 
 N=${1:-${N:-1000}}
@@ -38,6 +43,7 @@ bench_mount "$WORK/config.json"
 bench_prompts "$N"
 
 echo "routefs bench: N=$N prompts, L=${L} ms simulated latency, C=$C concurrency"
+echo "state directory on $(stat -f -c %T "$STATE") ($WORK)"
 
 bench_copy_and_read bench
 

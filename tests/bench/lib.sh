@@ -28,7 +28,7 @@ bench_init() {
     for t in jq curl mountpoint fusermount3; do
         command -v "$t" >/dev/null || { echo "bench: $t is missing (sh tests/install-deps.sh)" >&2; exit 1; }
     done
-    WORK=$(mktemp -d /var/tmp/routefs-bench.XXXXXX)
+    WORK=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/routefs-bench.XXXXXX")
     MNT="$WORK/mnt"
     STATE="$WORK/state"
     SRC="$WORK/src"
