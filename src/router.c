@@ -591,6 +591,12 @@ static int add_number_or_null(cJSON *obj, const char *name, long v)
                   : cJSON_AddNumberToObject(obj, name, (double)v)) != NULL;
 }
 
+/* What an operator reads: "ok", "cooling down" or "down" (marked down by a 401-404). */
+static const char *breaker_health(const breaker *br)
+{
+    return br->state == RF_BREAKER_CLOSED ? "ok" : br->down ? "down" : "cooling down";
+}
+
 /* Fill obj with one breaker's fields; 0 on allocation failure. */
 static int breaker_json(cJSON *obj, breaker *br, int64_t now_ms)
 {
@@ -599,8 +605,7 @@ static int breaker_json(cJSON *obj, breaker *br, int64_t now_ms)
         [RF_BREAKER_HALF_OPEN] = "half-open",
     };
     breaker_refresh(br, now_ms);
-    const char *health = br->state == RF_BREAKER_CLOSED ? "ok"
-                       : br->down ? "down" : "cooling down";
+    const char *health = breaker_health(br);
 
     char reopens[32] = "";
     if (br->state == RF_BREAKER_OPEN) {
@@ -672,6 +677,47 @@ char *breakers_to_json(rf_breakers *b, int64_t now_ms)
     char *out = strdup(text);  /* plain malloc'd, whatever cJSON's hooks are */
     cJSON_free(text);
     return out;
+}
+
+void breakers_health_free(rf_provider_health *h, size_t n)
+{
+    for (size_t i = 0; h && i < n; i++) {
+        free(h[i].provider);
+        free(h[i].last_error);
+    }
+    free(h);
+}
+
+long breakers_health(rf_breakers *b, int64_t now_ms, rf_provider_health **out)
+{
+    *out = NULL;
+    if (!b)
+        return 0;
+    pthread_mutex_lock(&b->lock);
+    rf_provider_health *h = calloc(b->len ? b->len : 1, sizeof *h);
+    size_t n = 0;
+    for (size_t i = 0; h && i < b->len; i++) {
+        breaker *br = b->order[i];
+        if (br->model)
+            continue;
+        breaker_refresh(br, now_ms);
+        rf_provider_health *ph = &h[n++];
+        ph->provider = strdup(br->provider);
+        ph->last_error = br->has_error ? strdup(br->last_error) : NULL;
+        ph->state = breaker_health(br);
+        ph->breaker_closed = br->state == RF_BREAKER_CLOSED;
+        ph->requests = br->requests;
+        ph->failures = br->failures;
+        if (!ph->provider || (br->has_error && !ph->last_error)) {
+            breakers_health_free(h, n);
+            h = NULL;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (!h)
+        return -1;
+    *out = h;
+    return (long)n;
 }
 
 /* ---------------------------------------------------------------------------------- */

@@ -92,6 +92,20 @@ int64_t breakers_ready_at(rf_breakers *b, const char *provider, const char *mode
  * latency_ms p50/p95, requests, failures.  malloc'd JSON text. */
 char *breakers_to_json(rf_breakers *b, int64_t now_ms);
 
+/* One provider's health, for status and metrics (provider-level breakers only). */
+typedef struct rf_provider_health {
+    char *provider;          /* owned */
+    const char *state;       /* static: "ok", "cooling down" or "down" */
+    int breaker_closed;
+    char *last_error;        /* owned or NULL */
+    uint64_t requests, failures;
+} rf_provider_health;
+
+/* Every provider that has had an attempt, in first-seen order: the count, with *out a
+ * malloc'd array to free with breakers_health_free; -1 when out of memory. */
+long breakers_health(rf_breakers *b, int64_t now_ms, rf_provider_health **out);
+void breakers_health_free(rf_provider_health *h, size_t n);
+
 /* Does provider/model support every parameter in params?  A provider with no
  * supported_parameters list supports everything. */
 int router_hop_supports(const rf_config *cfg, const rf_hop *hop,

@@ -1,7 +1,7 @@
 /* vfiles.c — see vfiles.h. */
 #include "vfiles.h"
 
-#include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -169,21 +169,20 @@ static char *render_status(size_t *len)
                   cfg->tiers[i].name, counts[JOB_RUNNING] + counts[JOB_COMMITTING],
                   counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
     }
-    char *pj = breakers_to_json(V.breakers, now_wall_ms());
-    cJSON *doc = pj ? cJSON_Parse(pj) : NULL;
-    cJSON *provs = cJSON_GetObjectItemCaseSensitive(doc, "providers");
+    rf_provider_health *health = NULL;
+    long nhealth = breakers_health(V.breakers, now_wall_ms(), &health);
     for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
-        cJSON *p = cJSON_GetObjectItemCaseSensitive(provs, cfg->providers[i].name);
-        cJSON *state = cJSON_GetObjectItemCaseSensitive(p, "state");
-        cJSON *last = cJSON_GetObjectItemCaseSensitive(p, "last_error");
+        const rf_provider_health *ph = NULL;
+        for (long k = 0; k < nhealth && !ph; k++)
+            if (strcmp(health[k].provider, cfg->providers[i].name) == 0)
+                ph = &health[k];
         tb_printf(&tb, "provider %s: %s", cfg->providers[i].name,
-                  cJSON_IsString(state) ? state->valuestring : "ok (no requests yet)");
-        if (cJSON_IsString(state) && strcmp(state->valuestring, "ok") && cJSON_IsString(last))
-            tb_printf(&tb, " (last error: %s)", last->valuestring);
+                  ph ? ph->state : "ok (no requests yet)");
+        if (ph && !ph->breaker_closed && ph->last_error)
+            tb_printf(&tb, " (last error: %s)", ph->last_error);
         tb_printf(&tb, "\n");
     }
-    cJSON_Delete(doc);
-    free(pj);
+    breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     config_unref(cfg);
     return tb_finish(&tb, len);
 }
@@ -225,33 +224,24 @@ static char *render_metrics(size_t *len)
             tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", cfg->tiers[i].name,
                       job_state_name((job_state)s), counts[s]);
     }
-    char *pj = breakers_to_json(V.breakers, now_wall_ms());
-    cJSON *doc = pj ? cJSON_Parse(pj) : NULL;
-    cJSON *provs = cJSON_GetObjectItemCaseSensitive(doc, "providers");
+    rf_provider_health *health = NULL;
+    long nhealth = breakers_health(V.breakers, now_wall_ms(), &health);
     tb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
                    "# TYPE routefs_provider_up gauge\n");
-    cJSON *p;
-    cJSON_ArrayForEach(p, provs) {
-        cJSON *b = cJSON_GetObjectItemCaseSensitive(p, "breaker");
-        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", p->string,
-                  cJSON_IsString(b) && !strcmp(b->valuestring, "closed"));
-    }
+    for (long k = 0; k < nhealth; k++)
+        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", health[k].provider,
+                  health[k].breaker_closed);
     tb_printf(&tb, "# HELP routefs_provider_requests_total Attempts sent to the provider.\n"
                    "# TYPE routefs_provider_requests_total counter\n");
-    cJSON_ArrayForEach(p, provs) {
-        cJSON *r = cJSON_GetObjectItemCaseSensitive(p, "requests");
-        tb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %.0f\n", p->string,
-                  cJSON_IsNumber(r) ? r->valuedouble : 0.0);
-    }
+    for (long k = 0; k < nhealth; k++)
+        tb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %" PRIu64 "\n",
+                  health[k].provider, health[k].requests);
     tb_printf(&tb, "# HELP routefs_provider_failures_total Failed attempts.\n"
                    "# TYPE routefs_provider_failures_total counter\n");
-    cJSON_ArrayForEach(p, provs) {
-        cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "failures");
-        tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %.0f\n", p->string,
-                  cJSON_IsNumber(f) ? f->valuedouble : 0.0);
-    }
-    cJSON_Delete(doc);
-    free(pj);
+    for (long k = 0; k < nhealth; k++)
+        tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %" PRIu64 "\n",
+                  health[k].provider, health[k].failures);
+    breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     double today = 0, month = 0, reserved = 0;
     budget_totals(V.spend, &today, &month, &reserved);
     tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"

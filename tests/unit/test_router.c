@@ -579,6 +579,45 @@ static void test_breaker_stats_json(void **state)
     breakers_free(b);
 }
 
+/* breakers_health: the provider-level view status and metrics.prom print. */
+static void test_breaker_health_snapshot(void **state)
+{
+    rf_provider_health *h = NULL;
+    assert_int_equal(breakers_health(NULL, T0, &h), 0);
+    assert_null(h);
+
+    rf_breakers *b = breakers_new(2, 1000);
+    assert_int_equal(breakers_health(b, T0, &h), 0);   /* nothing seen yet */
+    breakers_health_free(h, 0);
+
+    breakers_record(b, "good", "m", 1, 0, 0, 5, NULL, T0);
+    fail_n(b, "bad", "m", 2, T0);                        /* opens */
+    breakers_record(b, "gone", "m", 0, 1, 0, 5, "HTTP 401: invalid key", T0);
+    long n = breakers_health(b, T0, &h);
+    assert_int_equal(n, 3);                              /* providers only, first-seen order */
+    assert_string_equal(h[0].provider, "good");
+    assert_string_equal(h[0].state, "ok");
+    assert_true(h[0].breaker_closed);
+    assert_null(h[0].last_error);
+    assert_int_equal(h[0].requests, 1);
+    assert_int_equal(h[0].failures, 0);
+    assert_string_equal(h[1].provider, "bad");
+    assert_string_equal(h[1].state, "cooling down");
+    assert_false(h[1].breaker_closed);
+    assert_string_equal(h[1].last_error, "HTTP 500");
+    assert_int_equal(h[1].requests, 2);
+    assert_int_equal(h[1].failures, 2);
+    assert_string_equal(h[2].state, "down");
+    breakers_health_free(h, (size_t)n);
+
+    /* past the cooldown the breaker is half-open: not "ok" until a probe succeeds */
+    n = breakers_health(b, T0 + 1000, &h);
+    assert_int_equal(n, 3);
+    assert_false(h[1].breaker_closed);
+    breakers_health_free(h, (size_t)n);
+    breakers_free(b);
+}
+
 static void test_breaker_many_keys(void **state)
 {
     /* enough records to rehash a few times */
@@ -816,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_breaker_lost_probe_expires),
         cmocka_unit_test(test_breaker_late_results_ignored_while_open),
         cmocka_unit_test(test_breaker_stats_json),
+        cmocka_unit_test(test_breaker_health_snapshot),
         cmocka_unit_test(test_breaker_many_keys),
         cmocka_unit_test(test_breaker_probe_race),
         cmocka_unit_test(test_hop_supports),
