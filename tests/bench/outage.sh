@@ -33,9 +33,13 @@ bench_prompts "$N"
 # A port nothing listens on: bind one, note it, close it.
 CLOSED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 
-run_batch() {   # run_batch NAME PRIMARY_BASE_URL
+run_batch() {   # run_batch NAME PRIMARY_BASE_URL ROUND
     local name=$1 primary=$2
-    rm -rf "$STATE" && mkdir -p "$STATE"
+    # A fresh state directory per batch, all removed at the end: deleting one between
+    # batches would slow the next batch's file creation (ext4 without a journal scans past
+    # recently deleted inodes) and bias the comparison.
+    STATE="$WORK/state.$name.$3"
+    mkdir -p "$STATE"
     cat >"$WORK/$name.json" <<JSON
 {
   "providers": {"primary": {"base_url": "$primary"},
@@ -64,11 +68,11 @@ echo "routefs outage bench: N=$N, L=${L} ms, C=$C, tier timeout ${T} ms, median 
 # Interleaved, so that a noisy moment on the machine hits every kind of batch alike.
 for ((r = 1; r <= REPEAT; r++)); do
     curl -sf -X POST "http://127.0.0.1:$PORT/control/reset" >/dev/null
-    run_batch healthy "http://127.0.0.1:$PORT/v1"
+    run_batch healthy "http://127.0.0.1:$PORT/v1" "$r"
     curl -sf -X POST "http://127.0.0.1:$PORT/control/behaviour" \
          -d '{"model": "sim/primary", "mode": "hang"}' >/dev/null
-    run_batch blackhole "http://127.0.0.1:$PORT/v1"
-    run_batch refused "http://127.0.0.1:$CLOSED/v1"
+    run_batch blackhole "http://127.0.0.1:$PORT/v1" "$r"
+    run_batch refused "http://127.0.0.1:$CLOSED/v1" "$r"
 done
 # One line per kind: the run with the median wall time.
 for kind in healthy blackhole refused; do
