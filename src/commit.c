@@ -22,14 +22,21 @@ commit_item *commit_item_new(void)
     return calloc(1, sizeof(commit_item));
 }
 
-int commit_item_add(commit_item *item, const char *rel, char *data, size_t len)
+/* Add a file; stage_rel NULL = a temp name the commit thread picks. */
+static int item_add_file(commit_item *item, const char *rel, const char *stage_rel,
+                         char *data, size_t len)
 {
     if (item->nfiles == COMMIT_MAX_FILES)
         return -1;
     char *r = strdup(rel);
-    if (!r)
+    char *s = stage_rel ? strdup(stage_rel) : NULL;
+    if (!r || (stage_rel && !s)) {
+        free(r);
+        free(s);
         return -1;
+    }
     item->files[item->nfiles].rel = r;
+    item->files[item->nfiles].stage = s;
     item->files[item->nfiles].data = data;
     item->files[item->nfiles].len = len;
     item->files[item->nfiles].temp = NULL;
@@ -37,26 +44,35 @@ int commit_item_add(commit_item *item, const char *rel, char *data, size_t len)
     return 0;
 }
 
-int commit_item_stage(store *st, commit_item *item, const char *rel, const char *temp_rel,
-                      char *data, size_t len, rf_err *err)
+int commit_item_add(commit_item *item, const char *rel, char *data, size_t len)
 {
-    if (item->nfiles == COMMIT_MAX_FILES)
-        return rf_err_set(err, EINVAL, "too many files in one commit");
-    if (store_write_file(st, temp_rel, data, len, err) < 0)
-        return -1;
-    char *r = strdup(rel), *t = strdup(temp_rel);
-    if (!r || !t) {
-        free(r);
-        free(t);
-        store_unlink(st, temp_rel);
-        return rf_err_set(err, ENOMEM, "out of memory");
+    return item_add_file(item, rel, NULL, data, len);
+}
+
+int commit_item_add_staged(commit_item *item, const char *rel, const char *stage_rel,
+                           char *data, size_t len)
+{
+    return item_add_file(item, rel, stage_rel, data, len);
+}
+
+void commit_item_stage(store *st, commit_item *item)
+{
+    for (size_t i = 0; i < item->nfiles; i++) {
+        if (!item->files[i].stage || item->files[i].temp)
+            continue;
+        rf_err err;
+        rf_err_clear(&err);
+        if (store_write_file(st, item->files[i].stage, item->files[i].data,
+                             item->files[i].len, &err) < 0) {
+            /* the commit thread writes it under a temp name of its own; only the
+             * crash-time recovery of this one result is lost */
+            LOG_WARN("commit: cannot stage %s: %s", item->files[i].rel, err.msg);
+            store_unlink(st, item->files[i].stage);
+            continue;
+        }
+        item->files[i].temp = item->files[i].stage;
+        item->files[i].stage = NULL;
     }
-    item->files[item->nfiles].rel = r;
-    item->files[item->nfiles].temp = t;
-    item->files[item->nfiles].data = data;
-    item->files[item->nfiles].len = len;
-    item->nfiles++;
-    return 0;
 }
 
 int commit_item_remove(commit_item *item, const char *rel)
@@ -76,6 +92,7 @@ void commit_item_free(commit_item *item)
         return;
     for (size_t i = 0; i < item->nfiles; i++) {
         free(item->files[i].rel);
+        free(item->files[i].stage);
         free(item->files[i].data);
         free(item->files[i].temp);
     }

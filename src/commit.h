@@ -21,9 +21,11 @@ typedef struct commit_item commit_item;
 struct commit_item {
     struct {
         char *rel;           /* owned: target path in the store */
+        char *stage;         /* owned or NULL: the temp name commit_item_stage writes */
         char *data;          /* owned */
         size_t len;
-        char *temp;          /* owned, set by the commit thread */
+        char *temp;          /* owned: where the data is on disk once written (staged, or
+                              * by the commit thread); NULL until then */
     } files[COMMIT_MAX_FILES];
     size_t nfiles;
     char *remove[COMMIT_MAX_FILES];  /* owned: paths to unlink when installing (stale results) */
@@ -57,13 +59,15 @@ commit_item *commit_item_new(void);
 /* Add a file (copies rel, takes ownership of data).  -1 when full or out of memory. */
 int commit_item_add(commit_item *item, const char *rel, char *data, size_t len);
 int commit_item_remove(commit_item *item, const char *rel);
-/* Add a file already staged: data is written to temp_rel now, in the caller's thread (no
- * fsync), so that it is on disk before anything else happens — recovery can install a
- * staged result whose request was paid for but whose commit never ran.  Takes ownership
- * of data.  -1 with err when the file cannot be written (the caller may fall back to
- * commit_item_add). */
-int commit_item_stage(store *st, commit_item *item, const char *rel, const char *temp_rel,
-                      char *data, size_t len, rf_err *err);
+/* Add a file to be staged under stage_rel by commit_item_stage (copies both names, takes
+ * ownership of data).  -1 when full or out of memory. */
+int commit_item_add_staged(commit_item *item, const char *rel, const char *stage_rel,
+                           char *data, size_t len);
+/* Write the item's staged files now, in the caller's thread (no fsync, no lock needed), so
+ * that they are on disk before anything else happens: recovery can install a staged result
+ * whose request was paid for but whose commit never ran.  A file that cannot be written
+ * is left to the commit thread, under a temp name of its own (logged). */
+void commit_item_stage(store *st, commit_item *item);
 void commit_item_free(commit_item *item);
 
 /* For the install hook: rename the item's temps into place and unlink its stale paths. */

@@ -50,6 +50,7 @@ static struct {
     hmap *table;            /* key -> job (unfinished jobs) */
     hmap *tiers;            /* tier name -> tier_slots */
     waiter *waiters;        /* all waiters */
+    unsigned generations;   /* the last generation handed out (next_generation) */
 } J = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* A wake to deliver after unlocking. */
@@ -60,6 +61,14 @@ typedef struct pending_wake {
 
 void jobs_lock(void) { pthread_mutex_lock(&J.lock); }
 void jobs_unlock(void) { pthread_mutex_unlock(&J.lock); }
+
+/* A job's generation, new for every version of every prompt of this mount (lock held).
+ * Unique, not per job: a result is staged under its generation's name outside the lock,
+ * and must never share that name with a later job for the same prompt. */
+static unsigned next_generation(void)
+{
+    return ++J.generations;
+}
 
 const char *job_state_name(job_state s)
 {
@@ -164,6 +173,7 @@ static job *job_new(const char *key)
     }
     j->refs = 1;
     j->in_table = 1;
+    j->generation = next_generation();
     j->created_ms = now_wall_ms();
     j->seed = (unsigned)(j->created_ms ^ (uintptr_t)j);
     return j;
@@ -173,7 +183,7 @@ static job *job_new(const char *key)
 static void job_reset(job *j)
 {
     runner_cancel(j);
-    j->generation++;
+    j->generation = next_generation();
     config_unref(j->cfg);
     j->cfg = NULL;
     j->tier = NULL;
@@ -362,7 +372,7 @@ void jobs_shutdown(void)
     for (hmap_iter it = {0}; hmap_next(J.table, &it);) {
         job *j = it.value;
         runner_cancel(j);
-        j->generation++;
+        j->generation = next_generation();
         collect_waiters(j, &wakes);
     }
     jobs_unlock();
@@ -571,7 +581,7 @@ void jobs_prompt_removed(const char *key)
         tier = strdup(j->tier_name);
         job_leave_scheduling(j);
         runner_cancel(j);
-        j->generation++;
+        j->generation = next_generation();
         collect_waiters(j, &wakes);
         table_remove(j);
     }
@@ -640,19 +650,18 @@ static char *staged_rel(const char *key, unsigned generation, const char *suffix
     return out;
 }
 
-/* Put one result file into the commit: staged on disk right now when possible, so that
- * a crash after the request was paid for cannot lose it.  Takes ownership of data. */
+/* Put one result file into the commit, to be staged under its generation's temp name
+ * (jobs_finish_stage).  Takes ownership of data. */
 static int add_result_file(commit_item *item, const job *j, const char *suffix, char *data,
                            size_t len)
 {
     char *rel = store_rel(j->key, suffix);
     char *temp = staged_rel(j->key, j->generation, suffix);
-    rf_err err;
-    rf_err_clear(&err);
-    int ok = rel && temp && strlen(strrchr(temp, '/') + 1) <= NAME_MAX &&
-             commit_item_stage(J.d.st, item, rel, temp, data, len, &err) == 0;
-    if (!ok && rel)
-        ok = commit_item_add(item, rel, data, len) == 0;   /* unstaged: written later */
+    int ok = 0;
+    if (rel && temp && strlen(strrchr(temp, '/') + 1) <= NAME_MAX)
+        ok = commit_item_add_staged(item, rel, temp, data, len) == 0;
+    else if (rel)
+        ok = commit_item_add(item, rel, data, len) == 0;   /* name too long to stage */
     if (!ok)
         free(data);
     free(rel);
@@ -660,7 +669,7 @@ static int add_result_file(commit_item *item, const job *j, const char *suffix, 
     return ok;
 }
 
-void jobs_job_finished(job *j)
+commit_item *jobs_finish_prepare(job *j)
 {
     if (j->state == JOB_RUNNING)
         jobs_job_release_slot(j);
@@ -711,14 +720,12 @@ void jobs_job_finished(job *j)
         fc->j = j;
         fc->generation = j->generation;
         j->refs++;   /* the commit's reference */
-        commit_submit(J.d.commit, item);
-        item = NULL;
-        fc = NULL;
     } else {
         LOG_ERROR("%s: out of memory saving results", j->key);
+        commit_item_free(item);
+        item = NULL;
+        free(fc);
     }
-    commit_item_free(item);
-    free(fc);
     free(meta);
     free(line);
     free(out_rel);
@@ -727,6 +734,26 @@ void jobs_job_finished(job *j)
     if (tier)
         dispatch_tier(tier);
     free(tier);
+    return item;
+}
+
+void jobs_finish_stage(commit_item *item)
+{
+    if (item)
+        commit_item_stage(J.d.st, item);
+}
+
+void jobs_finish_submit(commit_item *item)
+{
+    if (item)
+        commit_submit(J.d.commit, item);
+}
+
+void jobs_job_finished(job *j)
+{
+    commit_item *item = jobs_finish_prepare(j);
+    jobs_finish_stage(item);
+    jobs_finish_submit(item);
 }
 
 /* ---- queries ---- */

@@ -80,8 +80,17 @@ void jobs_tier_counts(const char *tier, int counts[JOB_FAILED + 1]);
 void jobs_lock(void);
 void jobs_unlock(void);
 /* The job's outcome is decided (j->state DONE or FAILED, fields filled): make it durable,
- * then wake readers.  Lock held. */
+ * then wake readers.  Lock held.  Writes the result files before it returns. */
 void jobs_job_finished(job *j);
+/* The same in three steps, so that the disk writes can run without the lock:
+ * jobs_finish_prepare (lock held) decides and builds the commit; jobs_finish_stage writes
+ * the result files under their staged names (any thread, no lock: recovery can install
+ * them from there); jobs_finish_submit hands them to the committer, which installs them
+ * unless the job was rewritten or removed meanwhile, then wakes readers.  prepare returns
+ * NULL when out of memory (logged); stage and submit accept NULL. */
+commit_item *jobs_finish_prepare(job *j);
+void jobs_finish_stage(commit_item *item);
+void jobs_finish_submit(commit_item *item);
 /* A parked job's timer fired: queue it again for a tier slot.  Lock held. */
 void jobs_job_requeue(job *j);
 /* The job left RUNNING (parked): free its tier slot.  Lock held. */

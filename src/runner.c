@@ -543,7 +543,10 @@ static void settle_cost(attempt_ctx *ctx, const openai_completion *comp, double 
     ctx->reservation = 0;
 }
 
-static void settle_success(job *j, const rf_hop *hop, openai_completion *comp, double cost)
+/* Record the served answer on the job and decide it (lock held).  Returns its commit, to
+ * be staged and submitted by the caller (jobs_finish_stage / jobs_finish_submit). */
+static commit_item *settle_success(job *j, const rf_hop *hop, openai_completion *comp,
+                                   double cost)
 {
     j->content_len = strlen(comp->content);
     j->content = comp->content;     /* moves to the job */
@@ -557,7 +560,7 @@ static void settle_success(job *j, const rf_hop *hop, openai_completion *comp, d
     j->has_cost = cost >= 0;
     j->cost = j->has_cost ? cost : 0;
     j->finished_ms = now_wall_ms();
-    jobs_job_finished(j);
+    return jobs_finish_prepare(j);
 }
 
 /* What an attempt's response says, classified.  Pure: no job state. */
@@ -628,14 +631,11 @@ static void on_attempt_done(upstream_result *res, void *ud)
     record_hop(j, hop, res->http_status, v.outcome == RF_OUT_SUCCESS ? NULL : v.error,
                res->latency_ms, ctx->sent_ms);
 
+    commit_item *finished = NULL;
     switch (v.outcome) {
     case RF_OUT_SUCCESS:
-        /* Results staged on disk first (their meta carries the ledger record), then the
-         * ledger line: after a crash in between, recovery installs the staged result and
-         * settles it from its meta — paid once, kept once (jobs_recover). */
         j->ledger_id = strdup(ctx->ledger_id);
-        settle_success(j, hop, &v.comp, cost);
-        settle_cost(ctx, &v.comp, cost);
+        finished = settle_success(j, hop, &v.comp, cost);
         break;
     case RF_OUT_RETRY:
         /* Once this failure has opened the provider's breaker, waiting out a backoff
@@ -662,6 +662,19 @@ static void on_attempt_done(upstream_result *res, void *ud)
         finish_failed(j, msg);
         break;
     }
+    }
+    if (v.outcome == RF_OUT_SUCCESS) {
+        /* Results staged on disk first (their meta carries the ledger record), then the
+         * ledger line: after a crash in between, recovery installs the staged result and
+         * settles it from its meta — paid once, kept once (jobs_recover).  Both without
+         * the jobs lock, which every FUSE create and release needs: on a slow disk these
+         * writes held it for most of a batch.  The job is decided already; a rewrite or
+         * rm meanwhile makes the committer drop the staged files. */
+        jobs_unlock();
+        jobs_finish_stage(finished);
+        settle_cost(ctx, &v.comp, cost);
+        jobs_finish_submit(finished);
+        jobs_lock();
     }
     openai_completion_free(&v.comp);
     ctx_free(ctx);
