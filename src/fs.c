@@ -65,6 +65,7 @@ typedef struct pathinfo {
     path_kind kind;
     vfile_id vf;
     int result;               /* NAME_OUT/NAME_META/NAME_ERR for K_RESULT */
+    int live;                 /* K_RESULT of an unfinished job: it changes on its own */
     const char *name;         /* last component (points into the caller's path) */
     char rel[PATH_MAX + 16];  /* store path for K_SCRATCH / K_TIERFILE / K_TIER */
     char key[PATH_MAX];       /* the prompt's key for K_RESULT and K_TIERFILE */
@@ -195,11 +196,12 @@ static void fill_synthetic(struct stat *st, mode_t mode, off_t size)
     st->st_atim = st->st_mtim = st->st_ctim = now;
 }
 
-static int stat_result(const pathinfo *pi, struct stat *st)
+static int stat_result(pathinfo *pi, struct stat *st)
 {
     char rel[PATH_MAX + 16];
     job_state state;
     if (jobs_active(pi->key, &state)) {
+        pi->live = 1;
         if (pi->result == NAME_ERR)
             return -ENOENT;   /* an unfinished job has no .err yet */
         off_t size = 0;
@@ -294,13 +296,19 @@ static double entry_timeout(const pathinfo *pi)
     }
 }
 
-/* How long the kernel may cache attributes.  As for names (a stale result size would
- * truncate a cat), except tier directories: their entry is checked on every lookup, but
- * their attributes only feed permission checks, and the kernel drops them itself after
- * each create in the directory.  With 0 a cp asked for them five times per file. */
+/* How long the kernel may cache attributes: as long as names, with two exceptions.  Tier
+ * directories: their entry is checked on every lookup, but their attributes only feed
+ * permission checks, and the kernel drops them itself after each create in the directory
+ * (with 0 a cp asked for them five times per file).  Results of finished jobs: they change
+ * only when the prompt is rewritten or removed, and their name is looked up again on every
+ * open, which refreshes the attributes, so a second only spares the fstat and read-size
+ * checks of an open file (four round trips per cat).  A live result's size changes when
+ * its job ends: 0. */
 static double attr_timeout(const pathinfo *pi)
 {
-    return pi->kind == K_TIER ? 1.0 : entry_timeout(pi);
+    if (pi->kind == K_TIER || (pi->kind == K_RESULT && !pi->live))
+        return 1.0;
+    return entry_timeout(pi);
 }
 
 static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,

@@ -353,6 +353,25 @@ JSON
     [ "$(sim_count sim/a)" = 2 ]
 }
 
+@test "a rewritten prompt's result is new at once: stat, wc -c and cat agree on its size" {
+    rfs_default_config
+    rfs_mount
+    local text
+    for text in short "a much longer prompt than the first one, so the answer grows" mid; do
+        echo "$text" >"$MNT/fast/p"
+        run read_out "$MNT/fast/p.out"
+        assert_success
+        assert_output "sim[sim/a]: $text"
+        local bytes
+        bytes=$(cat "$MNT/fast/p.out" | wc -c)
+        [ "$bytes" -gt 0 ]
+        [ "$(stat -c %s "$MNT/fast/p.out")" -eq "$bytes" ]
+        [ "$(wc -c <"$MNT/fast/p.out")" -eq "$bytes" ]     # wc -c trusts the file's size
+        [ "$(jq -r .state "$MNT/fast/p.meta")" = done ]
+    done
+    [ "$(sim_count sim/a)" = 3 ]
+}
+
 @test "rm of a prompt removes its .out and .meta" {
     rfs_default_config
     rfs_mount
