@@ -1,7 +1,7 @@
 /* fs.c — see fs.h.
  *
  * Every callback does three things: find the path of the inode (inodes.c), classify it
- * (classify_path), and hand the work to the module that owns that kind of file: jobs.c
+ * (paths_classify), and hand the work to the module that owns that kind of file: jobs.c
  * for prompts and results, vfiles.c and liveconf.c for the root files, store.c for bytes
  * on disk.  The only state kept here is open file handles and directory listings.
  *
@@ -31,6 +31,7 @@
 #include "liveconf.h"
 #include "log.h"
 #include "names.h"
+#include "paths.h"
 #include "vfiles.h"
 
 #define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
@@ -40,123 +41,7 @@ static struct {
     budget *spend;
     struct fuse_session *se;
     int shutting_down;
-    int64_t config_gone_until;  /* mono ms: config.json "unlinked" so mv can replace it */
 } F;
-
-static int child_path(const char *parent, const char *name, char *buf, size_t len)
-{
-    int n = parent[0] ? snprintf(buf, len, "%s/%s", parent, name) : snprintf(buf, len, "%s", name);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-/* ---- what a path is ---- */
-
-typedef enum {
-    K_ROOT,
-    K_VFILE,      /* config.json, status, ... */
-    K_SCRATCH,    /* another file at the root (editor temporaries): store root/NAME */
-    K_TIER,       /* a tier directory */
-    K_TIERFILE,   /* inside a tier: prompt, temp file or tag directory: store tiers/PATH */
-    K_RESULT      /* NAME.out / NAME.meta / NAME.err */
-} path_kind;
-
-
-typedef struct pathinfo {
-    path_kind kind;
-    vfile_id vf;
-    int result;               /* NAME_OUT/NAME_META/NAME_ERR for K_RESULT */
-    int live;                 /* K_RESULT of an unfinished job: it changes on its own */
-    const char *name;         /* last component (points into the caller's path) */
-    char rel[PATH_MAX + 16];  /* store path for K_SCRATCH / K_TIERFILE / K_TIER */
-    char key[PATH_MAX];       /* the prompt's key for K_RESULT and K_TIERFILE */
-} pathinfo;
-
-static int tier_exists(const char *name, size_t len)
-{
-    rf_config *cfg = jobs_config();
-    int found = 0;
-    for (size_t i = 0; cfg && i < cfg->tiers_len && !found; i++)
-        found = strlen(cfg->tiers[i].name) == len && !strncmp(cfg->tiers[i].name, name, len);
-    config_unref(cfg);
-    return found;
-}
-
-/* `mv new.json M/config.json` from another filesystem unlinks the target, then creates
- * it with O_EXCL.  The live config cannot really go away, so an unlink hides
- * config.json for a moment (CONFIG_GONE_MS) and the create that follows edits it. */
-#define CONFIG_GONE_MS 10000
-
-static int config_hidden(void)
-{
-    return __atomic_load_n(&F.config_gone_until, __ATOMIC_ACQUIRE) > now_mono_ms();
-}
-
-static void config_set_hidden(int hidden)
-{
-    __atomic_store_n(&F.config_gone_until, hidden ? now_mono_ms() + CONFIG_GONE_MS : 0,
-                     __ATOMIC_RELEASE);
-}
-
-static int classify_path(const char *path, pathinfo *pi)
-{
-    memset(pi, 0, offsetof(pathinfo, rel));
-    pi->rel[0] = pi->key[0] = '\0';
-    pi->vf = VF_NONE;
-    if (!path[0]) {
-        pi->kind = K_ROOT;
-        pi->name = path;
-        return 0;
-    }
-    const char *slash = strchr(path, '/');
-    const char *last = strrchr(path, '/');
-    pi->name = last ? last + 1 : path;
-    if (!slash) {
-        if ((pi->vf = vfile_lookup(path)) != VF_NONE) {
-            pi->kind = K_VFILE;
-            return pi->vf == VF_CONFIG && config_hidden() ? -ENOENT : 0;
-        }
-        if (tier_exists(path, strlen(path))) {
-            pi->kind = K_TIER;
-            snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
-            return 0;
-        }
-        if (!strncmp(path, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-            return -ENOENT;
-        pi->kind = K_SCRATCH;
-        snprintf(pi->rel, sizeof pi->rel, "root/%s", path);
-        return 0;
-    }
-    if (!tier_exists(path, (size_t)(slash - path)))
-        return -ENOENT;
-    if (!strncmp(pi->name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-        return -ENOENT;   /* our own temp files are invisible */
-    int r = name_result_kind(pi->name);
-    if (r >= 0 && !name_is_temp(pi->name)) {
-        pi->kind = K_RESULT;
-        pi->result = r;
-        size_t keylen = strlen(path) - strlen(name_result_suffix[r]);
-        if (keylen >= sizeof pi->key)
-            return -ENAMETOOLONG;
-        memcpy(pi->key, path, keylen);
-        pi->key[keylen] = '\0';
-        return 0;
-    }
-    pi->kind = K_TIERFILE;
-    snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
-    snprintf(pi->key, sizeof pi->key, "%s", path);
-    return 0;
-}
-
-/* A prompt: a regular, non-temporary file inside a tier. */
-static int is_prompt(const pathinfo *pi)
-{
-    return pi->kind == K_TIERFILE && !name_is_temp(pi->name);
-}
-
-static void result_rel(const char *key, int r, char *buf, size_t len)
-{
-    snprintf(buf, len, "tiers/%s%s", key, name_result_suffix[r]);
-}
 
 /* A prompt for a tier whose budget is used up is refused when it is opened or written,
  * where a shell reports it ("Disk quota exceeded"), not later at close. */
@@ -179,138 +64,6 @@ static int prompt_admission(const pathinfo *pi)
     return 0;
 }
 
-/* ---- attributes ---- */
-
-static void fill_synthetic(struct stat *st, mode_t mode, off_t size)
-{
-    memset(st, 0, sizeof *st);
-    st->st_mode = mode;
-    st->st_nlink = S_ISDIR(mode) ? 2 : 1;
-    st->st_uid = getuid();
-    st->st_gid = getgid();
-    st->st_size = size;
-    st->st_blksize = 4096;
-    st->st_blocks = (size + 511) / 512;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    st->st_atim = st->st_mtim = st->st_ctim = now;
-}
-
-static int stat_result(pathinfo *pi, struct stat *st)
-{
-    char rel[PATH_MAX + 16];
-    job_state state;
-    if (jobs_active(pi->key, &state)) {
-        pi->live = 1;
-        if (pi->result == NAME_ERR)
-            return -ENOENT;   /* an unfinished job has no .err yet */
-        off_t size = 0;
-        if (pi->result == NAME_META) {
-            char *m = jobs_meta(pi->key);
-            if (!m)
-                return -ENOENT;
-            size = (off_t)strlen(m);
-            free(m);
-        }
-        fill_synthetic(st, S_IFREG | 0444, size);
-        /* Times of the prompt: stable, and never newer than it (make compares them). */
-        struct stat prompt;
-        snprintf(rel, sizeof rel, "tiers/%s", pi->key);
-        if (store_stat(F.st, rel, &prompt) == 0)
-            st->st_atim = st->st_mtim = st->st_ctim = prompt.st_mtim;
-        return 0;
-    }
-    result_rel(pi->key, pi->result, rel, sizeof rel);
-    int r = store_stat(F.st, rel, st);
-    if (r == -ENOENT && pi->result == NAME_OUT) {
-        /* a failed job: .out exists (reads EIO) beside .err */
-        result_rel(pi->key, NAME_ERR, rel, sizeof rel);
-        if (store_stat(F.st, rel, st) == 0) {
-            fill_synthetic(st, S_IFREG | 0444, 0);
-            st->st_mtim = st->st_ctim;
-            return 0;
-        }
-    }
-    if (r == 0)
-        st->st_mode = S_IFREG | 0444;
-    return r;
-}
-
-static int stat_path(const char *path, pathinfo *pi, struct stat *st)
-{
-    int r = classify_path(path, pi);
-    if (r < 0)
-        return r;
-    switch (pi->kind) {
-    case K_ROOT:
-        fill_synthetic(st, S_IFDIR | 0755, 0);
-        return 0;
-    case K_TIER:
-        r = store_stat(F.st, pi->rel, st);
-        if (r == 0)
-            st->st_mode = S_IFDIR | 0755;
-        return r;
-    case K_VFILE: {
-        const char *rel = vfile_store_rel(pi->vf);
-        if (rel) {
-            r = store_stat(F.st, rel, st);
-            if (r == -ENOENT) {
-                fill_synthetic(st, S_IFREG | 0444, 0);
-                r = 0;
-            }
-            st->st_mode = S_IFREG | 0444;
-            return r;
-        }
-        size_t len = 0;
-        char *data = vfile_render(pi->vf, &len);
-        if (!data)
-            return -ENOMEM;
-        free(data);
-        fill_synthetic(st, S_IFREG | (pi->vf == VF_CONFIG ? 0644 : 0444), (off_t)len);
-        st->st_mtim = st->st_ctim = vfile_mtime(pi->vf);
-        return 0;
-    }
-    case K_SCRATCH:
-    case K_TIERFILE:
-        return store_stat(F.st, pi->rel, st);
-    case K_RESULT:
-        return stat_result(pi, st);
-    }
-    return -ENOENT;
-}
-
-/* How long the kernel may cache a name.  Results and virtual files change under the
- * kernel's feet: 0.  So do tier directories, which come and go with config edits (made
- * inside a rename, where the kernel cannot be told synchronously).  Tag directories and
- * prompts change only through the kernel itself: a second saves most of the round trips
- * of a cp of many files. */
-static double entry_timeout(const pathinfo *pi)
-{
-    switch (pi->kind) {
-    case K_ROOT:
-    case K_TIERFILE:
-    case K_SCRATCH:
-        return 1.0;
-    default:
-        return 0.0;
-    }
-}
-
-/* How long the kernel may cache attributes: as long as names, with two exceptions.  Tier
- * directories: their entry is checked on every lookup, but their attributes only feed
- * permission checks, and the kernel drops them itself after each create in the directory
- * (with 0 a cp asked for them five times per file).  Results of finished jobs: they change
- * only when the prompt is rewritten or removed, and their name is looked up again on every
- * open, which refreshes the attributes, so a second only spares the fstat and read-size
- * checks of an open file (four round trips per cat).  A live result's size changes when
- * its job ends: 0. */
-static double attr_timeout(const pathinfo *pi)
-{
-    if (pi->kind == K_TIER || (pi->kind == K_RESULT && !pi->live))
-        return 1.0;
-    return entry_timeout(pi);
-}
-
 static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,
                             const struct stat *st)
 {
@@ -324,8 +77,8 @@ static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi
     e.ino = ino;
     e.attr = *st;
     e.attr.st_ino = e.ino;
-    e.attr_timeout = attr_timeout(pi);
-    e.entry_timeout = entry_timeout(pi);
+    e.attr_timeout = paths_attr_timeout(pi);
+    e.entry_timeout = paths_entry_timeout(pi);
     if (fuse_reply_entry(req, &e) != 0)
         inodes_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
 }
@@ -435,18 +188,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     char ppath[PATH_MAX], path[PATH_MAX];
     int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = child_path(ppath, name, path, sizeof path);
+        r = paths_child(ppath, name, path, sizeof path);
     pathinfo pi;
     struct stat st;
     if (r == 0)
-        r = stat_path(path, &pi, &st);
-    if (r == -ENOENT && classify_path(path, &pi) == 0 && pi.kind == K_TIERFILE) {
+        r = paths_stat(path, &pi, &st);
+    if (r == -ENOENT && paths_classify(path, &pi) == 0 && pi.kind == K_TIERFILE) {
         /* A prompt name that does not exist can only come to exist through the kernel
          * (create, rename), so the kernel may remember its absence: cp asks twice per
          * file.  Never for results, which appear on their own. */
         struct fuse_entry_param e;
         memset(&e, 0, sizeof e);
-        e.entry_timeout = entry_timeout(&pi);
+        e.entry_timeout = paths_entry_timeout(&pi);
         fuse_reply_entry(req, &e);
         return;
     }
@@ -477,13 +230,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct stat st;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = stat_path(path, &pi, &st);
+        r = paths_stat(path, &pi, &st);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, attr_timeout(&pi));
+    fuse_reply_attr(req, &st, paths_attr_timeout(&pi));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -493,7 +246,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
         handle *h = fi ? handle_of(fi) : NULL;
         if (h && h->kind == H_CONFIG_EDIT) {
@@ -504,11 +257,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     } else if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
         if (pi.kind != K_SCRATCH && pi.kind != K_TIERFILE) {
             r = pi.kind == K_ROOT || pi.kind == K_TIER ? -EISDIR : -EACCES;
-        } else if (attr->st_size > PROMPT_MAX && is_prompt(&pi)) {
+        } else if (attr->st_size > PROMPT_MAX && paths_is_prompt(&pi)) {
             r = -EFBIG;
         } else if (fi && handle_of(fi)->kind == H_FD) {
             r = ftruncate(handle_of(fi)->fd, attr->st_size) < 0 ? -errno : 0;
-        } else if (is_prompt(&pi)) {
+        } else if (paths_is_prompt(&pi)) {
             /* truncate(1) without an open handle rewrites the prompt */
             jobs_prompt_open_write(pi.key);
             r = store_truncate(F.st, pi.rel, attr->st_size);
@@ -520,13 +273,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     /* chmod, chown and utimens are accepted and ignored: editors call them on save. */
     struct stat st;
     if (r == 0)
-        r = stat_path(path, &pi, &st);
+        r = paths_stat(path, &pi, &st);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
     }
     st.st_ino = ino;
-    fuse_reply_attr(req, &st, attr_timeout(&pi));
+    fuse_reply_attr(req, &st, paths_attr_timeout(&pi));
 }
 
 /* ---- directories ---- */
@@ -567,7 +320,7 @@ static int list_root(dirlist *dl)
 {
     int r = 0;
     for (int v = 0; v < VF_COUNT && r == 0; v++)
-        if (v != VF_CONFIG || !config_hidden())
+        if (v != VF_CONFIG || !paths_config_hidden())
             r = dirlist_add(dl, vfile_name((vfile_id)v), S_IFREG);
     rf_config *cfg = jobs_config();
     for (size_t i = 0; cfg && i < cfg->tiers_len && r == 0; i++)
@@ -604,7 +357,7 @@ static int list_tier_dir(const char *path, const char *rel, dirlist *dl)
         if (r || is_dir || name_is_temp(nm) || name_result_kind(nm) >= 0)
             continue;
         char key[PATH_MAX];
-        if (child_path(path, nm, key, sizeof key) < 0)
+        if (paths_child(path, nm, key, sizeof key) < 0)
             continue;
         if (jobs_active(key, NULL)) {
             char name[NAME_MAX + 8];
@@ -636,7 +389,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     dirlist *dl = r == 0 ? calloc(1, sizeof *dl) : NULL;
     if (r == 0 && !dl)
         r = -ENOMEM;
@@ -701,17 +454,17 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     struct stat st;
     int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = child_path(ppath, name, path, sizeof path);
+        r = paths_child(ppath, name, path, sizeof path);
     if (r == 0 && !ppath[0])
         r = -EPERM;       /* tiers come from the config, not from mkdir */
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0 && pi.kind != K_TIERFILE)
         r = -EACCES;      /* NAME.out etc. are results, not directories */
     if (r == 0)
         r = store_mkdir(F.st, pi.rel);
     if (r == 0)
-        r = stat_path(path, &pi, &st);
+        r = paths_stat(path, &pi, &st);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
@@ -725,9 +478,9 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     pathinfo pi;
     int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = child_path(ppath, name, path, sizeof path);
+        r = paths_child(ppath, name, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0 && pi.kind != K_TIERFILE)
         r = pi.kind == K_TIER ? -EPERM : -ENOTDIR;
     if (r == 0)
@@ -744,7 +497,7 @@ static int open_for_writing(int flags)
 
 static void create_config(fuse_req_t req, const char *path, struct fuse_file_info *fi)
 {
-    config_set_hidden(0);
+    paths_hide_config(0);
     handle *h = handle_new(H_CONFIG_EDIT);
     if (h && !(h->edit = liveconf_edit_begin(NULL, 0, 1))) {
         handle_free(h);
@@ -760,7 +513,7 @@ static void create_config(fuse_req_t req, const char *path, struct fuse_file_inf
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     e.ino = ino;
-    fill_synthetic(&e.attr, S_IFREG | 0644, 0);
+    paths_fill_synthetic(&e.attr, S_IFREG | 0644, 0);
     e.attr.st_ino = e.ino;
     fi->fh = (uint64_t)(uintptr_t)h;
     fi->direct_io = 1;
@@ -779,16 +532,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     handle *h = NULL;
     int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = child_path(ppath, name, path, sizeof path);
+        r = paths_child(ppath, name, path, sizeof path);
     if (r == 0 && !strcmp(path, vfile_name(VF_CONFIG))) {
         create_config(req, path, fi);   /* the second half of a cross-device mv */
         return;
     }
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
         r = pi.kind == K_RESULT || pi.kind == K_VFILE ? -EACCES : -EISDIR;
-    if (r == 0 && is_prompt(&pi))
+    if (r == 0 && paths_is_prompt(&pi))
         r = prompt_admission(&pi);
     if (r == 0 && !(h = handle_new(H_FD)))
         r = -ENOMEM;
@@ -799,13 +552,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         else
             h->fd = fd;
     }
-    if (r == 0 && is_prompt(&pi)) {
+    if (r == 0 && paths_is_prompt(&pi)) {
         jobs_prompt_open_write(pi.key);
         h->prompt_writer = 1;
         snprintf(h->key, sizeof h->key, "%s", pi.key);
     }
     if (r == 0)
-        r = stat_path(path, &pi, &st);
+        r = paths_stat(path, &pi, &st);
     if (r < 0) {
         if (h) {
             if (h->prompt_writer)
@@ -828,8 +581,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = ino;
     e.attr = st;
     e.attr.st_ino = e.ino;
-    e.attr_timeout = attr_timeout(&pi);
-    e.entry_timeout = entry_timeout(&pi);
+    e.attr_timeout = paths_attr_timeout(&pi);
+    e.entry_timeout = paths_entry_timeout(&pi);
     fi->fh = (uint64_t)(uintptr_t)h;
     /* A prompt is written once and read by the job from the store, so the page cache buys
      * nothing; direct I/O also spares the security.capability getxattr the kernel sends
@@ -868,10 +621,10 @@ static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **o
         return 0;
     }
     char rel[PATH_MAX + 16];
-    result_rel(pi->key, pi->result, rel, sizeof rel);
+    paths_result_rel(pi->key, pi->result, rel, sizeof rel);
     int fd = store_openat(F.st, rel, O_RDONLY, 0);
     if (fd == -ENOENT && pi->result == NAME_OUT) {
-        result_rel(pi->key, NAME_ERR, rel, sizeof rel);
+        paths_result_rel(pi->key, NAME_ERR, rel, sizeof rel);
         if (!store_exists(F.st, rel))
             return -ENOENT;
         if (!(h = handle_new(H_FAILED_OUT)))
@@ -947,7 +700,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     handle *h = NULL;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0) {
         switch (pi.kind) {
         case K_RESULT:
@@ -958,13 +711,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             break;
         case K_SCRATCH:
         case K_TIERFILE: {
-            if (is_prompt(&pi) && open_for_writing(fi->flags) && (r = prompt_admission(&pi)) < 0)
+            if (paths_is_prompt(&pi) && open_for_writing(fi->flags) && (r = prompt_admission(&pi)) < 0)
                 break;
-            if (is_prompt(&pi) && open_for_writing(fi->flags))
+            if (paths_is_prompt(&pi) && open_for_writing(fi->flags))
                 jobs_prompt_open_write(pi.key);   /* NAME.out appears now, pending */
             int fd = store_openat(F.st, pi.rel, fi->flags & ~(O_CREAT | O_EXCL | O_NONBLOCK), 0);
             if (fd < 0) {
-                if (is_prompt(&pi) && open_for_writing(fi->flags))
+                if (paths_is_prompt(&pi) && open_for_writing(fi->flags))
                     jobs_prompt_close_write(pi.key);
                 r = fd;
                 break;
@@ -975,7 +728,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 break;
             }
             h->fd = fd;
-            if (is_prompt(&pi) && open_for_writing(fi->flags)) {
+            if (paths_is_prompt(&pi) && open_for_writing(fi->flags)) {
                 h->prompt_writer = 1;
                 snprintf(h->key, sizeof h->key, "%s", pi.key);
             }
@@ -1003,7 +756,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void reply_result_read(fuse_req_t req, const char *key, off_t off, size_t size)
 {
     char rel[PATH_MAX + 16];
-    result_rel(key, NAME_OUT, rel, sizeof rel);
+    paths_result_rel(key, NAME_OUT, rel, sizeof rel);
     int fd = store_openat(F.st, rel, O_RDONLY, 0);
     if (fd < 0) {
         /* failed (NAME.err), or the prompt was removed while we waited */
@@ -1182,11 +935,11 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pathinfo pi;
     int r = inodes_path(parent, ppath, sizeof ppath);
     if (r == 0)
-        r = child_path(ppath, name, path, sizeof path);
+        r = paths_child(ppath, name, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     if (r == 0 && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
-        config_set_hidden(1);   /* see CONFIG_GONE_MS */
+        paths_hide_config(1);   /* see CONFIG_GONE_MS */
         fuse_reply_err(req, 0);
         return;
     }
@@ -1194,7 +947,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR : -EACCES;
     if (r == 0)
         r = store_unlink(F.st, pi.rel);
-    if (r == 0 && is_prompt(&pi))
+    if (r == 0 && paths_is_prompt(&pi))
         jobs_prompt_removed(pi.key);   /* cancels the job, removes its results */
     fuse_reply_err(req, r < 0 ? -r : 0);
 }
@@ -1204,8 +957,8 @@ static void move_results(const char *from_key, const char *to_key)
 {
     for (int r = 0; r < NAME_RESULT_KINDS; r++) {
         char from[PATH_MAX + 16], to[PATH_MAX + 16];
-        result_rel(from_key, r, from, sizeof from);
-        result_rel(to_key, r, to, sizeof to);
+        paths_result_rel(from_key, r, from, sizeof from);
+        paths_result_rel(to_key, r, to, sizeof to);
         store_rename(F.st, from, to);
     }
 }
@@ -1213,10 +966,10 @@ static void move_results(const char *from_key, const char *to_key)
 static int has_results(const char *key)
 {
     char rel[PATH_MAX + 16];
-    result_rel(key, NAME_OUT, rel, sizeof rel);
+    paths_result_rel(key, NAME_OUT, rel, sizeof rel);
     if (store_exists(F.st, rel))
         return 1;
-    result_rel(key, NAME_ERR, rel, sizeof rel);
+    paths_result_rel(key, NAME_ERR, rel, sizeof rel);
     return store_exists(F.st, rel);
 }
 
@@ -1262,15 +1015,15 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     if (r == 0)
         r = inodes_path(newparent, npath, sizeof npath);
     if (r == 0)
-        r = child_path(ppath, name, from, sizeof from);
+        r = paths_child(ppath, name, from, sizeof from);
     if (r == 0)
-        r = child_path(npath, newname, to, sizeof to);
+        r = paths_child(npath, newname, to, sizeof to);
     if (r == 0 && (flags & RENAME_EXCHANGE))
         r = -EINVAL;
     if (r == 0)
-        r = classify_path(from, &src);
+        r = paths_classify(from, &src);
     if (r == 0)
-        r = classify_path(to, &dst);
+        r = paths_classify(to, &dst);
     if (r == 0 && (dst.kind == K_VFILE || src.kind == K_VFILE)) {
         r = rename_config(&src, &dst);
         if (r == 0)
@@ -1293,7 +1046,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         fuse_reply_err(req, -r);
         return;
     }
-    int src_prompt = is_prompt(&src), dst_prompt = is_prompt(&dst);
+    int src_prompt = paths_is_prompt(&src), dst_prompt = paths_is_prompt(&dst);
     if (src_prompt && dst_prompt && !jobs_active(src.key, NULL) && has_results(src.key)) {
         jobs_prompt_removed(dst.key);      /* what dst was is replaced, results and all */
         move_results(src.key, dst.key);
@@ -1333,7 +1086,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     const char *field = NULL;
     if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT &&
         !strncmp(name, "user.routefs.", 13)) {
@@ -1346,7 +1099,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         return;
     }
     char rel[PATH_MAX + 16];
-    result_rel(pi.key, NAME_META, rel, sizeof rel);
+    paths_result_rel(pi.key, NAME_META, rel, sizeof rel);
     char *data = NULL;
     size_t len = 0;
     rf_err err;
@@ -1376,7 +1129,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = classify_path(path, &pi);
+        r = paths_classify(path, &pi);
     char names[128];
     size_t len = 0;
     if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT && !jobs_active(pi.key, NULL)) {
@@ -1425,6 +1178,7 @@ struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *s
 {
     F.st = st;
     F.spend = spend;
+    paths_init(st);
     F.se = fuse_session_new(args, &fs_ops, sizeof fs_ops, NULL);
     if (!F.se)
         rf_err_set(err, EINVAL, "cannot create the FUSE session (bad -o option?)");
