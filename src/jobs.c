@@ -87,6 +87,9 @@ static char *store_rel(const char *key, const char *suffix)
     return out;
 }
 
+static char *park_rel(const char *key);
+
+/* A prompt's results, and its park record: a new version starts from nothing. */
 static void remove_results(const char *key)
 {
     for (int i = 0; i < NAME_RESULT_KINDS; i++) {
@@ -96,6 +99,10 @@ static void remove_results(const char *key)
             free(rel);
         }
     }
+    char *park = park_rel(key);
+    if (park)
+        store_unlink(J.d.st, park);
+    free(park);
 }
 
 static tier_slots *slots_for(const char *tier)
@@ -515,6 +522,10 @@ static void start_job(job *j, pending_wake **wakes)
         jobs_job_finished(j);
         return;
     }
+    if (j->park_count > 0 && j->next_attempt_ms > now_wall_ms()) {
+        runner_park_until(j, j->next_attempt_ms);   /* parked before a remount */
+        return;
+    }
     enqueue(j);
 }
 
@@ -648,6 +659,36 @@ static char *staged_rel(const char *key, unsigned generation, const char *suffix
                  slash + 1, generation, suffix) < 0)
         return NULL;
     return out;
+}
+
+/* "tier/tag/name" -> "tiers/tier/tag/.rfs-tmp.name.park": where a parked job's schedule
+ * is kept, so that a remount does not retry it at once (recover_park reads it back).  A
+ * temp name: invisible in the mount, and removed by recovery once read. */
+static char *park_rel(const char *key)
+{
+    const char *slash = strrchr(key, '/');
+    char *out = NULL;
+    if (!slash || asprintf(&out, "tiers/%.*s/" STORE_TEMP_PREFIX "%s.park", (int)(slash - key),
+                           key, slash + 1) < 0)
+        return NULL;
+    return out;
+}
+
+void jobs_job_parked(job *j)
+{
+    char *rel = park_rel(j->key);
+    char *text = NULL;
+    if (rel && asprintf(&text, "{\"prompt_hash\": \"%016llx\", \"park_count\": %d, "
+                        "\"next_attempt_ms\": %lld}\n", (unsigned long long)j->prompt_hash,
+                        j->park_count, (long long)j->next_attempt_ms) < 0)
+        text = NULL;
+    rf_err err;
+    rf_err_clear(&err);
+    /* best effort, no fsync: without it a remount only retries the job sooner */
+    if (text && store_write_file(J.d.st, rel, text, strlen(text), &err) < 0)
+        LOG_WARN("%s: park schedule not saved: %s", j->key, err.msg);
+    free(text);
+    free(rel);
 }
 
 /* Put one result file into the commit, to be staged under its generation's temp name
@@ -1009,6 +1050,43 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
     return installed;
 }
 
+/* A job parked before the unmount or crash: give it back its park count and the time
+ * of its next attempt, when the record answers the prompt as it is now (same hash). */
+static void recover_park(const char *key)
+{
+    char *rel = park_rel(key), *prompt_rel = store_rel(key, NULL);
+    char *text = NULL, *prompt = NULL;
+    size_t text_len = 0, prompt_len = 0;
+    rf_err err;
+    cJSON *rec = NULL;
+    if (rel && prompt_rel && store_exists(J.d.st, rel) &&
+        store_read_all(J.d.st, rel, 4096, &text, &text_len, &err) == 0 &&
+        store_read_all(J.d.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
+        (rec = cJSON_Parse(text))) {
+        char want[24];
+        snprintf(want, sizeof want, "%016llx",
+                 (unsigned long long)prompt_hash(prompt, prompt_len));
+        const char *hash = json_str(rec, "prompt_hash");
+        const cJSON *count = cJSON_GetObjectItemCaseSensitive(rec, "park_count");
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(rec, "next_attempt_ms");
+        if (hash && !strcmp(hash, want) && cJSON_IsNumber(count) && count->valuedouble >= 1 &&
+            count->valuedouble < 1000 && cJSON_IsNumber(next)) {
+            jobs_lock();
+            job *j = job_for_key(key);
+            if (j && j->state == JOB_WRITING && j->writers == 0) {
+                j->park_count = (int)count->valuedouble;
+                j->next_attempt_ms = (int64_t)next->valuedouble;
+            }
+            jobs_unlock();
+        }
+    }
+    cJSON_Delete(rec);
+    free(text);
+    free(prompt);
+    free(rel);
+    free(prompt_rel);
+}
+
 typedef struct dir_listing {
     char **names;
     unsigned char *types;
@@ -1085,7 +1163,10 @@ static void recover_dir(const char *key_dir, enum recover_pass pass, int *count)
         if (finished)
             continue;
         if (pass == RECOVER_INSTALL) {
-            *count += recover_staged(key, temps.names, temps.len);
+            int installed = recover_staged(key, temps.names, temps.len);
+            *count += installed;
+            if (!installed)
+                recover_park(key);
             continue;
         }
         pending_wake *wakes = NULL;

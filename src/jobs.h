@@ -91,6 +91,9 @@ void jobs_job_finished(job *j);
 commit_item *jobs_finish_prepare(job *j);
 void jobs_finish_stage(commit_item *item);
 void jobs_finish_submit(commit_item *item);
+/* The job was just parked (j->park_count, j->next_attempt_ms set): record its schedule
+ * in the store so that a remount keeps it.  Lock held. */
+void jobs_job_parked(job *j);
 /* A parked job's timer fired: queue it again for a tier slot.  Lock held. */
 void jobs_job_requeue(job *j);
 /* The job left RUNNING (parked): free its tier slot.  Lock held. */

@@ -229,10 +229,21 @@ static void route_exhausted(job *j)
         j->state = JOB_PARKED;
         j->next_attempt_ms = now_wall_ms() + delay;
         LOG_WARN("%s: every hop failed; parked, next attempt in %ld s", j->key, delay / 1000);
+        jobs_job_parked(j);
         schedule(j, delay, unpark);
         return;
     }
     finish_failed(j, exhausted_message(j));
+}
+
+void runner_park_until(job *j, int64_t at_ms)
+{
+    int64_t now = now_wall_ms();
+    j->state = JOB_PARKED;
+    j->next_attempt_ms = at_ms;
+    LOG_INFO("%s: still parked after the remount, next attempt in %lld s", j->key,
+             (long long)(at_ms > now ? (at_ms - now) / 1000 : 0));
+    schedule(j, at_ms > now ? (long)(at_ms - now) : 0, unpark);
 }
 
 /* ---- attempts ---- */

@@ -16,6 +16,11 @@ void runner_init(upstream *up, rf_breakers *breakers, budget *b);
  * RUNNING. */
 void runner_start(job *j);
 
+/* Park a job that was parked before a remount (its park_count restored) until at_ms
+ * (wall-clock ms); it then joins the tier queue like any parked job.  Lock held; the job
+ * holds no tier slot. */
+void runner_park_until(job *j, int64_t at_ms);
+
 /* Stop everything in flight for the job (its generation was already bumped, so any
  * callback already under way drops itself).  Lock held. */
 void runner_cancel(job *j);

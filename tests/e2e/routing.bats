@@ -757,6 +757,32 @@ JSON
     [ "$(meta "$MNT/fast/p.meta" .state)" = parked ]
 }
 
+@test "on_exhausted queue: a remount keeps a parked job's schedule: not retried at once, then on time" {
+    two_hops '"retries": 0, "timeout_ms": 5000, "on_exhausted": "queue", "park_schedule_ms": [4000, 300]'
+    rfs_mount
+    sim_behave '*' '{"status": 503}'
+    echo "keep my place" >"$MNT/fast/p"
+    wait_state "$MNT/fast/p" parked 5
+    local next
+    next=$(meta "$MNT/fast/p.meta" .next_attempt_at)
+    [ "$(meta "$MNT/fast/p.meta" .park_count)" = 1 ]
+    rfs_unmount
+    sim_reset                                  # healthy, and the counts start again
+    rfs_mount
+    wait_state "$MNT/fast/p" parked 5
+    jq . "$MNT/fast/p.meta"
+    [ "$(meta "$MNT/fast/p.meta" .next_attempt_at)" = "$next" ]
+    [ "$(meta "$MNT/fast/p.meta" .park_count)" = 1 ]
+    sleep 1
+    [ "$(sim_total)" = 0 ]                     # not retried at the remount
+    run read_out "$MNT/fast/p.out"
+    assert_success
+    assert_output "sim[sim/a]: keep my place"
+    [ "$(sim_total)" = 1 ]
+    # a store file, invisible in the mount
+    [ -z "$(ls -A "$MNT/fast" | grep -v '^p$\|^p\.out$\|^p\.meta$')" ]
+}
+
 @test "on_exhausted queue: once the park schedule is used up the job fails with .err" {
     two_hops '"retries": 0, "timeout_ms": 5000, "on_exhausted": "queue", "park_schedule_ms": [300, 300]'
     rfs_mount
