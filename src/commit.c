@@ -67,8 +67,7 @@ void commit_item_stage(store *st, commit_item *item)
             /* the commit thread writes it under a temp name of its own; only the
              * crash-time recovery of this one result is lost */
             LOG_WARN("commit: cannot stage %s: %s", item->files[i].rel, err.msg);
-            store_unlink(st, item->files[i].stage);
-            continue;
+            continue;   /* store_write_file removed what it had written */
         }
         item->files[i].temp = item->files[i].stage;
         item->files[i].stage = NULL;

@@ -991,6 +991,34 @@ static void resettle_from_meta(const cJSON *meta)
         LOG_ERROR("recovery: ledger: %s", err.msg);
 }
 
+/* The JSON record at rel (a staged meta, a park record), parsed, when its "prompt_hash"
+ * answers key's prompt as it is now; NULL when absent, unreadable, torn, or written for
+ * another version of the prompt. */
+static cJSON *read_record_for_prompt(const char *rel, size_t max, const char *key)
+{
+    char *prompt_rel = store_rel(key, NULL);
+    char *text = NULL, *prompt = NULL;
+    size_t text_len = 0, prompt_len = 0;
+    rf_err err;
+    cJSON *rec = NULL;
+    if (prompt_rel && store_read_all(J.d.st, rel, max, &text, &text_len, &err) == 0 &&
+        store_read_all(J.d.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
+        (rec = cJSON_Parse(text))) {
+        char want[24];
+        snprintf(want, sizeof want, "%016llx",
+                 (unsigned long long)prompt_hash(prompt, prompt_len));
+        const char *hash = json_str(rec, "prompt_hash");
+        if (!hash || strcmp(hash, want) != 0) {
+            cJSON_Delete(rec);
+            rec = NULL;
+        }
+    }
+    free(text);
+    free(prompt);
+    free(prompt_rel);
+    return rec;
+}
+
 /* A result staged for key before a crash, whose commit never ran: install it when its
  * meta answers the prompt as it is now (same hash).  temps: the dot-file names of the
  * directory.  Returns 1 when installed. */
@@ -1012,27 +1040,16 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
     if (best < 0)
         return 0;
     char *meta_tmp = staged_rel(key, (unsigned)best, ".meta");
-    char *prompt_rel = store_rel(key, NULL);
-    char *meta_text = NULL, *prompt = NULL;
-    size_t meta_len = 0, prompt_len = 0;
-    rf_err err;
-    cJSON *meta = NULL;
+    cJSON *meta = meta_tmp ? read_record_for_prompt(meta_tmp, 1 << 20, key) : NULL;
     int installed = 0;
-    if (meta_tmp && prompt_rel &&
-        store_read_all(J.d.st, meta_tmp, 1 << 20, &meta_text, &meta_len, &err) == 0 &&
-        store_read_all(J.d.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
-        (meta = cJSON_Parse(meta_text))) {
-        char want[24];
-        snprintf(want, sizeof want, "%016llx",
-                 (unsigned long long)prompt_hash(prompt, prompt_len));
-        const char *hash = json_str(meta, "prompt_hash");
+    if (meta) {
         const char *state = json_str(meta, "state");
         int done = state && !strcmp(state, "done");
         const char *suffix = done ? ".out" : ".err";
         char *sib_tmp = staged_rel(key, (unsigned)best, suffix);
         char *sib = store_rel(key, suffix), *meta_final = store_rel(key, ".meta");
-        if (hash && !strcmp(hash, want) && state && sib_tmp && sib && meta_final &&
-            store_exists(J.d.st, sib_tmp) && store_rename(J.d.st, sib_tmp, sib) == 0 &&
+        if (state && sib_tmp && sib && meta_final && store_exists(J.d.st, sib_tmp) &&
+            store_rename(J.d.st, sib_tmp, sib) == 0 &&
             store_rename(J.d.st, meta_tmp, meta_final) == 0) {
             installed = 1;
             if (done)
@@ -1043,10 +1060,7 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
         free(meta_final);
     }
     cJSON_Delete(meta);
-    free(meta_text);
-    free(prompt);
     free(meta_tmp);
-    free(prompt_rel);
     return installed;
 }
 
@@ -1054,37 +1068,22 @@ static int recover_staged(const char *key, char **temps, size_t ntemps)
  * of its next attempt, when the record answers the prompt as it is now (same hash). */
 static void recover_park(const char *key)
 {
-    char *rel = park_rel(key), *prompt_rel = store_rel(key, NULL);
-    char *text = NULL, *prompt = NULL;
-    size_t text_len = 0, prompt_len = 0;
-    rf_err err;
-    cJSON *rec = NULL;
-    if (rel && prompt_rel && store_exists(J.d.st, rel) &&
-        store_read_all(J.d.st, rel, 4096, &text, &text_len, &err) == 0 &&
-        store_read_all(J.d.st, prompt_rel, PROMPT_MAX, &prompt, &prompt_len, &err) == 0 &&
-        (rec = cJSON_Parse(text))) {
-        char want[24];
-        snprintf(want, sizeof want, "%016llx",
-                 (unsigned long long)prompt_hash(prompt, prompt_len));
-        const char *hash = json_str(rec, "prompt_hash");
-        const cJSON *count = cJSON_GetObjectItemCaseSensitive(rec, "park_count");
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(rec, "next_attempt_ms");
-        if (hash && !strcmp(hash, want) && cJSON_IsNumber(count) && count->valuedouble >= 1 &&
-            count->valuedouble < 1000 && cJSON_IsNumber(next)) {
-            jobs_lock();
-            job *j = job_for_key(key);
-            if (j && j->state == JOB_WRITING && j->writers == 0) {
-                j->park_count = (int)count->valuedouble;
-                j->next_attempt_ms = (int64_t)next->valuedouble;
-            }
-            jobs_unlock();
+    char *rel = park_rel(key);
+    cJSON *rec = rel ? read_record_for_prompt(rel, 4096, key) : NULL;
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(rec, "park_count");
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(rec, "next_attempt_ms");
+    if (cJSON_IsNumber(count) && count->valuedouble >= 1 && count->valuedouble < 1000 &&
+        cJSON_IsNumber(next)) {
+        jobs_lock();
+        job *j = job_for_key(key);
+        if (j && j->state == JOB_WRITING && j->writers == 0) {
+            j->park_count = (int)count->valuedouble;
+            j->next_attempt_ms = (int64_t)next->valuedouble;
         }
+        jobs_unlock();
     }
     cJSON_Delete(rec);
-    free(text);
-    free(prompt);
     free(rel);
-    free(prompt_rel);
 }
 
 typedef struct dir_listing {

@@ -120,16 +120,10 @@ static int respond(int fd, const char *path, const char *raw, size_t raw_len)
         strftime(hdr, sizeof hdr, "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         return send_response(fd, 503, "Service Unavailable", hdr, "", 0) == 0;
     }
-    if (strcmp(path, "/slow") == 0) {
+    if (strcmp(path, "/slow") == 0 || strcmp(path, "/later") == 0) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 2000) != 0)
+        if (poll(&p, 1, strcmp(path, "/slow") == 0 ? 2000 : 300) != 0)
             return 0;  /* the client gave up (or misbehaved): hang up */
-        return send_response(fd, 200, "OK", "", ok, strlen(ok)) == 0;
-    }
-    if (strcmp(path, "/later") == 0) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 300) != 0)
-            return 0;
         return send_response(fd, 200, "OK", "", ok, strlen(ok)) == 0;
     }
     if (strcmp(path, "/big") == 0 || strcmp(path, "/bigchunked") == 0) {
