@@ -523,7 +523,9 @@ static void start_job(job *j, pending_wake **wakes)
         return;
     }
     if (j->park_count > 0 && j->next_attempt_ms > now_wall_ms()) {
-        runner_park_until(j, j->next_attempt_ms);   /* parked before a remount */
+        LOG_INFO("%s: still parked after the remount, next attempt in %lld s", j->key,
+                 (long long)((j->next_attempt_ms - now_wall_ms()) / 1000));
+        runner_park_until(j, j->next_attempt_ms);
         return;
     }
     enqueue(j);

@@ -220,30 +220,28 @@ static void unpark(job *j)
         jobs_job_requeue(j);
 }
 
+/* Park j until at_ms (wall clock): the one place a job parks.  Its schedule goes to the
+ * store each time, so a remount, and a second one, keep it. */
+void runner_park_until(job *j, int64_t at_ms)
+{
+    int64_t now = now_wall_ms();
+    j->state = JOB_PARKED;
+    j->next_attempt_ms = at_ms;
+    jobs_job_parked(j);
+    schedule(j, at_ms > now ? (long)(at_ms - now) : 0, unpark);
+}
+
 static void route_exhausted(job *j)
 {
     const rf_tier *t = j->tier;
     if (t->on_exhausted == RF_EXHAUSTED_QUEUE && (size_t)j->park_count < t->park_schedule_len) {
         long delay = t->park_schedule_ms[j->park_count++];
         jobs_job_release_slot(j);
-        j->state = JOB_PARKED;
-        j->next_attempt_ms = now_wall_ms() + delay;
         LOG_WARN("%s: every hop failed; parked, next attempt in %ld s", j->key, delay / 1000);
-        jobs_job_parked(j);
-        schedule(j, delay, unpark);
+        runner_park_until(j, now_wall_ms() + delay);
         return;
     }
     finish_failed(j, exhausted_message(j));
-}
-
-void runner_park_until(job *j, int64_t at_ms)
-{
-    int64_t now = now_wall_ms();
-    j->state = JOB_PARKED;
-    j->next_attempt_ms = at_ms;
-    LOG_INFO("%s: still parked after the remount, next attempt in %lld s", j->key,
-             (long long)(at_ms > now ? (at_ms - now) / 1000 : 0));
-    schedule(j, at_ms > now ? (long)(at_ms - now) : 0, unpark);
 }
 
 /* ---- attempts ---- */

@@ -16,9 +16,9 @@ void runner_init(upstream *up, rf_breakers *breakers, budget *b);
  * RUNNING. */
 void runner_start(job *j);
 
-/* Park a job that was parked before a remount (its park_count restored) until at_ms
- * (wall-clock ms); it then joins the tier queue like any parked job.  Lock held; the job
- * holds no tier slot. */
+/* Park the job until at_ms (wall-clock ms) and record its schedule in the store; it
+ * then joins the tier queue.  For a job parked before a remount (park_count restored).
+ * Lock held; the job holds no tier slot. */
 void runner_park_until(job *j, int64_t at_ms);
 
 /* Stop everything in flight for the job (its generation was already bumped, so any

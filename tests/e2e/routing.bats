@@ -775,6 +775,11 @@ JSON
     [ "$(meta "$MNT/fast/p.meta" .park_count)" = 1 ]
     sleep 1
     [ "$(sim_total)" = 0 ]                     # not retried at the remount
+    rfs_unmount                                # a second remount keeps it too
+    rfs_mount
+    wait_state "$MNT/fast/p" parked 5
+    [ "$(meta "$MNT/fast/p.meta" .next_attempt_at)" = "$next" ]
+    [ "$(sim_total)" = 0 ]
     run read_out "$MNT/fast/p.out"
     assert_success
     assert_output "sim[sim/a]: keep my place"
