@@ -28,7 +28,8 @@ FUZZ_RUN_OPTS  = -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
                  -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
                  $(FUZZ_OPTS)
 
-FUZZ_CONFIG_SRC := src/config.c src/jsonfmt.c src/err.c
+FUZZ_CONFIG_SRC := src/config.c src/config_json.c src/config_parse.c src/config_check.c \
+                   src/config_schema.c src/jsonfmt.c src/err.c
 FUZZ_OPENAI_SRC := src/openai.c src/jsonfmt.c src/err.c
 FUZZ_TARGETS    := config openai
 
