@@ -1,5 +1,6 @@
 /* main.c — the command line: mount (routefs MOUNTPOINT ...), `routefs check FILE`,
- * signals (SIGHUP re-reads the config), start-up and orderly shutdown of the modules. */
+ * `routefs schema`, signals (SIGHUP re-reads the config), start-up and orderly shutdown of
+ * the modules. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -51,7 +52,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: routefs [SOURCE] MOUNTPOINT [--config FILE] [--state DIR] [--log FILE] [-f] [-d]\n"
             "               [-o OPTS]\n"
-            "       routefs check FILE\n"
+            "       routefs check FILE   (see 'routefs check --help')\n"
+            "       routefs schema       print config.json's JSON Schema\n"
             "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
@@ -175,19 +177,80 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-static int cmd_check(const char *path)
+static void check_usage(FILE *f)
 {
+    fprintf(f,
+            "usage: routefs check [--] FILE\n"
+            "\n"
+            "Validate a config offline, with the same code and messages as the mount, and\n"
+            "check the key files it names.  Prints \"FILE: ok (...)\" and then any warnings\n"
+            "(an api_key_env that is unset or does not name a key) on stderr.\n"
+            "Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage error.\n");
+}
+
+/* routefs check [--] FILE; argv[0] is "check". */
+static int cmd_check(int argc, char **argv)
+{
+    const char *path = NULL;
+    int files = 0, options_done = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!options_done && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
+            check_usage(stdout);
+            return 0;
+        }
+        if (!options_done && !strcmp(argv[i], "--")) {
+            options_done = 1;
+        } else if (!options_done && argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "routefs check: unknown option %s\n", argv[i]);
+            check_usage(stderr);
+            return 2;
+        } else {
+            path = argv[i];
+            files++;
+        }
+    }
+    if (files != 1) {
+        check_usage(stderr);
+        return 2;
+    }
+
     rf_config *cfg = NULL;
     rf_err err;
     rf_err_clear(&err);
-    if (config_load_file(path, &cfg, &err) < 0) {
+    if (config_load_file(path, &cfg, &err) < 0) {   /* key files included */
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
     printf("%s: ok (%zu tier%s, %zu provider%s)\n", path, cfg->tiers_len,
            cfg->tiers_len == 1 ? "" : "s", cfg->providers_len, cfg->providers_len == 1 ? "" : "s");
+    fflush(stdout);
+    char **warnings = NULL;
+    size_t n = config_key_warnings(cfg, &warnings);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s: warning: %s\n", path, warnings[i]);
+    config_free_strings(warnings, n);
     config_unref(cfg);
     return 0;
+}
+
+/* routefs schema: config.json's JSON Schema on stdout; argv[0] is "schema". */
+static int cmd_schema(int argc, char **argv)
+{
+    static const char usage_text[] =
+        "usage: routefs schema\n"
+        "\n"
+        "Print the JSON Schema (draft 2020-12) of config.json on stdout\n"
+        "(the same text as examples/config.schema.json).\n";
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 1) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    fputs(config_schema_json(), stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 }
 
 /* The mount point must be an existing directory that is not already a mount. */
@@ -243,12 +306,10 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "wait"))
         return wait_main(argc - 1, argv + 1);
-    if (argc == 3 && !strcmp(argv[1], "check"))
-        return cmd_check(argv[2]);
-    if (argc == 2 && !strcmp(argv[1], "check")) {
-        fprintf(stderr, "usage: routefs check FILE\n");
-        return 2;
-    }
+    if (argc >= 2 && !strcmp(argv[1], "check"))
+        return cmd_check(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "schema"))
+        return cmd_schema(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)
