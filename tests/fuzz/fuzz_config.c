@@ -90,6 +90,13 @@ static void fc_check_config(const rf_config *cfg)
         FC_CHECK(p->kind == RF_KIND_OPENAI || p->kind == RF_KIND_OPENROUTER);
         FC_CHECK(p->rpm >= 0 && p->max_concurrent >= 0);
         FC_CHECK(p->timeout_ms >= 0 && p->timeout_ms <= INT_MAX);
+        FC_CHECK(p->first_token_timeout_ms >= 0 && p->stall_timeout_ms >= 0);
+        FC_CHECK(p->stream == 0 || p->stream == 1);
+        FC_CHECK(p->failure_threshold >= 1 && p->failure_threshold <= 1000);
+        FC_CHECK(p->cooldown_ms >= 100 && p->cooldown_ms <= 3600000);
+        FC_CHECK(p->is_free == 0 || (p->is_free == 1 && p->kind != RF_KIND_OPENROUTER));
+        const char *authority = strstr(p->base_url, "://") + 3;   /* no user:pw@ */
+        FC_CHECK(!memchr(authority, '@', strcspn(authority, "/?#")));
         for (size_t j = 0; j < p->supported_params_len; j++)
             FC_CHECK(p->supported_params[j] && p->supported_params[j][0]);
     }
@@ -128,6 +135,14 @@ static void fc_check_config(const rf_config *cfg)
         FC_CHECK(t->retries >= 0 && t->retries <= 20);
         FC_CHECK(t->retry_base_ms >= 0 && t->retry_cap_ms >= 0 && t->retry_after_max_ms >= 0);
         FC_CHECK(t->timeout_ms >= 1);
+        FC_CHECK(t->first_token_timeout_ms >= 0 && t->first_token_timeout_ms <= t->timeout_ms);
+        FC_CHECK(t->stall_timeout_ms >= 0 && t->stall_timeout_ms <= t->timeout_ms);
+        FC_CHECK(t->retry_on_timeout == 0 || t->retry_on_timeout == 1);
+        FC_CHECK(t->openrouter_models == 0 || t->openrouter_models == 1);
+        FC_CHECK(t->openrouter_metadata == 0 || t->openrouter_metadata == 1);
+        FC_CHECK(!t->service_tier || (t->service_tier[0] && !fc_has_control_chars(t->service_tier)));
+        FC_CHECK(!t->session_id || (t->session_id[0] && strlen(t->session_id) <= 256 &&
+                                    !fc_has_control_chars(t->session_id)));
         FC_CHECK(t->concurrency >= 1 && t->concurrency <= 10000);
         FC_CHECK(!t->system_prompt || t->system_prompt[0]);
         FC_CHECK(t->on_exhausted == RF_EXHAUSTED_FAIL || t->on_exhausted == RF_EXHAUSTED_QUEUE);
@@ -142,6 +157,28 @@ static void fc_check_config(const rf_config *cfg)
         }
     }
     FC_CHECK(config_tier(cfg, "") == NULL);
+
+    FC_CHECK(cfg->activity_days >= 1 && cfg->activity_days <= 36500);
+    FC_CHECK(cfg->resend_in_flight == 0 || cfg->resend_in_flight == 1);
+    const rf_shared_cfg *sh = cfg->shared;
+    if (sh) {
+        FC_CHECK(sh->redis_url && !strchr(sh->redis_url, '@'));
+        FC_CHECK(sh->host && sh->port >= 1 && sh->port <= 65535 && sh->db >= 0);
+        FC_CHECK(sh->tls == 0 || sh->tls == 1);
+        FC_CHECK(sh->prefix && sh->prefix[0] && !strchr(sh->prefix, ' ') &&
+                 !fc_has_control_chars(sh->prefix));
+        FC_CHECK(sh->local_share > 0 && sh->local_share <= 1);
+        FC_CHECK(sh->reservation_ttl_ms >= 1000 && sh->reservation_ttl_ms <= 86400000);
+        FC_CHECK(sh->breaker_sync_ms >= 50 && sh->breaker_sync_ms <= 60000);
+        FC_CHECK(sh->on_shared_down == RF_SHARED_DOWN_WAIT ||
+                 sh->on_shared_down == RF_SHARED_DOWN_LOCAL);
+    }
+    for (size_t i = 0; i < cfg->tiers_len && i < FC_LOOKUP_MAX; i++)
+        for (size_t j = 0; j < cfg->tiers[i].route_len && j < FC_LOOKUP_MAX; j++) {
+            const rf_hop *h = &cfg->tiers[i].route[j];
+            int is_free = config_price_is_free(cfg, h->provider, h->model);
+            FC_CHECK(is_free == 0 || is_free == 1);
+        }
 }
 
 /* source_json is config.json as shown and written back: it must be accepted again, to
@@ -172,6 +209,8 @@ static void fc_check_round_trip(const rf_config *cfg)
         }
         FC_CHECK(again->tiers[i].max_tokens == cfg->tiers[i].max_tokens);
         FC_CHECK(again->tiers[i].timeout_ms == cfg->tiers[i].timeout_ms);
+        FC_CHECK(again->tiers[i].first_token_timeout_ms == cfg->tiers[i].first_token_timeout_ms);
+        FC_CHECK(again->tiers[i].stall_timeout_ms == cfg->tiers[i].stall_timeout_ms);
     }
     config_unref(again);
 }
