@@ -7,7 +7,7 @@
  *                   between fields), key files and key warnings
  *   config_schema.c the JSON Schema text
  *
- * Every failure is EINVAL with "PATH: message" (fail_at), or ENOMEM. */
+ * Every failure is EINVAL with "PATH: message" (cfg_fail_at), or ENOMEM. */
 #ifndef RF_CONFIG_IMPL_H
 #define RF_CONFIG_IMPL_H
 

@@ -2,7 +2,7 @@
  *
  * Providers come first (routes and prices refer to them), then prices, budget, shared,
  * the top-level scalars and tiers.  Every object is checked for unknown and duplicate
- * keys (check_keys, against the field tables below) before its fields are read with the
+ * keys (cfg_check_keys, against the field tables below) before its fields are read with the
  * typed getters of config_json.c; rules beyond a type or a range are in config_check.c.
  * The config is built into a zeroed rf_config that the caller frees whole on the first
  * error, so a caller gets a complete, valid config or none.
