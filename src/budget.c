@@ -5,9 +5,11 @@
  * "reserve exactly up to the cap" would depend on rounding.  Dollars appear only at the
  * edges (the ledger's "cost", spend.json, messages).
  *
- * Spend is tallied overall and per tier, tag, provider and model; each tally keeps its
- * sums per UTC day and per UTC month in a small sorted array, so "today" and "this month"
- * follow the clock without rescanning the ledger. */
+ * Spend is tallied overall and per tier, tag, provider, model and upstream provider; each
+ * tally keeps its sums per UTC day and per UTC month in a small sorted array, so "today"
+ * and "this month" follow the clock without rescanning the ledger.  The ledger itself is
+ * in the state store (store_ledger.h), written with each result; at open the tallies are
+ * rebuilt from its daily totals (spend_days), which is fast however long the ledger. */
 #include "jsonfmt.h"
 #include "budget.h"
 
@@ -26,8 +28,6 @@
 #include "job.h"
 #include "log.h"
 
-#define LEDGER_FILE "ledger.jsonl"
-#define READ_CHUNK 65536
 #define MS_PER_DAY 86400000LL
 #define NUSD_PER_USD 1e9
 #define NUSD_MAX 1000000000000000000LL   /* $1e9: larger amounts are clamped */
@@ -94,6 +94,7 @@ typedef struct tally {
     int64_t nusd;
     long requests;
     long unpriced;           /* requests whose cost was unknown */
+    long estimated;          /* requests billed at routefs's estimate */
     series days, months;
 } tally;
 
@@ -126,32 +127,38 @@ static int series_grow(series *s)
     return 0;
 }
 
-static void series_add(series *s, int64_t key, int64_t nusd)
+static void series_add(series *s, int64_t key, int64_t nusd, long requests)
 {
     size_t i = s->len;
     while (i > 0 && s->v[i - 1].key > key)       /* records arrive nearly in order */
         i--;
     if (i > 0 && s->v[i - 1].key == key) {
         s->v[i - 1].nusd = add_nusd(s->v[i - 1].nusd, nusd);
-        s->v[i - 1].requests++;
+        s->v[i - 1].requests += requests;
         return;
     }
     memmove(&s->v[i + 1], &s->v[i], (s->len - i) * sizeof *s->v);
-    s->v[i] = (period){ key, nusd, 1 };
+    s->v[i] = (period){ key, nusd, requests };
     s->len++;
 }
 
-/* All or nothing: -1 on OOM with the tally unchanged. */
-static int tally_add(tally *t, int64_t day, int64_t month, int64_t nusd, int has_cost)
+/* What was spent in requests requests (unpriced and estimated of them) on day: all or
+ * nothing, -1 on OOM with the tally unchanged. */
+typedef struct spend_count {
+    int64_t nusd;
+    long requests, unpriced, estimated;
+} spend_count;
+
+static int tally_add(tally *t, int64_t day, int64_t month, const spend_count *c)
 {
     if (series_grow(&t->days) < 0 || series_grow(&t->months) < 0)
         return -1;
-    series_add(&t->days, day, nusd);
-    series_add(&t->months, month, nusd);
-    t->nusd = add_nusd(t->nusd, nusd);
-    t->requests++;
-    if (!has_cost)
-        t->unpriced++;
+    series_add(&t->days, day, c->nusd, c->requests);
+    series_add(&t->months, month, c->nusd, c->requests);
+    t->nusd = add_nusd(t->nusd, c->nusd);
+    t->requests += c->requests;
+    t->unpriced += c->unpriced;
+    t->estimated += c->estimated;
     return 0;
 }
 
@@ -182,8 +189,9 @@ static void tally_free(tally *t)
 
 /* ---- the budget ---- */
 
-enum { BY_TIER, BY_TAG, BY_PROVIDER, BY_MODEL, BY_COUNT };
-static const char *const by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model"};
+enum { BY_TIER, BY_TAG, BY_PROVIDER, BY_MODEL, BY_UPSTREAM, BY_COUNT };
+static const char *const by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model",
+                                               "by_upstream"};
 
 typedef struct held {        /* one reservation in flight */
     char *tier;              /* "" when none was given */
@@ -197,12 +205,7 @@ typedef struct tier_hold {   /* reservations in flight for one tier */
 
 struct budget {
     pthread_mutex_t lock;    /* guards everything below */
-    store *st;
     budget_clock_fn clock;
-    int fd;                  /* ledger.jsonl, O_APPEND, kept open */
-    off_t ledger_size;       /* end of the last complete line */
-    int ledger_dirty;        /* a failed append left bytes that could not be cut off */
-    hmap *ids;               /* settled record ids (value: the map itself, never NULL) */
     tally all;
     hmap *by[BY_COUNT];      /* name -> tally* (owned) */
     hmap *reservations;      /* "%ld" id -> held* (owned) */
@@ -234,17 +237,16 @@ static tally *breakdown(budget *b, int which, const char *name, int create)
 
 /* Count one settled request everywhere it belongs.  NULL names are left out of their
  * breakdown (an untagged request is in no by_tag entry).  -1 only on OOM. */
-static int account(budget *b, const char *names[BY_COUNT], int64_t at_ms, int64_t nusd,
-                   int has_cost)
+static int account(budget *b, const char *names[BY_COUNT], int64_t day, const spend_count *c)
 {
-    int64_t day = day_key(at_ms), month = month_key(at_ms);
-    if (tally_add(&b->all, day, month, nusd, has_cost) < 0)
+    int64_t month = month_key(day * MS_PER_DAY);
+    if (tally_add(&b->all, day, month, c) < 0)
         return -1;
     for (int i = 0; i < BY_COUNT; i++) {
-        if (!names[i])
+        if (!names[i] || !*names[i])
             continue;
         tally *t = breakdown(b, i, names[i], 1);
-        if (!t || tally_add(t, day, month, nusd, has_cost) < 0)
+        if (!t || tally_add(t, day, month, c) < 0)
             return -1;
     }
     return 0;
@@ -317,16 +319,22 @@ static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t
     return -1;
 }
 
-double budget_worst_case(const rf_config *cfg, const rf_hop *hop, size_t prompt_bytes,
-                         int max_tokens, int *known)
+double budget_worst_case(const hop_price *p, size_t prompt_bytes, int max_tokens)
 {
-    const rf_price *p = cfg && hop ? config_price(cfg, hop->provider, hop->model) : NULL;
-    *known = p != NULL;
     if (!p)
         return 0;
     double prompt_tokens = (double)(prompt_bytes / 3 + 16);
     double completion_tokens = max_tokens > 0 ? (double)max_tokens : 0;
-    return (prompt_tokens * p->prompt_per_m + completion_tokens * p->completion_per_m) / 1e6;
+    return (prompt_tokens * p->prompt_per_m + completion_tokens * p->completion_per_m) / 1e6 +
+           p->request_usd;
+}
+
+int budget_caps_apply(const rf_config *cfg, const char *tier)
+{
+    if (!cfg)
+        return 0;
+    const rf_tier *t = tier ? config_tier(cfg, tier) : NULL;
+    return cfg->daily_usd >= 0 || cfg->monthly_usd >= 0 || (t && t->daily_usd >= 0);
 }
 
 /* Record a reservation of want (> 0) for tier_key under id.  -1 only on OOM. */
@@ -424,242 +432,31 @@ int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf
     return rc;
 }
 
-/* ---- the ledger ---- */
-
-static int add_string_or_null(cJSON *o, const char *name, const char *s)
-{
-    return (s ? cJSON_AddStringToObject(o, name, s) : cJSON_AddNullToObject(o, name)) != NULL;
-}
-
-static int add_count_or_null(cJSON *o, const char *name, long n)
-{
-    return (n >= 0 ? cJSON_AddNumberToObject(o, name, (double)n)
-                   : cJSON_AddNullToObject(o, name)) != NULL;
-}
-
-/* The record as one line, malloc'd as "\n{...}\n": the leading newline is written only
- * after a failed append left a partial line behind.  NULL on OOM. */
-static char *record_line(const budget_record *rec, int64_t at_ms, size_t *len)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    char when[40];
-    format_time_ms(at_ms, when, sizeof when);
-    int ok = cJSON_AddStringToObject(o, "id", rec->id) != NULL &&
-             cJSON_AddStringToObject(o, "time", when) != NULL &&
-             cJSON_AddNumberToObject(o, "at_ms", (double)at_ms) != NULL &&
-             add_string_or_null(o, "tier", rec->tier) &&
-             add_string_or_null(o, "tag", rec->tag) &&
-             add_string_or_null(o, "provider", rec->provider) &&
-             add_string_or_null(o, "model", rec->model) &&
-             (rec->has_cost ? cJSON_AddNumberToObject(o, "cost", rec->cost)
-                            : cJSON_AddNullToObject(o, "cost")) != NULL &&
-             add_count_or_null(o, "prompt_tokens", rec->prompt_tokens) &&
-             add_count_or_null(o, "completion_tokens", rec->completion_tokens);
-    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *line = malloc(n + 3);
-    if (line) {
-        line[0] = '\n';
-        memcpy(line + 1, text, n);
-        line[n + 1] = '\n';
-        line[n + 2] = '\0';
-        *len = n + 2;
-    }
-    free(text);
-    return line;
-}
-
-/* One write(2) per record.  A short write is cut off again so the next record starts on
- * a line of its own. */
-static int ledger_append(budget *b, const char *line, size_t len, rf_err *err)
-{
-    if (!b->ledger_dirty) {          /* skip the leading newline */
-        line++;
-        len--;
-    }
-    ssize_t w;
-    do
-        w = write(b->fd, line, len);
-    while (w < 0 && errno == EINTR);
-    if (w == (ssize_t)len) {
-        off_t end = lseek(b->fd, 0, SEEK_CUR);   /* O_APPEND: the offset is the file's end */
-        b->ledger_size = end >= 0 ? end : b->ledger_size + (off_t)len;
-        b->ledger_dirty = 0;
-        return 0;
-    }
-    if (w < 0)
-        return rf_err_set(err, errno, "%s: append: %s", LEDGER_FILE, strerror(errno));
-    if (w > 0 && ftruncate(b->fd, b->ledger_size) < 0)
-        b->ledger_dirty = 1;
-    return rf_err_set(err, EIO, "%s: append: short write (%zd of %zu bytes)", LEDGER_FILE, w,
-                      len);
-}
-
-int budget_settle(budget *b, long reservation, const budget_record *rec, rf_err *err)
+void budget_settle(budget *b, long reservation, const ledger_row *row)
 {
     pthread_mutex_lock(&b->lock);
     if (reservation > 0)
         release_locked(b, reservation);
-    int rc = 0;
-    if (!rec || !rec->id || !*rec->id) {
-        rc = rf_err_set(err, EINVAL, "ledger record without an id");
-        goto out;
+    if (row) {
+        const char *names[BY_COUNT] = {row->tier, row->tag, row->provider, row->model,
+                                       row->upstream};
+        int64_t at_ms = row->at_ms > 0 ? row->at_ms : budget_now(b);
+        spend_count c = {row->has_cost ? row->cost_nusd : 0, 1, !row->has_cost,
+                         row->estimated != 0};
+        if (account(b, names, day_key(at_ms), &c) < 0)
+            LOG_ERROR("budget: out of memory: a settled request is missing from spend.json");
     }
-    if (rec->has_cost && (!isfinite(rec->cost) || rec->cost < 0)) {
-        rc = rf_err_set(err, EINVAL, "ledger record %s: invalid cost %g", rec->id, rec->cost);
-        goto out;
-    }
-    if (hmap_get(b->ids, rec->id))          /* already settled: count it once */
-        goto out;
-    int64_t at_ms = rec->at_ms > 0 ? rec->at_ms : budget_now(b);
-    size_t len = 0;
-    char *line = record_line(rec, at_ms, &len);
-    if (!line) {
-        rc = rf_err_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = ledger_append(b, line, len, err);
-    free(line);
-    /* Counted even when the append failed: the money was spent and the caps must see it. */
-    const char *names[BY_COUNT] = {rec->tier, rec->tag, rec->provider, rec->model};
-    if (hmap_put(b->ids, rec->id, b->ids) < 0 ||
-        account(b, names, at_ms, rec->has_cost ? to_nusd(rec->cost) : 0, rec->has_cost) < 0)
-        rc = rf_err_set(err, ENOMEM, "out of memory");
-out:
     pthread_mutex_unlock(&b->lock);
-    return rc;
 }
 
-/* ---- replay ---- */
-
-typedef struct replay_stats {
-    long records, duplicates, skipped;
-} replay_stats;
-
-static const char *string_field(const cJSON *o, const char *name)
+/* One row of spend_days into the tallies. */
+static int fold_day(const spend_day_row *r, void *ud)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* Replay one line (NUL-terminated in place of its '\n').  -1 only on OOM. */
-static int replay_line(budget *b, char *line, size_t len, long lineno, replay_stats *stats)
-{
-    size_t i = 0;
-    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
-        i++;
-    if (i == len)
-        return 0;                    /* blank line */
-    /* a NUL-filled block (a crash on some filesystems) is not JSON either */
-    cJSON *o = memchr(line, '\0', len) ? NULL : cJSON_ParseWithOpts(line, NULL, 1);
-    const char *id = string_field(o, "id");
-    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at_ms");
-    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(o, "cost");
-    const char *why = NULL;
-    if (!o)
-        why = "not JSON";
-    else if (!cJSON_IsObject(o))
-        why = "not a JSON object";
-    else if (!id || !*id)
-        why = "no \"id\"";
-    else if (!cJSON_IsNumber(at) || !(fabs(at->valuedouble) < 1e15))
-        why = "no valid \"at_ms\"";
-    else if (cost && !cJSON_IsNull(cost) &&
-             (!cJSON_IsNumber(cost) || !isfinite(cost->valuedouble) || cost->valuedouble < 0))
-        why = "bad \"cost\"";
-    if (why) {
-        LOG_WARN("%s line %ld: %s, skipped", LEDGER_FILE, lineno, why);
-        stats->skipped++;
-        cJSON_Delete(o);
-        return 0;
-    }
-    int rc = 0;
-    if (hmap_get(b->ids, id)) {
-        stats->duplicates++;
-    } else {
-        int has_cost = cJSON_IsNumber(cost);
-        const char *names[BY_COUNT] = {string_field(o, "tier"), string_field(o, "tag"),
-                                       string_field(o, "provider"), string_field(o, "model")};
-        if (hmap_put(b->ids, id, b->ids) < 0 ||
-            account(b, names, (int64_t)at->valuedouble,
-                    has_cost ? to_nusd(cost->valuedouble) : 0, has_cost) < 0)
-            rc = -1;
-        else
-            stats->records++;
-    }
-    cJSON_Delete(o);
-    return rc;
-}
-
-/* Stream the ledger line by line; cut off a torn last line. */
-static int replay(budget *b, rf_err *err)
-{
-    int fd = store_openat(b->st, LEDGER_FILE, O_RDONLY, 0);
-    if (fd < 0)
-        return rf_err_set(err, -fd, "%s: cannot read: %s", LEDGER_FILE, strerror(-fd));
-    replay_stats stats = {0, 0, 0};
-    char *buf = NULL;
-    size_t len = 0, cap = 0;         /* buf holds the bytes after the last '\n' seen */
-    off_t good_end = 0;              /* file offset just past that '\n' */
-    long lineno = 0;
-    int rc = 0;
-    for (;;) {
-        if (cap - len < READ_CHUNK) {
-            char *nb = realloc(buf, cap + READ_CHUNK + 1);
-            if (!nb) {
-                rc = rf_err_set(err, ENOMEM, "out of memory");
-                break;
-            }
-            buf = nb;
-            cap += READ_CHUNK;
-        }
-        ssize_t r = read(fd, buf + len, READ_CHUNK);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = rf_err_set(err, errno, "%s: read: %s", LEDGER_FILE, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        size_t start = 0, scan = len;    /* bytes before len hold no '\n' */
-        len += (size_t)r;
-        char *nl;
-        while (rc == 0 && (nl = memchr(buf + scan, '\n', len - scan)) != NULL) {
-            size_t end = (size_t)(nl - buf);
-            *nl = '\0';
-            if (replay_line(b, buf + start, end - start, ++lineno, &stats) < 0)
-                rc = rf_err_set(err, ENOMEM, "out of memory");
-            start = scan = end + 1;
-        }
-        if (rc)
-            break;
-        memmove(buf, buf + start, len - start);
-        len -= start;
-        good_end += (off_t)start;
-    }
-    free(buf);
-    close(fd);
-    if (rc)
-        return rc;
-    if (len > 0) {
-        LOG_WARN("%s: torn last line (%zu bytes, an interrupted append) ignored and cut off",
-                 LEDGER_FILE, len);
-        if (ftruncate(b->fd, good_end) < 0)
-            return rf_err_set(err, errno, "%s: truncate: %s", LEDGER_FILE, strerror(errno));
-    }
-    b->ledger_size = good_end;
-    if (stats.skipped || stats.duplicates)
-        LOG_INFO("%s: %ld records replayed, %ld duplicate lines ignored, %ld bad lines skipped",
-                 LEDGER_FILE, stats.records, stats.duplicates, stats.skipped);
-    else
-        LOG_DEBUG("%s: %ld records replayed", LEDGER_FILE, stats.records);
-    return 0;
+    budget *b = ud;
+    const char *names[BY_COUNT] = {r->tier, *r->tag ? r->tag : NULL, r->provider, r->model,
+                                   *r->upstream ? r->upstream : NULL};
+    spend_count c = {r->nusd, r->requests, r->unpriced, r->estimated};
+    return account(b, names, r->day, &c) < 0;
 }
 
 /* ---- open / close ---- */
@@ -680,9 +477,6 @@ void budget_close(budget *b)
 {
     if (!b)
         return;
-    if (b->fd >= 0)
-        close(b->fd);
-    hmap_free(b->ids);
     tally_free(&b->all);
     for (int i = 0; i < BY_COUNT; i++)
         free_values(b->by[i], 1);
@@ -703,8 +497,6 @@ budget *budget_open(store *st, budget_clock_fn clock, rf_err *err)
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
     }
-    b->fd = -1;
-    b->st = st;
     b->clock = clock;
     b->next_id = 1;
     int e = pthread_mutex_init(&b->lock, NULL);
@@ -713,22 +505,16 @@ budget *budget_open(store *st, budget_clock_fn clock, rf_err *err)
         rf_err_set(err, e, "budget: mutex: %s", strerror(e));
         return NULL;
     }
-    b->ids = hmap_new();
     b->reservations = hmap_new();
     b->holds = hmap_new();
-    int ok = b->ids && b->reservations && b->holds;
+    int ok = b->reservations && b->holds;
     for (int i = 0; i < BY_COUNT; i++)
         ok = (b->by[i] = hmap_new()) != NULL && ok;
     if (!ok) {
         rf_err_set(err, ENOMEM, "out of memory");
         goto fail;
     }
-    b->fd = store_openat(st, LEDGER_FILE, O_WRONLY | O_APPEND | O_CREAT, 0600);
-    if (b->fd < 0) {
-        rf_err_set(err, -b->fd, "%s: cannot open: %s", LEDGER_FILE, strerror(-b->fd));
-        goto fail;
-    }
-    if (replay(b, err) < 0)
+    if (st && sl_fold_spend(st, fold_day, b, err) < 0)
         goto fail;
     return b;
 fail:
@@ -856,7 +642,8 @@ static cJSON *spend_json_locked(budget *b, const rf_config *cfg)
                                  (double)tally_window(&b->all, 0, day).requests) &&
          cJSON_AddNumberToObject(requests, "this_month",
                                  (double)tally_window(&b->all, 1, month).requests) &&
-         cJSON_AddNumberToObject(requests, "unpriced", (double)b->all.unpriced);
+         cJSON_AddNumberToObject(requests, "unpriced", (double)b->all.unpriced) &&
+         cJSON_AddNumberToObject(requests, "estimated", (double)b->all.estimated);
     ok = ok && add_item(o, "requests", requests);
     requests = NULL;
     for (int i = 0; ok && i < BY_COUNT; i++)

@@ -1,18 +1,17 @@
-/* budget.h — spend: the append-only ledger, reservations, caps and their windows,
- * breakdowns.
+/* budget.h — spend: reservations, caps and their windows, breakdowns.
  *
- * routefs is the single writer of its user's spend, so it can reserve before it sends:
- * a job reserves the worst case of a hop (estimated prompt tokens + max_tokens at that
- * hop's price) before the request leaves, and settles the real cost afterwards.  Caps
- * (daily = UTC day, monthly = UTC calendar month, optional per-tier daily) are checked
- * against spent + reserved, so hundreds of jobs in flight cannot overshoot them.
+ * routefs reserves before it sends: a job reserves the worst case of a hop (estimated
+ * prompt tokens + max_tokens at that hop's price) before the request leaves, and settles
+ * the real cost afterwards.  Caps (daily = UTC day, monthly = UTC calendar month,
+ * optional per-tier daily) are checked against spent + reserved, so hundreds of jobs in
+ * flight cannot overshoot them.  Caps are those of the config passed at each call: the
+ * one in force at the moment of the send.
  *
- * Ledger: STATE/ledger.jsonl, one JSON object per settled request, appended with one
- * write(2).  Durability comes from the commit thread's syncfs, which runs before the job
- * is reported done (commit.h).  On open the ledger is replayed: records are deduplicated
- * by id, and a torn last line (a crash mid-append) is ignored with a warning and cut off.
+ * The ledger rows themselves are written to the state store with each result
+ * (store_ledger.h); budget_settle only counts them here.  At open, the tallies are
+ * rebuilt from the store's daily totals.
  *
- * Thread-safe (one mutex). */
+ * Thread-safe (one mutex, a leaf in the lock order). */
 #ifndef RF_BUDGET_H
 #define RF_BUDGET_H
 
@@ -21,22 +20,26 @@
 #include "config.h"
 #include "err.h"
 #include "store.h"
+#include "prices.h"
+#include "store_ledger.h"
 
 typedef struct budget budget;
 
 typedef int64_t (*budget_clock_fn)(void);   /* wall clock, ms since the epoch (UTC) */
 
-/* Open and replay STATE/ledger.jsonl.  clock NULL = the real clock (tests inject one).
- * Warnings (torn line, bad records skipped) go to the log; only I/O errors fail. */
+/* Open: the tallies from the store's daily totals (st NULL: start empty, for tests).
+ * clock NULL = the real clock (tests inject one). */
 budget *budget_open(store *st, budget_clock_fn clock, rf_err *err);
 void budget_close(budget *b);
 
-/* Worst-case cost of sending a prompt of prompt_bytes to hop with max_tokens:
+/* Worst-case cost in USD of sending a prompt of prompt_bytes with max_tokens at price:
  * (prompt_bytes / 3 + 16) prompt tokens — generous for English and code, where a token
- * averages ~4 bytes — plus max_tokens completion tokens, at the configured price.
- * *known = 0 (and 0 returned) when the hop has no configured price. */
-double budget_worst_case(const rf_config *cfg, const rf_hop *hop, size_t prompt_bytes,
-                         int max_tokens, int *known);
+ * averages ~4 bytes — plus max_tokens completion tokens, plus the price per request.
+ * 0 when price is NULL. */
+double budget_worst_case(const hop_price *price, size_t prompt_bytes, int max_tokens);
+
+/* Does any cap (daily, monthly, the tier's daily) apply to a job of tier under cfg? */
+int budget_caps_apply(const rf_config *cfg, const char *tier);
 
 /* Reserve amount for tier under cfg's caps.  Returns a reservation id > 0, or -1 with
  * err->code EDQUOT (it can never fit: spent + amount > cap) or EAGAIN (it fits once the
@@ -49,21 +52,8 @@ long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double am
 /* Give a reservation back (the hop failed or was never sent).  Unknown ids are ignored. */
 void budget_release(budget *b, long reservation);
 
-typedef struct budget_record {
-    const char *id;          /* unique per settled request (job key + generation + time) */
-    const char *tier;
-    const char *tag;         /* NULL = none */
-    const char *provider;    /* config provider name that served */
-    const char *model;
-    double cost;             /* USD; ignored when !has_cost */
-    int has_cost;            /* 0: price unknown, counted as a request with cost null */
-    long prompt_tokens, completion_tokens;   /* -1 unknown */
-    int64_t at_ms;           /* when it was settled */
-} budget_record;
-
-/* Release the reservation (if > 0) and append the record to the ledger (not fsync'd:
- * see above).  A record with an id already in the ledger is not counted again. */
-int budget_settle(budget *b, long reservation, const budget_record *rec, rf_err *err);
+/* Release the reservation (if > 0) and count the billed request (row, may be NULL). */
+void budget_settle(budget *b, long reservation, const ledger_row *row);
 
 /* Would a new prompt for tier be refused right now because a cap is already used up
  * by settled spend (spent >= cap)?  0 = fine; -1 with EDQUOT and the message otherwise.
@@ -73,8 +63,8 @@ int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf
 /* spend.json: {"currency":"USD","total","today","this_month","reserved",
  *   "caps":{"daily":{"cap","spent","reserved","remaining"}|null,"monthly":{...}|null,
  *           "tiers":{"T":{...}}},
- *   "requests":{"total","today","this_month","unpriced"},
- *   "by_tier":{...},"by_tag":{...},"by_provider":{...},"by_model":{...}}  (each breakdown:
+ *   "requests":{"total","today","this_month","unpriced","estimated"},
+ *   "by_tier","by_tag","by_provider","by_model","by_upstream": {...}}  (each breakdown:
  *   NAME -> {"total","today","this_month","requests"}).  malloc'd, ends with '\n'. */
 char *budget_spend_json(budget *b, const rf_config *cfg);
 

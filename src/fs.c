@@ -1,71 +1,47 @@
 /* fs.c — see fs.h.
  *
  * Every callback does three things: find the path of the inode (inodes.c), classify it
- * (paths_classify), and hand the work to the module that owns that kind of file: jobs.c
- * for prompts and results, vfiles.c and liveconf.c for the root files, store.c for bytes
- * on disk.  The only state kept here is open file handles and directory listings.
- *
- * Readers of an unfinished NAME.out never hold a FUSE thread: the request is parked on
- * the job (jobs_wait_*) and answered from the thread that finishes the job, or with
- * EINTR from fuse's interrupt callback (Ctrl-C). */
+ * (paths.c), and hand the work to the module that owns that kind of file.  The only state
+ * kept here is the open file handles.  Readers of an unfinished NAME.out never hold a
+ * FUSE thread (results.c parks the request with the job). */
 #include "fs.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
+#include "fs_dir.h"
+#include "fs_int.h"
 #include "inodes.h"
-#include "jobs.h"
 #include "kcache.h"
 #include "liveconf.h"
-#include "log.h"
-#include "names.h"
 #include "paths.h"
+#include "prompts.h"
+#include "results.h"
+#include "scratch.h"
 #include "vfiles.h"
-
-#define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
 
 static struct {
     store *st;
-    budget *spend;
     struct fuse_session *se;
-    int shutting_down;
 } F;
 
-/* A prompt for a tier whose budget is used up is refused when it is opened or written,
- * where a shell reports it ("Disk quota exceeded"), not later at close. */
-static int prompt_admission(const pathinfo *pi)
+int fs_open_for_writing(int flags)
 {
-    rf_config *cfg = jobs_config();
-    char tier[PATH_MAX];
-    snprintf(tier, sizeof tier, "%s", pi->key);
-    char *slash = strchr(tier, '/');
-    if (slash)
-        *slash = '\0';
-    rf_err err;
-    rf_err_clear(&err);
-    int r = budget_check_admission(F.spend, cfg, tier, &err);
-    config_unref(cfg);
-    if (r < 0) {
-        LOG_WARN("%s refused: %s", pi->key, err.msg);
-        return -EDQUOT;
-    }
-    return 0;
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi,
-                            const struct stat *st)
+/* ---- replies ---- */
+
+void fs_reply_entry(fuse_req_t req, const char *path, const pathinfo *pi,
+                        const struct stat *st)
 {
     fuse_ino_t ino = inodes_remember(path);
     if (!ino) {
@@ -76,101 +52,33 @@ static void reply_entry_for(fuse_req_t req, const char *path, const pathinfo *pi
     memset(&e, 0, sizeof e);
     e.ino = ino;
     e.attr = *st;
-    e.attr.st_ino = e.ino;
+    e.attr.st_ino = ino;
     e.attr_timeout = paths_attr_timeout(pi);
     e.entry_timeout = paths_entry_timeout(pi);
     if (fuse_reply_entry(req, &e) != 0)
-        inodes_forget(e.ino, 1);   /* the kernel never got it (interrupted) */
+        inodes_forget(ino, 1);   /* the kernel never got it (interrupted) */
 }
 
-/* ---- open file handles ---- */
-
-typedef enum {
-    H_FD,          /* a store file */
-    H_SNAPSHOT,    /* a rendered virtual file or the meta of an unfinished job */
-    H_PENDING_OUT, /* NAME.out of an unfinished job: reads wait */
-    H_FAILED_OUT,  /* NAME.out of a failed job: reads say EIO */
-    H_CONFIG_EDIT  /* config.json opened for writing: bytes collect here until flush */
-} handle_kind;
-
-/* Every open file and directory handle is on one list, so that the ones the kernel never
- * releases (a lazy unmount with files still open) are freed at the end. */
-typedef struct open_link {
-    struct open_link *prev, *next;
-    int is_dir;             /* a dirlist, else a handle */
-} open_link;
-
-static struct {
-    pthread_mutex_t lock;
-    open_link *head;
-} OPEN = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void open_track(open_link *l, int is_dir)
+/* The path of parent's child name, classified. */
+int fs_child_of(fuse_ino_t parent, const char *name, char *path, size_t len, pathinfo *pi)
 {
-    l->is_dir = is_dir;
-    l->prev = NULL;
-    pthread_mutex_lock(&OPEN.lock);
-    l->next = OPEN.head;
-    if (OPEN.head)
-        OPEN.head->prev = l;
-    OPEN.head = l;
-    pthread_mutex_unlock(&OPEN.lock);
+    char ppath[PATH_MAX];
+    int r = inodes_path(parent, ppath, sizeof ppath);
+    if (r == 0)
+        r = paths_child(ppath, name, path, len);
+    if (r == 0)
+        r = paths_classify(path, pi);
+    return r;
 }
 
-static void open_untrack(open_link *l)
+void fs_creds(fuse_req_t req, uid_t *uid, gid_t *gid)
 {
-    pthread_mutex_lock(&OPEN.lock);
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        OPEN.head = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    pthread_mutex_unlock(&OPEN.lock);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    *uid = ctx ? ctx->uid : getuid();
+    *gid = ctx ? ctx->gid : getgid();
 }
 
-typedef struct handle {
-    open_link link;         /* first: the list of open handles */
-    handle_kind kind;
-    int fd;                 /* H_FD */
-    char *data;             /* H_SNAPSHOT, owned */
-    size_t len;
-    char key[PATH_MAX];     /* H_PENDING_OUT and prompt writers */
-    int prompt_writer;      /* this handle counts as a writer of prompt key */
-    int too_large;          /* a write went past PROMPT_MAX: the prompt is refused */
-    int nonblock;
-    liveconf_edit *edit;    /* H_CONFIG_EDIT: the session (liveconf.h) */
-} handle;
-
-static handle *handle_new(handle_kind kind)
-{
-    handle *h = calloc(1, sizeof *h);
-    if (h) {
-        h->kind = kind;
-        h->fd = -1;
-        open_track(&h->link, 0);
-    }
-    return h;
-}
-
-static void handle_free(handle *h)
-{
-    open_untrack(&h->link);
-    if (h->fd >= 0)
-        close(h->fd);
-    free(h->data);
-    liveconf_edit_free(h->edit);
-    free(h);
-}
-
-static handle *handle_of(struct fuse_file_info *fi)
-{
-    return (handle *)(uintptr_t)fi->fh;
-}
-
-
-
-/* ---- operations ---- */
+/* ---- lookup, attributes ---- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -193,9 +101,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct stat st;
     if (r == 0)
         r = paths_stat(path, &pi, &st);
-    if (r == -ENOENT && paths_classify(path, &pi) == 0 && pi.kind == K_TIERFILE) {
-        /* A prompt name that does not exist can only come to exist through the kernel
-         * (create, rename), so the kernel may remember its absence: cp asks twice per
+    if (r == -ENOENT && paths_classify(path, &pi) == 0 &&
+        (pi.kind == K_ENTRY || pi.kind == K_SCRATCH)) {
+        /* A prompt or scratch name that does not exist can only come to exist through
+         * the kernel (create, rename), so it may remember the absence: cp asks twice per
          * file.  Never for results, which appear on their own. */
         struct fuse_entry_param e;
         memset(&e, 0, sizeof e);
@@ -207,7 +116,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, -r);
         return;
     }
-    reply_entry_for(req, path, &pi, &st);
+    fs_reply_entry(req, path, &pi, &st);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -239,6 +148,70 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_attr(req, &st, paths_attr_timeout(&pi));
 }
 
+static int64_t ts_ns(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+/* chmod, chown, utimens and truncate of a prompt or a tag directory. */
+static int setattr_entry(fuse_req_t req, const pathinfo *pi, const struct stat *attr, int to_set,
+                         struct fuse_file_info *fi)
+{
+    int r = 0;
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        handle *h = fi ? handle_of(fi) : NULL;
+        uid_t uid;
+        gid_t gid;
+        fs_creds(req, &uid, &gid);
+        r = h && h->kind == H_PROMPT ? prompts_ftruncate(h->prompt, attr->st_size)
+                                     : prompts_truncate(pi->key, attr->st_size, uid, gid);
+    }
+    prompt_attrs a = {.mode = attr->st_mode & 07777, .uid = attr->st_uid, .gid = attr->st_gid};
+    unsigned mask = 0;
+    if (to_set & FUSE_SET_ATTR_MODE) mask |= SP_ATTR_MODE;
+    if (to_set & FUSE_SET_ATTR_UID) mask |= SP_ATTR_UID;
+    if (to_set & FUSE_SET_ATTR_GID) mask |= SP_ATTR_GID;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (to_set & FUSE_SET_ATTR_ATIME) {
+        mask |= SP_ATTR_ATIME;
+        a.atime_ns = to_set & FUSE_SET_ATTR_ATIME_NOW ? ts_ns(&now) : ts_ns(&attr->st_atim);
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME) {
+        mask |= SP_ATTR_MTIME;
+        a.mtime_ns = to_set & FUSE_SET_ATTR_MTIME_NOW ? ts_ns(&now) : ts_ns(&attr->st_mtim);
+    }
+    if (r == 0 && mask)
+        r = prompts_setattr(pi->key, mask, &a);
+    return r;
+}
+
+static int setattr_scratch(const pathinfo *pi, const struct stat *attr, int to_set,
+                           struct fuse_file_info *fi)
+{
+    handle *h = fi ? handle_of(fi) : NULL;
+    int r = 0;
+    if (to_set & FUSE_SET_ATTR_SIZE)
+        r = h && h->fd >= 0 ? (ftruncate(h->fd, attr->st_size) < 0 ? -errno : 0)
+                            : scratch_truncate(pi->scratch, attr->st_size);
+    if (r == 0 && (to_set & FUSE_SET_ATTR_MODE))
+        r = scratch_chmod(pi->scratch, attr->st_mode & 07777);
+    if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+        r = scratch_chown(pi->scratch, to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1,
+                          to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1);
+    if (r == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+        struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+        if (to_set & FUSE_SET_ATTR_ATIME)
+            ts[0] = to_set & FUSE_SET_ATTR_ATIME_NOW ? (struct timespec){0, UTIME_NOW}
+                                                     : attr->st_atim;
+        if (to_set & FUSE_SET_ATTR_MTIME)
+            ts[1] = to_set & FUSE_SET_ATTR_MTIME_NOW ? (struct timespec){0, UTIME_NOW}
+                                                     : attr->st_mtim;
+        r = scratch_utimens(pi->scratch, ts);
+    }
+    return r;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi)
 {
@@ -247,30 +220,35 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = paths_classify(path, &pi);
-    if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
-        handle *h = fi ? handle_of(fi) : NULL;
-        if (h && h->kind == H_CONFIG_EDIT) {
-            r = liveconf_edit_truncate(h->edit, attr->st_size);
-        } else {
-            r = attr->st_size == 0 ? -EINVAL : -EACCES;   /* an empty config is no config */
-        }
-    } else if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
-        if (pi.kind != K_SCRATCH && pi.kind != K_TIERFILE) {
-            r = pi.kind == K_ROOT || pi.kind == K_TIER ? -EISDIR : -EACCES;
-        } else if (attr->st_size > PROMPT_MAX && paths_is_prompt(&pi)) {
-            r = -EFBIG;
-        } else if (fi && handle_of(fi)->kind == H_FD) {
-            r = ftruncate(handle_of(fi)->fd, attr->st_size) < 0 ? -errno : 0;
-        } else if (paths_is_prompt(&pi)) {
-            /* truncate(1) without an open handle rewrites the prompt */
-            jobs_prompt_open_write(pi.key);
-            r = store_truncate(F.st, pi.rel, attr->st_size);
-            jobs_prompt_close_write(pi.key);
-        } else {
-            r = store_truncate(F.st, pi.rel, attr->st_size);
+    if (r == 0) {
+        switch (pi.kind) {
+        case K_ENTRY:
+            r = setattr_entry(req, &pi, attr, to_set, fi);
+            break;
+        case K_SCRATCH:
+            r = setattr_scratch(&pi, attr, to_set, fi);
+            break;
+        case K_VFILE:
+            if (to_set & FUSE_SET_ATTR_SIZE) {
+                handle *h = fi ? handle_of(fi) : NULL;
+                if (pi.vf == VF_CONFIG && h && h->kind == H_CONFIG_EDIT)
+                    r = liveconf_edit_truncate(h->edit, attr->st_size);
+                else if (pi.vf == VF_CONFIG)
+                    r = attr->st_size == 0 ? -EINVAL : -EACCES;   /* an empty config is none */
+                else
+                    r = -EACCES;
+            }
+            break;   /* chmod, chown, utimens: accepted and ignored (editors call them) */
+        case K_RESULT:
+            if (to_set & FUSE_SET_ATTR_SIZE)
+                r = -EACCES;
+            break;
+        default:
+            if (to_set & FUSE_SET_ATTR_SIZE)
+                r = -EISDIR;
+            break;
         }
     }
-    /* chmod, chown and utimens are accepted and ignored: editors call them on save. */
     struct stat st;
     if (r == 0)
         r = paths_stat(path, &pi, &st);
@@ -284,693 +262,124 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 /* ---- directories ---- */
 
-typedef struct dirlist {
-    open_link link;         /* first: the list of open handles */
-    struct { char *name; mode_t mode; } *ents;
-    size_t len, cap;
-} dirlist;
-
-static int dirlist_add(dirlist *dl, const char *name, mode_t mode)
-{
-    if (dl->len == dl->cap) {
-        size_t cap = dl->cap ? dl->cap * 2 : 32;
-        void *p = realloc(dl->ents, cap * sizeof *dl->ents);
-        if (!p)
-            return -ENOMEM;
-        dl->ents = p;
-        dl->cap = cap;
-    }
-    if (!(dl->ents[dl->len].name = strdup(name)))
-        return -ENOMEM;
-    dl->ents[dl->len].mode = mode;
-    dl->len++;
-    return 0;
-}
-
-static void dirlist_free(dirlist *dl)
-{
-    open_untrack(&dl->link);
-    for (size_t i = 0; i < dl->len; i++)
-        free(dl->ents[i].name);
-    free(dl->ents);
-    free(dl);
-}
-
-static int list_root(dirlist *dl)
-{
-    int r = 0;
-    for (int v = 0; v < VF_COUNT && r == 0; v++)
-        if (v != VF_CONFIG || !paths_config_hidden())
-            r = dirlist_add(dl, vfile_name((vfile_id)v), S_IFREG);
-    rf_config *cfg = jobs_config();
-    for (size_t i = 0; cfg && i < cfg->tiers_len && r == 0; i++)
-        r = dirlist_add(dl, cfg->tiers[i].name, S_IFDIR);
-    config_unref(cfg);
-    DIR *d = store_opendir(F.st, "root");
-    struct dirent *de;
-    while (r == 0 && d && (de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-            !strncmp(de->d_name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-            continue;
-        r = dirlist_add(dl, de->d_name, de->d_type == DT_DIR ? S_IFDIR : S_IFREG);
-    }
-    if (d)
-        closedir(d);
-    return r;
-}
-
-/* A tier or tag directory: what is on disk, plus NAME.out/NAME.meta of unfinished jobs. */
-static int list_tier_dir(const char *path, const char *rel, dirlist *dl)
-{
-    DIR *d = store_opendir(F.st, rel);
-    if (!d)
-        return -errno;
-    int r = 0;
-    struct dirent *de;
-    while (r == 0 && (de = readdir(d))) {
-        const char *nm = de->d_name;
-        if (!strcmp(nm, ".") || !strcmp(nm, "..") ||
-            !strncmp(nm, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-            continue;
-        int is_dir = de->d_type == DT_DIR;
-        r = dirlist_add(dl, nm, is_dir ? S_IFDIR : S_IFREG);
-        if (r || is_dir || name_is_temp(nm) || name_result_kind(nm) >= 0)
-            continue;
-        char key[PATH_MAX];
-        if (paths_child(path, nm, key, sizeof key) < 0)
-            continue;
-        if (jobs_active(key, NULL)) {
-            char name[NAME_MAX + 8];
-            snprintf(name, sizeof name, "%s.out", nm);
-            r = dirlist_add(dl, name, S_IFREG);
-            snprintf(name, sizeof name, "%s.meta", nm);
-            if (r == 0)
-                r = dirlist_add(dl, name, S_IFREG);
-        } else {
-            /* a failed job shows NAME.out (reading it says EIO) beside NAME.err */
-            char out[PATH_MAX * 2], errf[PATH_MAX * 2];
-            if (snprintf(out, sizeof out, "%s/%s.out", rel, nm) >= (int)sizeof out ||
-                snprintf(errf, sizeof errf, "%s/%s.err", rel, nm) >= (int)sizeof errf)
-                continue;
-            if (!store_exists(F.st, out) && store_exists(F.st, errf)) {
-                char name[NAME_MAX + 8];
-                snprintf(name, sizeof name, "%s.out", nm);
-                r = dirlist_add(dl, name, S_IFREG);
-            }
-        }
-    }
-    closedir(d);
-    return r;
-}
-
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     char path[PATH_MAX];
-    pathinfo pi;
+    dirlist *dl = NULL;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
-        r = paths_classify(path, &pi);
-    dirlist *dl = r == 0 ? calloc(1, sizeof *dl) : NULL;
-    if (r == 0 && !dl)
-        r = -ENOMEM;
-    if (dl)
-        open_track(&dl->link, 1);
-    if (r == 0)
-        r = dirlist_add(dl, ".", S_IFDIR);
-    if (r == 0)
-        r = dirlist_add(dl, "..", S_IFDIR);
-    if (r == 0) {
-        if (pi.kind == K_ROOT)
-            r = list_root(dl);
-        else if (pi.kind == K_TIER || pi.kind == K_TIERFILE)
-            r = list_tier_dir(path, pi.rel, dl);
-        else
-            r = -ENOTDIR;
-    }
+        r = fs_dir_open(path, &dl);
     if (r < 0) {
-        if (dl)
-            dirlist_free(dl);
         fuse_reply_err(req, -r);
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)dl;
     if (fuse_reply_open(req, fi) != 0)
-        dirlist_free(dl);
+        fs_dir_close(dl);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    dirlist *dl = (dirlist *)(uintptr_t)fi->fh;
-    char *buf = malloc(size);
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    size_t used = 0;
-    for (size_t i = (size_t)off; i < dl->len; i++) {
-        /* d_ino 0 means "deleted" to readdir(3): any other value will do */
-        struct stat st = {.st_mode = dl->ents[i].mode, .st_ino = (ino_t)(i + 2)};
-        size_t need = fuse_add_direntry(req, buf + used, size - used, dl->ents[i].name, &st,
-                                        (off_t)(i + 1));
-        if (need > size - used)
-            break;
-        used += need;
-    }
-    fuse_reply_buf(req, buf, used);
-    free(buf);
+    fs_dir_read(req, (dirlist *)(uintptr_t)fi->fh, size, off);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    dirlist_free((dirlist *)(uintptr_t)fi->fh);
+    fs_dir_close((dirlist *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    char ppath[PATH_MAX], path[PATH_MAX];
+    char path[PATH_MAX];
     pathinfo pi;
     struct stat st;
-    int r = inodes_path(parent, ppath, sizeof ppath);
-    if (r == 0)
-        r = paths_child(ppath, name, path, sizeof path);
-    if (r == 0 && !ppath[0])
+    int r = fs_child_of(parent, name, path, sizeof path, &pi);
+    uid_t uid;
+    gid_t gid;
+    fs_creds(req, &uid, &gid);
+    if (r == 0 && !strchr(path, '/'))
         r = -EPERM;       /* tiers come from the config, not from mkdir */
-    if (r == 0)
-        r = paths_classify(path, &pi);
-    if (r == 0 && pi.kind != K_TIERFILE)
+    else if (r == 0 && pi.kind == K_ENTRY)
+        r = prompts_mkdir(pi.key, mode, uid, gid);
+    else if (r == 0 && pi.kind == K_SCRATCH)
+        r = scratch_mkdir(pi.scratch, mode & 07777);
+    else if (r == 0)
         r = -EACCES;      /* NAME.out etc. are results, not directories */
-    if (r == 0)
-        r = store_mkdir(F.st, pi.rel);
     if (r == 0)
         r = paths_stat(path, &pi, &st);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
     }
-    reply_entry_for(req, path, &pi, &st);
+    fs_reply_entry(req, path, &pi, &st);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    char ppath[PATH_MAX], path[PATH_MAX];
+    char path[PATH_MAX];
     pathinfo pi;
-    int r = inodes_path(parent, ppath, sizeof ppath);
+    int r = fs_child_of(parent, name, path, sizeof path, &pi);
     if (r == 0)
-        r = paths_child(ppath, name, path, sizeof path);
-    if (r == 0)
-        r = paths_classify(path, &pi);
-    if (r == 0 && pi.kind != K_TIERFILE)
-        r = pi.kind == K_TIER ? -EPERM : -ENOTDIR;
-    if (r == 0)
-        r = store_rmdir(F.st, pi.rel);
+        r = pi.kind == K_ENTRY   ? prompts_rmdir(pi.key)
+            : pi.kind == K_SCRATCH ? scratch_rmdir(pi.scratch)
+            : pi.kind == K_TIER    ? -EPERM
+                                   : -ENOTDIR;
     fuse_reply_err(req, r < 0 ? -r : 0);
 }
 
-/* ---- files ---- */
-
-static int open_for_writing(int flags)
-{
-    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-}
-
-static void create_config(fuse_req_t req, const char *path, struct fuse_file_info *fi)
-{
-    paths_hide_config(0);
-    handle *h = handle_new(H_CONFIG_EDIT);
-    if (h && !(h->edit = liveconf_edit_begin(NULL, 0, 1))) {
-        handle_free(h);
-        h = NULL;
-    }
-    fuse_ino_t ino = h ? inodes_remember(path) : 0;
-    if (!ino) {
-        if (h)
-            handle_free(h);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof e);
-    e.ino = ino;
-    paths_fill_synthetic(&e.attr, S_IFREG | 0644, 0);
-    e.attr.st_ino = e.ino;
-    fi->fh = (uint64_t)(uintptr_t)h;
-    fi->direct_io = 1;
-    if (fuse_reply_create(req, &e, fi) != 0) {
-        inodes_forget(e.ino, 1);
-        handle_free(h);
-    }
-}
-
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi)
-{
-    char ppath[PATH_MAX], path[PATH_MAX];
-    pathinfo pi;
-    struct stat st;
-    handle *h = NULL;
-    int r = inodes_path(parent, ppath, sizeof ppath);
-    if (r == 0)
-        r = paths_child(ppath, name, path, sizeof path);
-    if (r == 0 && !strcmp(path, vfile_name(VF_CONFIG))) {
-        create_config(req, path, fi);   /* the second half of a cross-device mv */
-        return;
-    }
-    if (r == 0)
-        r = paths_classify(path, &pi);
-    if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
-        r = pi.kind == K_RESULT || pi.kind == K_VFILE ? -EACCES : -EISDIR;
-    if (r == 0 && paths_is_prompt(&pi))
-        r = prompt_admission(&pi);
-    if (r == 0 && !(h = handle_new(H_FD)))
-        r = -ENOMEM;
-    if (r == 0) {
-        int fd = store_openat(F.st, pi.rel, (fi->flags & ~O_NONBLOCK) | O_CREAT, 0600);
-        if (fd < 0)
-            r = fd;
-        else
-            h->fd = fd;
-    }
-    if (r == 0 && paths_is_prompt(&pi)) {
-        jobs_prompt_open_write(pi.key);
-        h->prompt_writer = 1;
-        snprintf(h->key, sizeof h->key, "%s", pi.key);
-    }
-    if (r == 0)
-        r = paths_stat(path, &pi, &st);
-    if (r < 0) {
-        if (h) {
-            if (h->prompt_writer)
-                jobs_prompt_close_write(h->key);
-            handle_free(h);
-        }
-        fuse_reply_err(req, -r);
-        return;
-    }
-    fuse_ino_t ino = inodes_remember(path);
-    if (!ino) {
-        if (h->prompt_writer)
-            jobs_prompt_close_write(h->key);
-        handle_free(h);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof e);
-    e.ino = ino;
-    e.attr = st;
-    e.attr.st_ino = e.ino;
-    e.attr_timeout = paths_attr_timeout(&pi);
-    e.entry_timeout = paths_entry_timeout(&pi);
-    fi->fh = (uint64_t)(uintptr_t)h;
-    /* A prompt is written once and read by the job from the store, so the page cache buys
-     * nothing; direct I/O also spares the security.capability getxattr the kernel sends
-     * before the first cached write to every new file. */
-    fi->direct_io = h->prompt_writer;
-    if (fuse_reply_create(req, &e, fi) != 0) {
-        inodes_forget(e.ino, 1);
-        if (h->prompt_writer)
-            jobs_prompt_close_write(h->key);
-        handle_free(h);
-    }
-}
-
-/* Open NAME.out / .meta / .err. */
-static int open_result(const pathinfo *pi, struct fuse_file_info *fi, handle **out)
-{
-    if (open_for_writing(fi->flags))
-        return -EACCES;   /* results are written by routefs only */
-    handle *h;
-    if (jobs_active(pi->key, NULL)) {
-        if (pi->result == NAME_ERR)
-            return -ENOENT;
-        if (pi->result == NAME_OUT) {
-            if (!(h = handle_new(H_PENDING_OUT)))
-                return -ENOMEM;
-            snprintf(h->key, sizeof h->key, "%s", pi->key);
-            h->nonblock = (fi->flags & O_NONBLOCK) != 0;
-        } else {
-            if (!(h = handle_new(H_SNAPSHOT)))
-                return -ENOMEM;
-            h->data = jobs_meta(pi->key);
-            h->len = h->data ? strlen(h->data) : 0;
-        }
-        fi->direct_io = 1;   /* size unknown until the job ends */
-        *out = h;
-        return 0;
-    }
-    char rel[PATH_MAX + 16];
-    paths_result_rel(pi->key, pi->result, rel, sizeof rel);
-    int fd = store_openat(F.st, rel, O_RDONLY, 0);
-    if (fd == -ENOENT && pi->result == NAME_OUT) {
-        paths_result_rel(pi->key, NAME_ERR, rel, sizeof rel);
-        if (!store_exists(F.st, rel))
-            return -ENOENT;
-        if (!(h = handle_new(H_FAILED_OUT)))
-            return -ENOMEM;
-        fi->direct_io = 1;
-        *out = h;
-        return 0;
-    }
-    if (fd < 0)
-        return fd;
-    if (!(h = handle_new(H_FD))) {
-        close(fd);
-        return -ENOMEM;
-    }
-    h->fd = fd;
-    *out = h;
-    return 0;
-}
-
-static int open_vfile(const pathinfo *pi, struct fuse_file_info *fi, handle **out)
-{
-    handle *h;
-    if (open_for_writing(fi->flags)) {
-        if (pi->vf != VF_CONFIG)
-            return -EACCES;
-        /* Edit session: starts from the current text unless truncated (an emptied config
-         * must be judged too); judged on flush/fsync/close (liveconf_edit_commit). */
-        if (!(h = handle_new(H_CONFIG_EDIT)))
-            return -ENOMEM;
-        int truncated = (fi->flags & O_TRUNC) != 0;
-        size_t len = 0;
-        char *text = truncated ? NULL : vfile_render(VF_CONFIG, &len);
-        if (truncated || text)
-            h->edit = liveconf_edit_begin(text, len, truncated);   /* copies the text */
-        free(text);
-        if (!h->edit) {
-            handle_free(h);
-            return -ENOMEM;
-        }
-        fi->direct_io = 1;
-        *out = h;
-        return 0;
-    }
-    const char *rel = vfile_store_rel(pi->vf);
-    if (rel) {
-        int fd = store_openat(F.st, rel, O_RDONLY | O_CREAT, 0600);
-        if (fd < 0)
-            return fd;
-        if (!(h = handle_new(H_FD))) {
-            close(fd);
-            return -ENOMEM;
-        }
-        h->fd = fd;
-        *out = h;
-        return 0;   /* page cache off by default: tail -f sees appended lines */
-    }
-    if (!(h = handle_new(H_SNAPSHOT)))
-        return -ENOMEM;
-    h->data = vfile_render(pi->vf, &h->len);
-    if (!h->data) {
-        handle_free(h);
-        return -ENOMEM;
-    }
-    fi->direct_io = 1;
-    *out = h;
-    return 0;
-}
-
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
     char path[PATH_MAX];
     pathinfo pi;
-    handle *h = NULL;
-    int r = inodes_path(ino, path, sizeof path);
+    struct stat st;
+    int r = fs_child_of(parent, name, path, sizeof path, &pi);
     if (r == 0)
-        r = paths_classify(path, &pi);
-    if (r == 0) {
-        switch (pi.kind) {
-        case K_RESULT:
-            r = open_result(&pi, fi, &h);
-            break;
-        case K_VFILE:
-            r = open_vfile(&pi, fi, &h);
-            break;
-        case K_SCRATCH:
-        case K_TIERFILE: {
-            if (paths_is_prompt(&pi) && open_for_writing(fi->flags) && (r = prompt_admission(&pi)) < 0)
-                break;
-            if (paths_is_prompt(&pi) && open_for_writing(fi->flags))
-                jobs_prompt_open_write(pi.key);   /* NAME.out appears now, pending */
-            int fd = store_openat(F.st, pi.rel, fi->flags & ~(O_CREAT | O_EXCL | O_NONBLOCK), 0);
-            if (fd < 0) {
-                if (paths_is_prompt(&pi) && open_for_writing(fi->flags))
-                    jobs_prompt_close_write(pi.key);
-                r = fd;
-                break;
-            }
-            if (!(h = handle_new(H_FD))) {
-                close(fd);
-                r = -ENOMEM;
-                break;
-            }
-            h->fd = fd;
-            if (paths_is_prompt(&pi) && open_for_writing(fi->flags)) {
-                h->prompt_writer = 1;
-                snprintf(h->key, sizeof h->key, "%s", pi.key);
-            }
-            break;
-        }
-        default:
-            r = -EISDIR;
-        }
-    }
+        r = pi.kind == K_SCRATCH ? scratch_symlink(target, pi.scratch) : -EPERM;
+    if (r == 0)
+        r = paths_stat(path, &pi, &st);
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
     }
-    fi->fh = (uint64_t)(uintptr_t)h;
-    if (h->prompt_writer)
-        fi->direct_io = 1;   /* as in op_create */
-    if (fuse_reply_open(req, fi) != 0) {
-        if (h->prompt_writer)
-            jobs_prompt_close_write(h->key);
-        handle_free(h);
-    }
+    fs_reply_entry(req, path, &pi, &st);
 }
 
-/* Answer a read of a finished job's NAME.out from the store. */
-static void reply_result_read(fuse_req_t req, const char *key, off_t off, size_t size)
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    char rel[PATH_MAX + 16];
-    paths_result_rel(key, NAME_OUT, rel, sizeof rel);
-    int fd = store_openat(F.st, rel, O_RDONLY, 0);
-    if (fd < 0) {
-        /* failed (NAME.err), or the prompt was removed while we waited */
-        fuse_reply_err(req, EIO);
+    char path[PATH_MAX], target[PATH_MAX];
+    pathinfo pi;
+    int r = inodes_path(ino, path, sizeof path);
+    if (r == 0)
+        r = paths_classify(path, &pi);
+    if (r == 0)
+        r = pi.kind == K_SCRATCH ? scratch_readlink(pi.scratch, target, sizeof target - 1)
+                                 : -EINVAL;
+    if (r < 0) {
+        fuse_reply_err(req, -r);
         return;
     }
-    char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        close(fd);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    ssize_t n = pread(fd, buf, size, off);
-    int e = errno;
-    close(fd);
-    if (n < 0)
-        fuse_reply_err(req, e);
-    else
-        fuse_reply_buf(req, buf, (size_t)n);
-    free(buf);
-}
-
-void fs_wake_reader(void *req, const char *key, off_t off, size_t size)
-{
-    if (__atomic_load_n(&F.shutting_down, __ATOMIC_ACQUIRE)) {
-        fuse_reply_err((fuse_req_t)req, EINTR);
-        return;
-    }
-    reply_result_read((fuse_req_t)req, key, off, size);
-}
-
-static void on_read_interrupted(fuse_req_t req, void *data)
-{
-    if (jobs_wait_interrupt(req))
-        fuse_reply_err(req, EINTR);
-}
-
-static void read_pending_out(fuse_req_t req, handle *h, size_t size, off_t off)
-{
-    if (jobs_active(h->key, NULL)) {
-        if (h->nonblock) {
-            fuse_reply_err(req, EAGAIN);
-            return;
-        }
-        if (jobs_wait_begin(h->key, req, off, size)) {
-            fuse_req_interrupt_func(req, on_read_interrupted, NULL);
-            switch (jobs_wait_arm(req)) {
-            case JOBS_WAIT_ARMED:
-                return;   /* answered when the job ends, or by the interrupt */
-            case JOBS_WAIT_INTERRUPTED:
-                fuse_reply_err(req, EINTR);
-                return;
-            default:
-                break;    /* ended meanwhile: read it now */
-            }
-        }
-    }
-    reply_result_read(req, h->key, off, size);
-}
-
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi)
-{
-    handle *h = handle_of(fi);
-    switch (h->kind) {
-    case H_PENDING_OUT:
-        read_pending_out(req, h, size, off);
-        return;
-    case H_FAILED_OUT:
-        fuse_reply_err(req, EIO);
-        return;
-    case H_SNAPSHOT:
-    case H_CONFIG_EDIT: {
-        size_t len = h->len;
-        const char *data = h->kind == H_CONFIG_EDIT ? liveconf_edit_text(h->edit, &len) : h->data;
-        if ((size_t)off >= len) {
-            fuse_reply_buf(req, NULL, 0);
-            return;
-        }
-        /* Reply from a copy: once the kernel has the reply the reader may close, and the
-         * release (another thread) frees the data while fuse_reply_buf is returning. */
-        size_t n = len - (size_t)off < size ? len - (size_t)off : size;
-        char *copy = malloc(n ? n : 1);
-        if (!copy) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        memcpy(copy, data + off, n);
-        fuse_reply_buf(req, copy, n);
-        free(copy);
-        return;
-    }
-    case H_FD: {
-        char *buf = malloc(size ? size : 1);
-        if (!buf) {
-            fuse_reply_err(req, ENOMEM);
-            return;
-        }
-        ssize_t n = pread(h->fd, buf, size, off);
-        if (n < 0)
-            fuse_reply_err(req, errno);
-        else
-            fuse_reply_buf(req, buf, (size_t)n);
-        free(buf);
-        return;
-    }
-    }
-}
-
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi)
-{
-    handle *h = handle_of(fi);
-    if (h->kind == H_CONFIG_EDIT) {
-        int r = liveconf_edit_write(h->edit, buf, size, off);
-        if (r < 0)
-            fuse_reply_err(req, -r);
-        else
-            fuse_reply_write(req, size);
-        return;
-    }
-    if (h->kind != H_FD) {
-        fuse_reply_err(req, EACCES);
-        return;
-    }
-    if (h->prompt_writer && (size_t)off + size > PROMPT_MAX) {
-        h->too_large = 1;   /* what was written is a truncated prompt: never send it */
-        fuse_reply_err(req, EFBIG);
-        return;
-    }
-    ssize_t n = pwrite(h->fd, buf, size, off);
-    if (n < 0)
-        fuse_reply_err(req, errno);
-    else
-        fuse_reply_write(req, (size_t)n);
-}
-
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    handle *h = handle_of(fi);
-    int r = h->kind == H_CONFIG_EDIT ? liveconf_edit_commit(h->edit) : 0;
-    fuse_reply_err(req, -r);
-}
-
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-    handle *h = handle_of(fi);
-    int r = 0;
-    if (h->kind == H_CONFIG_EDIT)
-        r = -liveconf_edit_commit(h->edit);   /* vim: "Fsync failed"; it keeps the original */
-    else if (h->kind == H_FD && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
-        r = errno;
-    fuse_reply_err(req, r);
-}
-
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    handle *h = handle_of(fi);
-    if (h->kind == H_CONFIG_EDIT)
-        liveconf_edit_commit(h->edit);   /* nobody hears a release error: status and log do */
-    int writer = h->prompt_writer, too_large = h->too_large;
-    char key[PATH_MAX];
-    if (writer)
-        snprintf(key, sizeof key, "%s", h->key);
-    handle_free(h);           /* close first: the job reads the prompt from the store */
-    if (writer && too_large)
-        jobs_prompt_refused(key, "prompt is larger than 1 MiB: not sent");
-    else if (writer)
-        jobs_prompt_close_write(key);
-    fuse_reply_err(req, 0);
+    target[r] = '\0';
+    fuse_reply_readlink(req, target);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    char ppath[PATH_MAX], path[PATH_MAX];
+    char path[PATH_MAX];
     pathinfo pi;
-    int r = inodes_path(parent, ppath, sizeof ppath);
-    if (r == 0)
-        r = paths_child(ppath, name, path, sizeof path);
-    if (r == 0)
-        r = paths_classify(path, &pi);
+    int r = fs_child_of(parent, name, path, sizeof path, &pi);
     if (r == 0 && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
-        paths_hide_config(1);   /* see CONFIG_GONE_MS */
+        paths_hide_config(1);   /* see CONFIG_GONE_MS in paths.c */
         fuse_reply_err(req, 0);
         return;
     }
-    if (r == 0 && pi.kind != K_SCRATCH && pi.kind != K_TIERFILE)
-        r = pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR : -EACCES;
     if (r == 0)
-        r = store_unlink(F.st, pi.rel);
-    if (r == 0 && paths_is_prompt(&pi))
-        jobs_prompt_removed(pi.key);   /* cancels the job, removes its results */
+        r = pi.kind == K_ENTRY     ? prompts_unlink(pi.key)
+            : pi.kind == K_SCRATCH ? scratch_unlink(pi.scratch)
+            : pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR
+                                                     : -EACCES;
     fuse_reply_err(req, r < 0 ? -r : 0);
-}
-
-/* Move NAME.out/.meta/.err of a finished prompt along with it. */
-static void move_results(const char *from_key, const char *to_key)
-{
-    for (int r = 0; r < NAME_RESULT_KINDS; r++) {
-        char from[PATH_MAX + 16], to[PATH_MAX + 16];
-        paths_result_rel(from_key, r, from, sizeof from);
-        paths_result_rel(to_key, r, to, sizeof to);
-        store_rename(F.st, from, to);
-    }
-}
-
-static int has_results(const char *key)
-{
-    char rel[PATH_MAX + 16];
-    paths_result_rel(key, NAME_OUT, rel, sizeof rel);
-    if (store_exists(F.st, rel))
-        return 1;
-    paths_result_rel(key, NAME_ERR, rel, sizeof rel);
-    return store_exists(F.st, rel);
 }
 
 /* Renames that involve config.json.  Onto it (sed -i, vim restoring its backup, mv inside
@@ -979,18 +388,17 @@ static int has_results(const char *key)
  * config.json stays — the live config cannot be absent. */
 static int rename_config(const pathinfo *src, const pathinfo *dst)
 {
-    if (dst->kind == K_VFILE && dst->vf == VF_CONFIG &&
-        (src->kind == K_SCRATCH || src->kind == K_TIERFILE)) {
+    rf_err err;
+    rf_err_clear(&err);
+    if (dst->kind == K_VFILE && dst->vf == VF_CONFIG && src->kind == K_SCRATCH) {
         char *data = NULL;
         size_t len = 0;
-        rf_err err;
-        rf_err_clear(&err);
-        if (store_read_all(F.st, src->rel, LIVECONF_MAX, &data, &len, &err) < 0)
+        if (scratch_read_all(src->scratch, LIVECONF_MAX, &data, &len, &err) < 0)
             return err.code == EFBIG ? -EFBIG : -EIO;
         int r = liveconf_apply_text(data, len, src->name, &err) < 0 ? -EINVAL : 0;
         free(data);
         if (r == 0)
-            store_unlink(F.st, src->rel);
+            scratch_unlink(src->scratch);
         return r;
     }
     if (src->kind == K_VFILE && src->vf == VF_CONFIG && dst->kind == K_SCRATCH) {
@@ -998,8 +406,7 @@ static int rename_config(const pathinfo *src, const pathinfo *dst)
         char *text = vfile_render(VF_CONFIG, &len);
         if (!text)
             return -ENOMEM;
-        rf_err err;
-        int r = store_write_atomic(F.st, dst->rel, text, len, &err) < 0 ? -EIO : 0;
+        int r = scratch_write_atomic(dst->scratch, text, len, &err) < 0 ? -EIO : 0;
         free(text);
         return r;
     }
@@ -1009,76 +416,49 @@ static int rename_config(const pathinfo *src, const pathinfo *dst)
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-    char ppath[PATH_MAX], npath[PATH_MAX], from[PATH_MAX], to[PATH_MAX];
+    char from[PATH_MAX], to[PATH_MAX];
     pathinfo src, dst;
-    int r = inodes_path(parent, ppath, sizeof ppath);
+    struct stat st;
+    int r = fs_child_of(parent, name, from, sizeof from, &src);
     if (r == 0)
-        r = inodes_path(newparent, npath, sizeof npath);
-    if (r == 0)
-        r = paths_child(ppath, name, from, sizeof from);
-    if (r == 0)
-        r = paths_child(npath, newname, to, sizeof to);
+        r = fs_child_of(newparent, newname, to, sizeof to, &dst);
     if (r == 0 && (flags & RENAME_EXCHANGE))
         r = -EINVAL;
-    if (r == 0)
-        r = paths_classify(from, &src);
-    if (r == 0)
-        r = paths_classify(to, &dst);
-    if (r == 0 && (dst.kind == K_VFILE || src.kind == K_VFILE)) {
-        r = rename_config(&src, &dst);
-        if (r == 0)
-            inodes_renamed(from, to);
-        fuse_reply_err(req, -r);
-        return;
+    int noreplace = (flags & RENAME_NOREPLACE) != 0;
+    if (r == 0) {
+        if (src.kind == K_VFILE || dst.kind == K_VFILE)
+            r = rename_config(&src, &dst);
+        else if (src.kind == K_RESULT || dst.kind == K_RESULT)
+            r = -EACCES;   /* results are routefs's */
+        else if (src.kind == K_TIER || dst.kind == K_TIER || src.kind == K_ROOT)
+            r = -EPERM;
+        else if (src.kind == K_ENTRY && prompts_dir_stat(src.key, &st) == 0)
+            r = -EPERM;    /* tag directories keep their name: jobs inside are keyed by path */
+        else if (src.kind == K_ENTRY && dst.kind == K_ENTRY)
+            r = prompts_rename(src.key, dst.key, noreplace);
+        else if (src.kind == K_SCRATCH && dst.kind == K_ENTRY)
+            r = prompts_install_scratch(src.scratch, dst.key, noreplace);   /* rsync, editors */
+        else if (src.kind == K_ENTRY && dst.kind == K_SCRATCH)
+            r = prompts_to_scratch(src.key, dst.scratch, noreplace);
+        else if (noreplace && scratch_exists(dst.scratch))
+            r = -EEXIST;
+        else
+            r = scratch_rename(src.scratch, dst.scratch);
     }
-    if (r == 0 && ((src.kind != K_SCRATCH && src.kind != K_TIERFILE) ||
-                   (dst.kind != K_SCRATCH && dst.kind != K_TIERFILE)))
-        r = src.kind == K_RESULT || dst.kind == K_RESULT || src.kind == K_VFILE ||
-                    dst.kind == K_VFILE ? -EACCES : -EPERM;
-    struct stat st;
-    if (r == 0 && (r = store_stat(F.st, src.rel, &st)) == 0 && S_ISDIR(st.st_mode))
-        r = -EPERM;   /* tag directories keep their name: jobs inside are keyed by path */
-    if (r == 0 && (flags & RENAME_NOREPLACE) && store_exists(F.st, dst.rel))
-        r = -EEXIST;
     if (r == 0)
-        r = store_rename(F.st, src.rel, dst.rel);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    int src_prompt = paths_is_prompt(&src), dst_prompt = paths_is_prompt(&dst);
-    if (src_prompt && dst_prompt && !jobs_active(src.key, NULL) && has_results(src.key)) {
-        jobs_prompt_removed(dst.key);      /* what dst was is replaced, results and all */
-        move_results(src.key, dst.key);
-        kcache_results_changed(src.key);
-        kcache_results_changed(dst.key);
-    } else {
-        if (src_prompt)
-            jobs_prompt_removed(src.key);
-        if (dst_prompt)
-            jobs_prompt_installed(dst.key);  /* a complete prompt arrived: start it */
-    }
-    inodes_renamed(from, to);
-    fuse_reply_err(req, 0);
+        inodes_renamed(from, to);
+    fuse_reply_err(req, r < 0 ? -r : 0);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     struct statvfs sv;
-    int fd = store_openat(F.st, ".", O_RDONLY | O_DIRECTORY, 0);
-    if (fd < 0 || fstatvfs(fd, &sv) < 0) {
-        int e = fd < 0 ? -fd : errno;
-        if (fd >= 0)
-            close(fd);
-        fuse_reply_err(req, e);
+    if (fstatvfs(store_dirfd(F.st), &sv) < 0) {
+        fuse_reply_err(req, errno);
         return;
     }
-    close(fd);
     fuse_reply_statfs(req, &sv);
 }
-
-/* user.routefs.provider / .model / .endpoint on a finished NAME.out: what served it. */
-static const char *xattr_fields[] = {"provider", "model", "endpoint"};
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
@@ -1087,64 +467,56 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = paths_classify(path, &pi);
-    const char *field = NULL;
-    if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT &&
-        !strncmp(name, "user.routefs.", 13)) {
-        for (size_t i = 0; i < 3; i++)
-            if (!strcmp(name + 13, xattr_fields[i]))
-                field = xattr_fields[i];
-    }
-    if (r < 0 || !field) {
-        fuse_reply_err(req, r < 0 ? -r : ENODATA);
-        return;
-    }
-    char rel[PATH_MAX + 16];
-    paths_result_rel(pi.key, NAME_META, rel, sizeof rel);
-    char *data = NULL;
-    size_t len = 0;
-    rf_err err;
-    cJSON *doc = NULL;
-    if (!jobs_active(pi.key, NULL) && store_read_all(F.st, rel, 1 << 20, &data, &len, &err) == 0)
-        doc = cJSON_Parse(data);
-    free(data);
-    cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, field);
-    if (!cJSON_IsString(v)) {
-        cJSON_Delete(doc);
-        fuse_reply_err(req, ENODATA);
-        return;
-    }
-    size_t vlen = strlen(v->valuestring);
-    if (size == 0)
-        fuse_reply_xattr(req, vlen);
-    else if (size < vlen)
-        fuse_reply_err(req, ERANGE);
+    if (r == 0 && !(pi.kind == K_RESULT && pi.result == NAME_OUT))
+        r = -ENODATA;
+    char *buf = NULL;
+    long n = r;
+    if (r == 0 && size && !(buf = malloc(size)))
+        n = -ENOMEM;
+    else if (r == 0)
+        n = results_xattr(pi.key, name, buf, size);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
     else
-        fuse_reply_buf(req, v->valuestring, vlen);
-    cJSON_Delete(doc);
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    char path[PATH_MAX], names[256];
+    pathinfo pi;
+    long n = inodes_path(ino, path, sizeof path);
+    if (n == 0)
+        n = paths_classify(path, &pi);
+    if (n == 0)
+        n = pi.kind == K_RESULT && pi.result == NAME_OUT
+                ? results_xattr_list(pi.key, names, size ? (size < sizeof names ? size : sizeof names) : 0)
+                : 0;
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
+    else
+        fuse_reply_buf(req, names, (size_t)n);
+}
+
+/* user.routefs.rerun on a prompt: run it again although its content is unchanged. */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
 {
     char path[PATH_MAX];
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);
     if (r == 0)
         r = paths_classify(path, &pi);
-    char names[128];
-    size_t len = 0;
-    if (r == 0 && pi.kind == K_RESULT && pi.result == NAME_OUT && !jobs_active(pi.key, NULL)) {
-        for (size_t i = 0; i < 3; i++)
-            len += (size_t)snprintf(names + len, sizeof names - len, "user.routefs.%s",
-                                    xattr_fields[i]) + 1;
-    }
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else if (size == 0)
-        fuse_reply_xattr(req, len);
-    else if (size < len)
-        fuse_reply_err(req, ERANGE);
-    else
-        fuse_reply_buf(req, names, len);
+    if (r == 0 && pi.kind == K_ENTRY && !strcmp(name, "user.routefs.rerun"))
+        r = prompts_rerun(pi.key);
+    else if (r == 0)
+        r = -ENOTSUP;
+    fuse_reply_err(req, r < 0 ? -r : 0);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -1154,53 +526,37 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .forget_multi = op_forget_multi,
     .getattr = op_getattr,
     .setattr = op_setattr,
+    .readlink = op_readlink,
+    .symlink = op_symlink,
     .opendir = op_opendir,
     .readdir = op_readdir,
     .releasedir = op_releasedir,
     .mkdir = op_mkdir,
     .rmdir = op_rmdir,
-    .create = op_create,
-    .open = op_open,
-    .read = op_read,
-    .write = op_write,
-    .flush = op_flush,
-    .fsync = op_fsync,
-    .release = op_release,
+    .create = fs_op_create,
+    .open = fs_op_open,
+    .read = fs_op_read,
+    .write = fs_op_write,
+    .flush = fs_op_flush,
+    .fsync = fs_op_fsync,
+    .release = fs_op_release,
     .unlink = op_unlink,
     .rename = op_rename,
     .statfs = op_statfs,
     .getxattr = op_getxattr,
+    .setxattr = op_setxattr,
     .listxattr = op_listxattr,
 };
 
-struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *spend,
-                                    rf_err *err)
+struct fuse_session *fs_session_new(struct fuse_args *args, store *st, rf_err *err)
 {
     F.st = st;
-    F.spend = spend;
-    paths_init(st);
+    fs_dir_init(st);
+    fs_file_init(st);
     F.se = fuse_session_new(args, &fs_ops, sizeof fs_ops, NULL);
     if (!F.se)
         rf_err_set(err, EINVAL, "cannot create the FUSE session (bad -o option?)");
     return F.se;
-}
-
-void fs_shutting_down(void)
-{
-    __atomic_store_n(&F.shutting_down, 1, __ATOMIC_RELEASE);
-}
-
-void fs_sync_tier_dirs(void)
-{
-    rf_config *cfg = jobs_config();
-    for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
-        char rel[PATH_MAX];
-        snprintf(rel, sizeof rel, "tiers/%s", cfg->tiers[i].name);
-        int r = store_mkdir_p(F.st, rel);
-        if (r < 0)
-            LOG_ERROR("cannot create %s in the state directory: %s", rel, strerror(-r));
-    }
-    config_unref(cfg);
 }
 
 void fs_session_destroy(void)
@@ -1209,13 +565,7 @@ void fs_session_destroy(void)
         fuse_session_destroy(F.se);
         F.se = NULL;
     }
-    /* handles of files still open at a lazy unmount: the kernel will not release them */
-    while (OPEN.head) {
-        open_link *l = OPEN.head;
-        if (l->is_dir)
-            dirlist_free((dirlist *)l);
-        else
-            handle_free((handle *)l);
-    }
+    fs_handles_free_all();   /* files still open at a lazy unmount: never released */
+    fs_dir_close_all();
     inodes_free();
 }

@@ -1,81 +1,104 @@
-/* job.h — the job record shared by jobs.c (lifecycle, queues, readers), runner.c (hop
- * attempts) and meta.c (its JSON form).  Not a public API: everything else goes through
- * jobs.h.  Every field is protected by the jobs lock (jobs_lock()/jobs_unlock()). */
+/* job.h — the record of one unfinished job, shared by jobs.c (its owner: every state
+ * change), jobs_wait.c (readers waiting on it), recover.c and meta.c (its JSON form).
+ * The runner never sees it: it gets an attempt plan (runner.h) and reports back.
+ *
+ * Every field is protected by the jobs lock (jobs_lock_held() asserts it). */
 #ifndef RF_JOB_H
 #define RF_JOB_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "blob.h"
+#include "clock.h"
 #include "config.h"
+#include "live.h"
+#include "store_ledger.h"
+#include "store_prompts.h"
 
 typedef enum {
-    JOB_WRITING = 0,   /* prompt open for writing; starts on last release */
-    JOB_QUEUED,        /* waiting for a tier slot */
-    JOB_RUNNING,       /* attempts in progress (incl. backoff waits) */
-    JOB_PARKED,        /* every hop failed; whole route retried later */
-    JOB_COMMITTING,    /* result being made durable */
-    JOB_DONE,
+    JOB_WRITING = 0,   /* a writer has the prompt open and no job runs: starts at the
+                          last close, if the content is new */
+    JOB_QUEUED,        /* waiting for a tier slot (or for the store to work again) */
+    JOB_RUNNING,       /* attempts in progress (sending, backoff, limits) */
+    JOB_PARKED,        /* every hop failed; the whole route is retried later */
+    JOB_COMMITTING,    /* decided; the result is being made durable */
+    JOB_DONE,          /* these two only on the way out of memory */
     JOB_FAILED
 } job_state;
 
 const char *job_state_name(job_state s);
 
 typedef struct job_hop {
-    char *provider;        /* config provider name */
-    char *model;
+    char *provider;        /* config provider name (owned) */
+    char *model;           /* owned */
     long status;           /* HTTP status, 0 when none */
-    char *error;           /* one line, or NULL on success */
+    char *error;           /* one line, or NULL on success (owned) */
     long latency_ms;
     int attempt;           /* 1-based attempt number on this hop */
     int64_t at_ms;         /* wall clock when sent */
+    long tokens;           /* content chunks received (streams), -1 unknown */
 } job_hop;
 
 typedef struct waiter waiter;
+typedef struct attempt attempt;
 
 typedef struct job {
-    char *key;             /* mount-relative prompt path: "tier/tag.../name" */
-    char *tier_name;       /* first component of key */
-    char *tag;             /* directories between tier and name joined by '/', or NULL */
-    char *name;            /* last component */
+    char *key;             /* mount path of the prompt: "tier/tag.../name" (owned) */
+    char *tier_name;       /* first component of key (owned) */
+    char *tag;             /* the directories between tier and name, or NULL (owned) */
+    char *name;            /* last component (owned) */
     job_state state;
-    unsigned generation;   /* bumped on rewrite/removal: stale callbacks compare it */
+    int64_t gen;           /* the store's generation of the content this job answers */
     int writers;           /* open write handles on the prompt */
-    int refs;              /* table + in-flight attempt/timer/commit each hold one */
-    int in_table;          /* still the current job for key */
+    int refs;              /* the table, a queue, a timer, an attempt, a commit */
+    int in_table;
 
-    rf_config *cfg;        /* the config the job started under (held) */
-    const rf_tier *tier;   /* inside cfg */
-    char *prompt;          /* owned bytes of the prompt */
-    size_t prompt_len;
-    uint64_t prompt_hash;  /* FNV-1a of the prompt, recorded in the meta */
-    char **params;         /* request parameters used, for require_parameters */
+    /* What the store holds for gen when no job runs (a finished prompt being rewritten):
+     * restored when the new content turns out to be the same. */
+    prompt_state stored_state;
+    int content_new;       /* gen is new content that has not run yet */
+    char *refusal;         /* the content must not run: the job fails with this (owned) */
+
+    blob *prompt;          /* the content (held), NULL until known */
+    uint64_t prompt_hash;
+    char **params;         /* request parameters used, for require_parameters (owned) */
     size_t nparams;
+    rf_config *cfg;        /* the config the job started under: its route (held) */
+    const rf_tier *tier;   /* inside cfg */
 
+    /* routing */
     size_t hop_index;      /* current hop in tier->route */
     int hop_attempts;      /* attempts made on the current hop */
     int hop_sent;          /* a request really left for the current hop */
-    int park_count;        /* times parked so far */
-    int64_t next_attempt_ms; /* parked: when the route is retried */
-    long upstream_id;      /* request in flight, 0 = none */
-    long timer_id;         /* backoff/park timer, 0 = none */
-    char *slot_provider;   /* holds an in-flight slot on this provider (plimit.h), owned */
+    int park_count;
+    int64_t next_attempt_ms;   /* parked: wall clock of the next try */
+    attempt *attempt;      /* in flight (runner-owned; the job holds a reference) */
+    long timer_id;         /* sequence of the armed timer: a stale one fires into nothing */
+    int timer_armed;       /* a timer will fire (the watchdog restarts jobs left without) */
+    int commit_submitted;  /* COMMITTING: its commit is queued in the store */
+    unsigned seq;          /* attempts started, for ledger references */
     unsigned seed;         /* jitter PRNG state */
+    live_buf *live;        /* what the current attempt has streamed (held) */
+    int resent;            /* re-sent after a crash that caught it in flight */
 
-    job_hop *hops;         /* every attempt, in order */
+    job_hop *hops;         /* every attempt, in order (owned) */
     size_t nhops, caphops;
 
     /* outcome */
-    char *served_provider; /* response "provider", else config provider name */
-    char *served_endpoint; /* config provider name that served */
-    char *served_model;    /* response "model", else the hop's model */
+    char *served_provider; /* response "provider", else the config provider (owned) */
+    char *served_endpoint; /* config provider that served (owned) */
+    char *served_model;    /* response "model", else the hop's model (owned) */
     long prompt_tokens, completion_tokens;
-    double cost;
-    int has_cost;
+    int64_t cost_nusd;
+    int has_cost, cost_estimated;
+    char *cost_note;       /* why the cost is an estimate (owned) */
     int fallback;          /* served by a hop other than the route's first */
-    char *ledger_id;       /* the served attempt's ledger record id (owned) */
-    char *error;           /* failure reason, one line */
-    char *content;         /* the completion text until it is committed (owned) */
-    char *refusal;         /* set while writing: fail with this instead of starting */
+    char *ledger_ref;      /* the served attempt's ledger reference (owned) */
+    ledger_row bill;       /* the served attempt's ledger row, committed with the result */
+    int billed;
+    char *error;           /* failure reason, one line (owned) */
+    char *content;         /* the completion until it is committed (owned) */
     size_t content_len;
 
     int64_t created_ms, started_ms, finished_ms;
@@ -84,14 +107,10 @@ typedef struct job {
     struct job *queue_next;/* tier queue link */
 } job;
 
-/* meta.c: NAME.meta (pretty) and the activity.jsonl line (compact, with '\n').
+/* meta.c: NAME.meta (pretty) and the activity.jsonl line (compact, no '\n').
  * malloc'd; NULL on allocation failure. */
-char *job_meta_json(const job *j);
+char *job_meta_json(const job *j, int pretty);
 char *job_activity_line(const job *j);
 
-/* ISO-8601 UTC with milliseconds into buf (>= 32 bytes). */
-void format_time_ms(int64_t ms, char *buf, size_t len);
-int64_t now_wall_ms(void);
-int64_t now_mono_ms(void);
 
 #endif

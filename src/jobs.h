@@ -1,27 +1,44 @@
-/* jobs.h — jobs: one per prompt file.  Their states, the per-tier queues and concurrency
- * limits, readers waiting on unfinished results, durable completion and recovery.
+/* jobs.h — the job table: one job per prompt whose answer is not settled yet.
  *
- * A job is named by its key, the prompt's path inside the mount ("tier/tag/name").  Only
- * unfinished jobs live in memory; a finished job is its files in the store
- * (tiers/KEY.out|.meta|.err), which is what the filesystem reads.
+ * jobs.c owns every job's state: each change goes through one function (job_set_state)
+ * that asserts the lock is held and the transition is allowed.  A job lives in memory
+ * from the moment its prompt has new content until its result is durable in the store;
+ * then it leaves (finished jobs are rows of the store, read on demand).  The per-tier
+ * queues and concurrency limits, the decisions after each attempt (with router.c), the
+ * commits of results and the readers waiting for them (jobs_wait.c) are here too.
  *
- * Thread-safety: every function takes the jobs lock itself.  Callbacks (wake, changed)
- * are called without it. */
+ * Threads: FUSE workers call the prompt lifecycle functions (through prompts.c, which
+ * serialises each prompt's operations and does its store I/O first); the runner reports
+ * attempts on the upstream loop thread; the store's writer reports commits.  Nothing
+ * here does disk, database or network I/O, reads a key file or parses a prompt while
+ * holding the jobs lock: side effects decided under the lock are carried out after it
+ * is released.
+ *
+ * Lock order (outermost first):
+ *   prompt stripe locks (prompts.c)  ->  the jobs lock  ->  leaf locks (the store's queue,
+ *   budget, breakers, plimit, live buffers, upstream's inbox, metrics, the log).
+ * The wake and changed callbacks are called with no lock held. */
 #ifndef RF_JOBS_H
 #define RF_JOBS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include "blob.h"
 #include "budget.h"
-#include "commit.h"
 #include "config.h"
 #include "job.h"
+#include "live.h"
 #include "router.h"
 #include "store.h"
+#include "store_prompts.h"
 #include "upstream.h"
 
-/* A reader whose job ended: the edge (fs.c) re-runs the read.  req is opaque here. */
-typedef void (*jobs_wake_fn)(void *req, const char *key, off_t off, size_t size);
+/* A reader whose job ended: the edge (fs.c) answers it; gen is the generation whose
+ * result to read (0 when there is none: answer EIO).  req is opaque here. */
+typedef void (*jobs_wake_fn)(void *req, const char *key, int64_t gen, off_t off, size_t size,
+                             int shutting_down);
 /* The daemon changed the results of key: drop kernel caches for them. */
 typedef void (*jobs_changed_fn)(const char *key);
 
@@ -30,75 +47,88 @@ typedef struct jobs_deps {
     store *st;
     upstream *up;
     rf_breakers *breakers;
-    committer *commit;
     budget *budget;
     jobs_wake_fn wake;
     jobs_changed_fn changed;
 } jobs_deps;
 
 int jobs_init(const jobs_deps *deps, rf_err *err);
-/* Cancel timers, answer every waiting reader with EINTR-equivalent wake, free all. */
+/* Stop dispatching, cancel what is in flight, answer every waiting reader (EINTR), free
+ * the table.  Unfinished jobs stay pending in the store and resume at the next mount. */
 void jobs_shutdown(void);
 
-/* The config new jobs start under (takes a reference of its own). */
+/* The config new jobs start under (takes a reference of its own); caps and prices are
+ * always read from the one in force at each send. */
 void jobs_set_config(rf_config *cfg);
-/* A new reference to the current config; release with config_unref. */
+/* A new reference to the current config (release with config_unref); never blocks on
+ * the jobs lock. */
 rf_config *jobs_config(void);
 
-/* Prompt lifecycle, driven by the filesystem. */
-void jobs_prompt_open_write(const char *key);   /* a writer opened/created the prompt */
-void jobs_prompt_close_write(const char *key);  /* a writer released it */
-void jobs_prompt_installed(const char *key);    /* complete prompt renamed into place */
-/* A writer released the prompt after a refused write (why: one line): the job fails with
- * that reason once the last writer is gone, and nothing is sent. */
-void jobs_prompt_refused(const char *key, const char *why);
-void jobs_prompt_removed(const char *key);      /* prompt deleted: cancel, remove results */
+/* ---- the prompt lifecycle (prompts.c, under the prompt's stripe lock) ---- */
 
-/* Resume every prompt in the store that has no result (after a crash or remount). */
-void jobs_recover(void);
+/* A prompt's content with what was parsed from it outside the lock (owned; the jobs
+ * functions move what they keep out of it and free the rest with job_input_clear). */
+typedef struct job_input {
+    blob *content;       /* held; NULL or empty = an empty prompt */
+    char **params;       /* request parameters the prompt uses (openai_request_params) */
+    size_t nparams;
+} job_input;
 
-/* Is there an unfinished job for key?  Fills *state when so. */
-int jobs_active(const char *key, job_state *state);
-/* NAME.meta of an unfinished job (malloc'd), NULL when none is active. */
+/* Parse content's parameters (call without any lock); takes a reference of content. */
+void job_input_make(job_input *in, blob *content);
+void job_input_clear(job_input *in);
+
+/* A writer opened key; row is what the store holds for it now. */
+void jobs_writer_opened(const char *key, const prompt_row *row);
+/* A writer's flush stored new content as generation gen: the job for older content (if
+ * any) is cancelled; the new one starts when the last writer closes.  content NULL or
+ * empty: an empty prompt, no job. */
+void jobs_content_changed(const char *key, int64_t gen, job_input *in);
+/* The last writer closed key. */
+void jobs_writer_closed(const char *key);
+/* A complete prompt arrived at key as generation gen (renamed in from scratch space, or a
+ * re-run): start it now. */
+void jobs_prompt_installed(const char *key, int64_t gen, job_input *in);
+/* A writer closed key after a refused write (too large: why): stored as generation gen,
+ * it fails with why once the last writer is gone, and nothing is sent. */
+void jobs_prompt_refused(const char *key, int64_t gen, job_input *in, const char *why);
+/* The prompt of generation gen at key is gone (deleted or replaced): cancel its job. */
+void jobs_prompt_removed(const char *key, int64_t gen);
+/* The prompt moved from one path to another (its row and results moved with it). */
+void jobs_prompt_renamed(const char *from, const char *to);
+
+/* ---- what the mount shows ---- */
+
+/* Is there an unfinished job for key?  Fills *state and *gen when so. */
+int jobs_active(const char *key, job_state *state, int64_t *gen);
+/* NAME.meta of an unfinished job (malloc'd, pretty), NULL when none is active. */
 char *jobs_meta(const char *key);
+/* The live buffer of key's running attempt (held: live_unref), NULL when none. */
+live_buf *jobs_live(const char *key);
+/* Counts of unfinished jobs in a tier by state (index job_state). */
+void jobs_tier_counts(const char *tier, int counts[JOB_FAILED + 1]);
+/* Tokens streamed so far by running jobs, and how many are running. */
+void jobs_streaming(long *tokens, int *running);
+/* Jobs re-sent after the last recovery because a crash caught their request in flight. */
+long jobs_resent_after_recovery(void);
 
-/* Readers of NAME.out — see fs.c for the protocol with fuse_req_interrupt_func:
+/* ---- readers of NAME.out (jobs_wait.c; see fs.c for the protocol) ----
  *   jobs_wait_begin:  1 = registered (not yet armed), 0 = no active job: read now.
- *   jobs_wait_arm:    after registering the interrupt callback.  Returns
- *                     JOBS_WAIT_ARMED (the wake callback will come), JOBS_WAIT_ENDED (read
- *                     now), or JOBS_WAIT_INTERRUPTED (answer EINTR now).
- *   jobs_wait_interrupt: from the interrupt callback; 1 = caller must answer EINTR. */
+ *   jobs_wait_arm:    after registering the interrupt callback: JOBS_WAIT_ARMED (the wake
+ *                     callback will come), JOBS_WAIT_ENDED (read now), or
+ *                     JOBS_WAIT_INTERRUPTED (answer EINTR now).
+ *   jobs_wait_interrupt: from the interrupt callback; 1 = the caller must answer EINTR. */
 enum { JOBS_WAIT_ARMED = 0, JOBS_WAIT_ENDED, JOBS_WAIT_INTERRUPTED };
 int jobs_wait_begin(const char *key, void *req, off_t off, size_t size);
 int jobs_wait_arm(void *req);
 int jobs_wait_interrupt(void *req);
 
-/* Counts of unfinished jobs in a tier by state (index job_state). */
-void jobs_tier_counts(const char *tier, int counts[JOB_FAILED + 1]);
+/* ---- the store ---- */
 
-/* ---- for runner.c only ---- */
-void jobs_lock(void);
-void jobs_unlock(void);
-/* The job's outcome is decided (j->state DONE or FAILED, fields filled): make it durable,
- * then wake readers.  Lock held.  Writes the result files before it returns. */
-void jobs_job_finished(job *j);
-/* The same in three steps, so that the disk writes can run without the lock:
- * jobs_finish_prepare (lock held) decides and builds the commit; jobs_finish_stage writes
- * the result files under their staged names (any thread, no lock: recovery can install
- * them from there); jobs_finish_submit hands them to the committer, which installs them
- * unless the job was rewritten or removed meanwhile, then wakes readers.  prepare returns
- * NULL when out of memory (logged); stage and submit accept NULL. */
-commit_item *jobs_finish_prepare(job *j);
-void jobs_finish_stage(commit_item *item);
-void jobs_finish_submit(commit_item *item);
-/* The job was just parked (j->park_count, j->next_attempt_ms set): record its schedule
- * in the store so that a remount keeps it.  Lock held. */
-void jobs_job_parked(job *j);
-/* A parked job's timer fired: queue it again for a tier slot.  Lock held. */
-void jobs_job_requeue(job *j);
-/* The job left RUNNING (parked): free its tier slot.  Lock held. */
-void jobs_job_release_slot(job *j);
-/* Drop one reference (lock held); frees the job at zero. */
-void jobs_job_unref(job *j);
+/* The store's health changed (its listener): resume dispatch when it works again. */
+void jobs_store_health(int failing, void *ud);
+
+/* Resume every unfinished job in the store (recover.c, at mount). */
+void jobs_recover(void);
 
 #endif

@@ -73,7 +73,6 @@ static void put_in_force(rf_config *cfg)
 {
     rf_config *old = jobs_config();
     jobs_set_config(cfg);
-    fs_sync_tier_dirs();
     kcache_tiers_changed(old, cfg);   /* the kernel may still cache a removed tier's entry */
     config_unref(old);
     vfiles_set_config_error(NULL);

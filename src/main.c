@@ -15,16 +15,21 @@
 #include <unistd.h>
 
 #include "budget.h"
-#include "commit.h"
 #include "config.h"
 #include "fs.h"
+#include "import01.h"
 #include "jobs.h"
 #include "kcache.h"
 #include "liveconf.h"
 #include "log.h"
 #include "metrics.h"
+#include "paths.h"
+#include "prices.h"
+#include "prompts.h"
+#include "results.h"
 #include "router.h"
 #include "runner.h"
+#include "scratch.h"
 #include "store.h"
 #include "upstream.h"
 #include "version.h"
@@ -45,6 +50,7 @@ typedef struct options {
     const char *fuse_opts;
     int foreground;
     int debug;
+    int shared_read;           /* -o shared_read: virtual files readable by the group */
 } options;
 
 static void usage(FILE *f)
@@ -98,6 +104,10 @@ static int take_mount_options(const char *list, options *o)
         return -1;
     char *save = NULL;
     for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(opt, "shared_read")) {
+            o->shared_read = 1;
+            continue;
+        }
         char **ours = !strncmp(opt, "config=", 7) ? &o->owned_config
                     : !strncmp(opt, "state=", 6)  ? &o->state_dir
                     : !strncmp(opt, "log=", 4)    ? &o->owned_log : NULL;
@@ -322,10 +332,9 @@ int main(int argc, char **argv)
     store *st = NULL;
     struct fuse_session *se = NULL;
     upstream *up = NULL;
-    committer *commit = NULL;
     rf_breakers *breakers = NULL;
     budget *spend = NULL;
-    int mounted = 0, jobs_ready = 0;
+    int mounted = 0, jobs_ready = 0, prices_ready = 0;
     char config_file[PATH_MAX];
     pthread_t reloader;
     int reloader_started = 0;
@@ -365,8 +374,17 @@ int main(int argc, char **argv)
         goto out;
     }
     rf_log_set_level(o.debug ? RF_LOG_DEBUG : RF_LOG_INFO);
+    if (import01_run(st, &err) < 0) {   /* a 0.1.0 state directory comes through intact */
+        fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    if (scratch_init(store_dirfd(st), &err) < 0 || prices_init(st, &err) < 0) {
+        fprintf(stderr, "routefs: %s\n", err.msg);
+        goto out;
+    }
+    prices_ready = 1;
     if (!(spend = budget_open(st, NULL, &err))) {
-        fprintf(stderr, "routefs: spend ledger: %s\n", err.msg);
+        fprintf(stderr, "routefs: spend: %s\n", err.msg);
         goto out;
     }
 
@@ -380,7 +398,7 @@ int main(int argc, char **argv)
         fuse_opt_free_args(&args);
         goto out;
     }
-    se = fs_session_new(&args, st, spend, &err);
+    se = fs_session_new(&args, st, &err);
     fuse_opt_free_args(&args);
     if (!se) {
         fprintf(stderr, "routefs: %s\n", err.msg);
@@ -403,11 +421,14 @@ int main(int argc, char **argv)
     }
 
     raise_fd_limit();
-    if (!(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
-        !(up = upstream_start(&err)) || !(commit = commit_start(st, &err)) ||
-        jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .commit = commit,
-                               .budget = spend, .wake = fs_wake_reader,
-                               .changed = kcache_results_changed},
+    paths_init(o.shared_read);
+    prompts_init(st, spend);
+    results_init(st);
+    if (store_start(st, &err) < 0 ||
+        !(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
+        !(up = upstream_start(&err)) ||
+        jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .budget = spend,
+                               .wake = results_wake_reader, .changed = kcache_results_changed},
                   &err) < 0 ||
         kcache_start(se, &err) < 0) {
         LOG_ERROR("start-up failed: %s", err.msg[0] ? err.msg : "out of memory");
@@ -417,7 +438,6 @@ int main(int argc, char **argv)
     jobs_set_config(cfg);
     vfiles_init(st, breakers, spend, o.mountpoint);
     vfiles_config_applied();
-    fs_sync_tier_dirs();
 
     liveconf_init(config_file);
     if (pipe2(reload_pipe, O_CLOEXEC) == 0 &&
@@ -438,7 +458,6 @@ int main(int argc, char **argv)
     LOG_INFO("unmounting");
 
 out:
-    fs_shutting_down();
     if (reloader_started) {
         signal(SIGHUP, SIG_IGN);
         char stop = 0;
@@ -450,11 +469,10 @@ out:
         close(reload_pipe[0]);
         close(reload_pipe[1]);
     }
-    upstream_stop(up);          /* no more runner callbacks after this */
-    commit_stop(commit);        /* results already decided reach the disk */
+    upstream_stop(up);          /* no more attempts, timers or runner steps after this */
     if (jobs_ready) {
-        runner_shutdown();
         jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
+        runner_shutdown();
     }
     kcache_stop();
     if (se) {
@@ -463,11 +481,15 @@ out:
         fuse_remove_signal_handlers(se);
     }
     fs_session_destroy();
+    prompts_shutdown();
     breakers_free(breakers);
     metrics_reset();
     budget_close(spend);
+    if (prices_ready)
+        prices_shutdown();
+    store_close(st);            /* what was decided reaches the disk */
+    scratch_close();
     config_unref(cfg);
-    store_close(st);
     free(o.state_dir);
     free(abs_config);
     free(abs_mnt);

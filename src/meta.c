@@ -1,36 +1,14 @@
 /* meta.c — a job as JSON: NAME.meta (pretty) and its activity.jsonl line (compact).
- * One builder serves both so the two never disagree. */
+ * One builder serves both so the two never disagree.  Callers hold the jobs lock. */
 #include "jsonfmt.h"
 #include "job.h"
+#include "cost.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int64_t now_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t now_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void format_time_ms(int64_t ms, char *buf, size_t len)
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
 
 static cJSON *time_or_null(int64_t ms)
 {
@@ -62,6 +40,8 @@ static cJSON *hops_json(const job *j)
         cJSON_AddNumberToObject(o, "latency_ms", (double)h->latency_ms);
         cJSON_AddNumberToObject(o, "attempt", h->attempt);
         cJSON_AddItemToObject(o, "at", time_or_null(h->at_ms));
+        if (h->tokens >= 0)
+            cJSON_AddNumberToObject(o, "tokens", (double)h->tokens);
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
@@ -106,8 +86,15 @@ static cJSON *job_json(const job *j)
     cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
     cJSON_AddBoolToObject(o, "fallback", j->fallback);
     cJSON_AddItemToObject(o, "tokens", tokens_json(j));
-    cJSON_AddItemToObject(o, "cost", j->has_cost ? cJSON_CreateNumber(j->cost)
-                                                 : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "cost", j->has_cost
+                                         ? cJSON_CreateNumber(cost_nusd_to_usd(j->cost_nusd))
+                                         : cJSON_CreateNull());
+    if (j->cost_estimated)
+        cJSON_AddBoolToObject(o, "cost_estimated", 1);
+    if (j->cost_note)
+        cJSON_AddStringToObject(o, "cost_note", j->cost_note);
+    if (j->state == JOB_RUNNING && j->live)
+        cJSON_AddNumberToObject(o, "tokens_so_far", (double)live_tokens(j->live));
     cJSON_AddItemToObject(o, "created_at", time_or_null(j->created_ms));
     cJSON_AddItemToObject(o, "started_at", time_or_null(j->started_ms));
     cJSON_AddItemToObject(o, "finished_at", time_or_null(j->finished_ms));
@@ -116,8 +103,10 @@ static cJSON *job_json(const job *j)
         cJSON_AddNumberToObject(o, "park_count", j->park_count);
     }
     cJSON_AddItemToObject(o, "error", string_or_null(j->error));
-    if (j->ledger_id)
-        cJSON_AddStringToObject(o, "ledger_id", j->ledger_id);
+    if (j->resent)
+        cJSON_AddBoolToObject(o, "resent_after_crash", 1);
+    if (j->ledger_ref)
+        cJSON_AddStringToObject(o, "ledger_id", j->ledger_ref);
     if (j->prompt) {
         char hash[24];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->prompt_hash);
@@ -126,12 +115,12 @@ static cJSON *job_json(const job *j)
     return o;
 }
 
-char *job_meta_json(const job *j)
+char *job_meta_json(const job *j, int pretty)
 {
     cJSON *o = job_json(j);
     if (!o)
         return NULL;
-    char *text = json_print_line(o, 1);
+    char *text = json_print_line(o, pretty);
     cJSON_Delete(o);
     return text;
 }
@@ -145,7 +134,7 @@ char *job_activity_line(const job *j)
     char at[40];
     format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
     cJSON_AddStringToObject(o, "time", at);
-    char *text = json_print_line(o, 0);
+    char *text = json_print_line(o, 0);   /* one line, with its '\n' */
     cJSON_Delete(o);
     return text;
 }

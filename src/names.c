@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-const char *const name_result_suffix[NAME_RESULT_KINDS] = {".out", ".meta", ".err"};
+const char *const name_result_suffix[NAME_RESULT_KINDS] = {".out", ".meta", ".err", ".live"};
 
 static int has_suffix(const char *name, size_t n, const char *suffix)
 {

@@ -60,6 +60,7 @@ typedef struct openai_completion {
     long completion_tokens;  /* -1 when not reported */
     double cost;             /* usage.cost in USD when has_cost */
     int has_cost;
+    int cost_invalid;        /* a usage.cost was reported but is not a finite number >= 0 */
 } openai_completion;
 
 /* Parse a 2xx body.  Returns OPENAI_OK with *out filled (free with openai_completion_free),

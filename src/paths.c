@@ -11,15 +11,20 @@
 
 #include "jobs.h"
 #include "names.h"
+#include "prompts.h"
+#include "results.h"
+#include "scratch.h"
 
 static struct {
-    store *st;
+    int shared_read;
+    struct timespec mounted;
     int64_t config_gone_until;  /* mono ms: config.json "unlinked" so mv can replace it */
 } P;
 
-void paths_init(store *st)
+void paths_init(int shared_read)
 {
-    P.st = st;
+    P.shared_read = shared_read;
+    clock_gettime(CLOCK_REALTIME, &P.mounted);
 }
 
 int paths_child(const char *parent, const char *name, char *buf, size_t len)
@@ -54,10 +59,37 @@ void paths_hide_config(int hidden)
                      __ATOMIC_RELEASE);
 }
 
+int paths_scratch_of(const char *path, char *buf, size_t len)
+{
+    int n = strchr(path, '/') || tier_exists(path, strlen(path))
+                ? snprintf(buf, len, "tiers/%s", path)
+                : snprintf(buf, len, "root/%s", path);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Is any component of rest (the part of a path after its tier) a name that never starts
+ * a job: a dot file or dot directory, an editor's backup or swap file? */
+static int under_scratch(const char *rest)
+{
+    char comp[NAME_MAX + 1];
+    while (*rest) {
+        const char *slash = strchr(rest, '/');
+        size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (n > NAME_MAX)
+            return 0;
+        memcpy(comp, rest, n);
+        comp[n] = '\0';
+        if (name_is_temp(comp))
+            return 1;
+        rest += n + (slash ? 1 : 0);
+    }
+    return 0;
+}
+
 int paths_classify(const char *path, pathinfo *pi)
 {
-    memset(pi, 0, offsetof(pathinfo, rel));
-    pi->rel[0] = pi->key[0] = '\0';
+    memset(pi, 0, offsetof(pathinfo, key));
+    pi->key[0] = pi->scratch[0] = '\0';
     pi->vf = VF_NONE;
     if (!path[0]) {
         pi->kind = K_ROOT;
@@ -74,21 +106,20 @@ int paths_classify(const char *path, pathinfo *pi)
         }
         if (tier_exists(path, strlen(path))) {
             pi->kind = K_TIER;
-            snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
+            snprintf(pi->key, sizeof pi->key, "%s", path);
             return 0;
         }
-        if (!strncmp(path, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-            return -ENOENT;
-        pi->kind = K_SCRATCH;
-        snprintf(pi->rel, sizeof pi->rel, "root/%s", path);
-        return 0;
+        pi->kind = K_SCRATCH;   /* an editor's temporary beside config.json */
+        return paths_scratch_of(path, pi->scratch, sizeof pi->scratch);
     }
     if (!tier_exists(path, (size_t)(slash - path)))
         return -ENOENT;
-    if (!strncmp(pi->name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-        return -ENOENT;   /* our own temp files are invisible */
+    if (under_scratch(slash + 1)) {
+        pi->kind = K_SCRATCH;
+        return paths_scratch_of(path, pi->scratch, sizeof pi->scratch);
+    }
     int r = name_result_kind(pi->name);
-    if (r >= 0 && !name_is_temp(pi->name)) {
+    if (r >= 0) {
         pi->kind = K_RESULT;
         pi->result = r;
         size_t keylen = strlen(path) - strlen(name_result_suffix[r]);
@@ -98,21 +129,11 @@ int paths_classify(const char *path, pathinfo *pi)
         pi->key[keylen] = '\0';
         return 0;
     }
-    pi->kind = K_TIERFILE;
-    snprintf(pi->rel, sizeof pi->rel, "tiers/%s", path);
-    snprintf(pi->key, sizeof pi->key, "%s", path);
-    return 0;
-}
-
-/* A prompt: a regular, non-temporary file inside a tier. */
-int paths_is_prompt(const pathinfo *pi)
-{
-    return pi->kind == K_TIERFILE && !name_is_temp(pi->name);
-}
-
-void paths_result_rel(const char *key, int r, char *buf, size_t len)
-{
-    snprintf(buf, len, "tiers/%s%s", key, name_result_suffix[r]);
+    pi->kind = K_ENTRY;
+    if (strlen(path) >= sizeof pi->key)
+        return -ENAMETOOLONG;
+    strcpy(pi->key, path);
+    return paths_scratch_of(path, pi->scratch, sizeof pi->scratch);
 }
 
 /* ---- attributes ---- */
@@ -127,49 +148,15 @@ void paths_fill_synthetic(struct stat *st, mode_t mode, off_t size)
     st->st_size = size;
     st->st_blksize = 4096;
     st->st_blocks = (size + 511) / 512;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    st->st_atim = st->st_mtim = st->st_ctim = now;
+    st->st_atim = st->st_mtim = st->st_ctim = P.mounted;
 }
 
-static int stat_result(pathinfo *pi, struct stat *st)
+mode_t paths_vfile_mode(vfile_id vf)
 {
-    char rel[PATH_MAX + 16];
-    job_state state;
-    if (jobs_active(pi->key, &state)) {
-        pi->live = 1;
-        if (pi->result == NAME_ERR)
-            return -ENOENT;   /* an unfinished job has no .err yet */
-        off_t size = 0;
-        if (pi->result == NAME_META) {
-            char *m = jobs_meta(pi->key);
-            if (!m)
-                return -ENOENT;
-            size = (off_t)strlen(m);
-            free(m);
-        }
-        paths_fill_synthetic(st, S_IFREG | 0444, size);
-        /* Times of the prompt: stable, and never newer than it (make compares them). */
-        struct stat prompt;
-        snprintf(rel, sizeof rel, "tiers/%s", pi->key);
-        if (store_stat(P.st, rel, &prompt) == 0)
-            st->st_atim = st->st_mtim = st->st_ctim = prompt.st_mtim;
-        return 0;
-    }
-    paths_result_rel(pi->key, pi->result, rel, sizeof rel);
-    int r = store_stat(P.st, rel, st);
-    if (r == -ENOENT && pi->result == NAME_OUT) {
-        /* a failed job: .out exists (reads EIO) beside .err */
-        paths_result_rel(pi->key, NAME_ERR, rel, sizeof rel);
-        if (store_stat(P.st, rel, st) == 0) {
-            paths_fill_synthetic(st, S_IFREG | 0444, 0);
-            st->st_mtim = st->st_ctim;
-            return 0;
-        }
-    }
-    if (r == 0)
-        st->st_mode = S_IFREG | 0444;
-    return r;
+    mode_t m = vf == VF_CONFIG ? 0600 : 0400;
+    if (P.shared_read)
+        m |= 0040;
+    return m;
 }
 
 int paths_stat(const char *path, pathinfo *pi, struct stat *st)
@@ -179,52 +166,44 @@ int paths_stat(const char *path, pathinfo *pi, struct stat *st)
         return r;
     switch (pi->kind) {
     case K_ROOT:
+    case K_TIER:
         paths_fill_synthetic(st, S_IFDIR | 0755, 0);
         return 0;
-    case K_TIER:
-        r = store_stat(P.st, pi->rel, st);
-        if (r == 0)
-            st->st_mode = S_IFDIR | 0755;
-        return r;
     case K_VFILE: {
-        const char *rel = vfile_store_rel(pi->vf);
-        if (rel) {
-            r = store_stat(P.st, rel, st);
-            if (r == -ENOENT) {
-                paths_fill_synthetic(st, S_IFREG | 0444, 0);
-                r = 0;
-            }
-            st->st_mode = S_IFREG | 0444;
-            return r;
-        }
-        size_t len = 0;
-        char *data = vfile_render(pi->vf, &len);
-        if (!data)
+        off_t size = 0;
+        if (vfile_size(pi->vf, &size) < 0)
             return -ENOMEM;
-        free(data);
-        paths_fill_synthetic(st, S_IFREG | (pi->vf == VF_CONFIG ? 0644 : 0444), (off_t)len);
+        paths_fill_synthetic(st, S_IFREG | paths_vfile_mode(pi->vf), size);
         st->st_mtim = st->st_ctim = vfile_mtime(pi->vf);
         return 0;
     }
     case K_SCRATCH:
-    case K_TIERFILE:
-        return store_stat(P.st, pi->rel, st);
+        r = scratch_stat(pi->scratch, st);
+        pi->is_dir = r == 0 && S_ISDIR(st->st_mode);
+        return r;
+    case K_ENTRY:
+        r = prompts_stat(pi->key, st);
+        if (r == -ENOENT) {
+            r = prompts_dir_stat(pi->key, st);
+            pi->is_dir = r == 0;
+        }
+        return r;
     case K_RESULT:
-        return stat_result(pi, st);
+        return results_stat(pi->key, pi->result, st, &pi->live);
     }
     return -ENOENT;
 }
 
 /* How long the kernel may cache a name.  Results and virtual files change under the
  * kernel's feet: 0.  So do tier directories, which come and go with config edits (made
- * inside a rename, where the kernel cannot be told synchronously).  Tag directories and
- * prompts change only through the kernel itself: a second saves most of the round trips
- * of a cp of many files. */
+ * inside a rename, where the kernel cannot be told synchronously).  Prompts, tag
+ * directories and scratch files change only through the kernel itself: a second saves
+ * most of the round trips of a cp of many files. */
 double paths_entry_timeout(const pathinfo *pi)
 {
     switch (pi->kind) {
     case K_ROOT:
-    case K_TIERFILE:
+    case K_ENTRY:
     case K_SCRATCH:
         return 1.0;
     default:
@@ -234,12 +213,9 @@ double paths_entry_timeout(const pathinfo *pi)
 
 /* How long the kernel may cache attributes: as long as names, with two exceptions.  Tier
  * directories: their entry is checked on every lookup, but their attributes only feed
- * permission checks, and the kernel drops them itself after each create in the directory
- * (with 0 a cp asked for them five times per file).  Results of finished jobs: they change
- * only when the prompt is rewritten or removed, and their name is looked up again on every
- * open, which refreshes the attributes, so a second only spares the fstat and read-size
- * checks of an open file (four round trips per cat).  A live result's size changes when
- * its job ends: 0. */
+ * permission checks.  Results of finished jobs: they change only when the prompt is
+ * rewritten or removed, and their name is looked up again on every open, which refreshes
+ * the attributes.  A live result's size changes when its job ends: 0. */
 double paths_attr_timeout(const pathinfo *pi)
 {
     if (pi->kind == K_TIER || (pi->kind == K_RESULT && !pi->live))

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "breakers.h"
 #include "config.h"
 
 /* Transport-level failure of an attempt, before any HTTP status. */
@@ -54,58 +55,6 @@ long router_backoff_ms(int attempt, long base_ms, long cap_ms, long retry_after_
  * -1 when unparseable. */
 long router_parse_retry_after(const char *value, int64_t now_unix);
 
-/* ---- circuit breakers (per provider, and per provider+model) ---- */
-
-typedef enum { RF_BREAKER_CLOSED = 0, RF_BREAKER_OPEN, RF_BREAKER_HALF_OPEN } rf_breaker_state;
-
-typedef struct rf_breakers rf_breakers;   /* thread-safe */
-
-/* threshold: consecutive failures that open a breaker (default 5);
- * cooldown_ms: how long it stays open before one probe is let through (default 30000). */
-rf_breakers *breakers_new(int threshold, long cooldown_ms);
-void breakers_free(rf_breakers *b);
-
-/* May an attempt go to provider/model now?  In half-open state only one probe at a time
- * is allowed.  If it returns 1, the caller must later call breakers_record for it. */
-int breakers_allow(rf_breakers *b, const char *provider, const char *model, int64_t now_ms);
-
-/* Record an attempt's result.  mark_down: auth/billing/not-found — open at once.
- * model_specific: the failure concerns the model, not the whole provider (404 model, 400
- * unsupported) — counts against provider+model only. */
-void breakers_record(rf_breakers *b, const char *provider, const char *model, int success,
-                     int mark_down, int model_specific, long latency_ms,
-                     const char *error_text, int64_t now_ms);
-
-/* An attempt admitted by breakers_allow was never sent (budget, missing key, ...): give
- * back the half-open probe slot it may hold, without counting anything. */
-void breakers_release(rf_breakers *b, const char *provider, const char *model, int64_t now_ms);
-
-/* A job gave up on provider and moved to a later hop (providers.json "fallbacks"). */
-void breakers_note_fallback(rf_breakers *b, const char *provider);
-
-/* When the breaker for provider/model next admits a probe (ms timestamp); 0 if now. */
-int64_t breakers_ready_at(rf_breakers *b, const char *provider, const char *model,
-                          int64_t now_ms);
-
-/* providers.json body: per provider (and per model with its own state): state
- * "ok"/"cooling down"/"down", breaker, reopens_at, consecutive_failures, last_error,
- * latency_ms p50/p95, requests, failures.  malloc'd JSON text. */
-char *breakers_to_json(rf_breakers *b, int64_t now_ms);
-
-/* One provider's health, for status and metrics (provider-level breakers only). */
-typedef struct rf_provider_health {
-    char *provider;          /* owned */
-    const char *state;       /* static: "ok", "cooling down" or "down" */
-    int breaker_closed;
-    char *last_error;        /* owned or NULL */
-    uint64_t requests, failures;
-} rf_provider_health;
-
-/* Every provider that has had an attempt, in first-seen order: the count, with *out a
- * malloc'd array to free with breakers_health_free; -1 when out of memory. */
-long breakers_health(rf_breakers *b, int64_t now_ms, rf_provider_health **out);
-void breakers_health_free(rf_provider_health *h, size_t n);
-
 /* Does provider/model support every parameter in params?  A provider with no
  * supported_parameters list supports everything. */
 int router_hop_supports(const rf_config *cfg, const rf_hop *hop,
@@ -120,5 +69,58 @@ int router_hop_supports(const rf_config *cfg, const rf_hop *hop,
  *   how long until then (0 when it can go now). */
 int router_next_hop(rf_breakers *b, const rf_config *cfg, const rf_tier *tier, size_t start,
                     char *const *params, size_t nparams, int64_t now_ms, long *wait_ms);
+
+/* ---- the decision after each attempt: the one place that decides fallback ---- */
+
+/* The routing part of a job, as the router sees it (borrowed). */
+typedef struct route_state {
+    const rf_config *cfg;    /* the job's config: its route */
+    const rf_tier *tier;
+    size_t hop_index;        /* the current hop */
+    int hop_attempts;        /* attempts already made on it */
+    int hop_sent;            /* a request really left for it */
+    int park_count;          /* times parked so far */
+    char *const *params;     /* request parameters, for require_parameters */
+    size_t nparams;
+    unsigned *seed;          /* jitter PRNG state (the job's) */
+} route_state;
+
+/* How an attempt ended, as far as routing cares. */
+typedef enum {
+    RO_ANSWERED = 0,         /* sent and classified: see outcome */
+    RO_SKIPPED,              /* not sent: this hop cannot be used now */
+    RO_REFUSED               /* not sent: the job cannot run (a cap, a bad prompt) */
+} route_event;
+
+typedef struct route_outcome {
+    route_event event;
+    rf_outcome outcome;      /* RO_ANSWERED */
+    int timed_out;           /* any timeout: retried only when the tier asks for it */
+    long retry_after_ms;     /* -1 none */
+    long retry_in_ms;        /* RO_SKIPPED: > 0 = the same hop again after that long */
+} route_outcome;
+
+typedef enum {
+    RD_SEND = 0,             /* send to hop_index after delay_ms */
+    RD_PARK,                 /* park for delay_ms, then start the route again */
+    RD_FAIL,                 /* the job fails (the request itself is at fault) */
+    RD_EXHAUSTED,            /* every hop failed and the tier does not park (again) */
+    RD_SUCCESS
+} route_action;
+
+typedef struct route_decision {
+    route_action action;
+    size_t hop_index;        /* RD_SEND */
+    int new_hop;             /* RD_SEND: a different hop: its attempts start at 0 */
+    long delay_ms;           /* RD_SEND (backoff, all hops open) / RD_PARK */
+    long fell_from;          /* >= 0: the job fell back from this hop (a request had
+                                gone there): providers.json and metrics count it */
+} route_decision;
+
+/* The first hop of a new job, or of a parked one starting again. */
+void router_first(rf_breakers *b, const route_state *s, int64_t now_ms, route_decision *d);
+/* After an attempt. */
+void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, int64_t now_ms,
+                  route_decision *d);
 
 #endif

@@ -1,312 +1,344 @@
 /* runner.c — see runner.h.
  *
- * A job's life on the wire: pick a hop (router_next_hop), send one attempt, classify what
- * came back (router_classify), then retry the hop after a backoff, move to the next hop,
- * park the whole route, or finish.  Every callback re-checks the job's generation: a
- * prompt rewritten or removed meanwhile makes an old attempt's answer irrelevant. */
+ * One attempt, step by step, all on the upstream loop thread:
+ *   begin     the store must be working (no answer is bought that could not be kept),
+ *             then the provider's in-flight slot and its rpm spacing (plimit.h);
+ *   send_now  the breaker, the price and the reservation under the caps in force now,
+ *             the request, and off it goes;
+ *   on_answer classify, record the breaker, settle the cost, report.
+ * Any step can end the attempt with a report (finish); a cancelled attempt ends at the
+ * next step it reaches, or at once when it is in flight (aborted on the wire).
+ *
+ * Threads: runner_new and runner_cancel may be called from any thread; everything else
+ * runs on the loop thread, so an attempt's fields need no lock.  The list of live
+ * attempts (for shutdown) has a small lock of its own. */
 #include "runner.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs.h"
+#include "clock.h"
+#include "cost.h"
 #include "log.h"
-#include "openai.h"
 #include "metrics.h"
 #include "plimit.h"
+#include "store_prompts.h"
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
 #define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
 #define BUDGET_WAIT_MS 200               /* a cap is full of reservations still in flight */
+#define STORE_WAIT_MS 500                /* the store is failing: no sends until it works */
 
-static upstream *R_up;
-static rf_breakers *R_breakers;
-static budget *R_budget;
-static plimits *R_limits;
-static unsigned long R_attempt_seq;   /* makes ledger ids unique (jobs lock held) */
+typedef enum { AT_NEW, AT_WAIT_SLOT, AT_TIMER, AT_IN_FLIGHT, AT_DONE } attempt_phase;
 
-typedef struct attempt_ctx {
-    struct attempt_ctx *prev, *next;  /* every live context, so shutdown can free them */
-    job *j;
-    unsigned generation;
-    int64_t sent_ms;
-    char *provider, *model;  /* the hop of an attempt (owned): the breaker and the ledger
-                                learn the result even when the job has moved on */
-    long retry_after_max_ms;
-    long reservation;        /* budget reservation for this attempt, 0 = none */
-    char *ledger_id;         /* owned: the ledger record id if it is billed */
-    char *tier, *tag;        /* owned: for the ledger record */
-    int has_price;           /* the hop's configured price, copied: the config may change */
-    double prompt_per_m, completion_per_m;
-    void (*fire)(job *j);   /* for timers: what to do when it fires */
-} attempt_ctx;
+struct attempt {
+    int refs;                  /* atomic: the runner's and the job's */
+    int cancelled;             /* atomic */
+    attempt_plan *plan;        /* owned until reported */
+    attempt_phase phase;
+    long upstream_id, timer_id;
+    long reservation;          /* budget reservation, 0 = none */
+    char *slot_provider;       /* holds an in-flight slot on this provider (owned) */
+    int breaker_taken;         /* breakers_allow said yes; not yet recorded or released */
+    int priced;
+    hop_price price;
+    double worst_usd;
+    int max_tokens;
+    int64_t sent_wall_ms;
+    attempt *prev, *next;      /* the live list */
+};
 
-static attempt_ctx *live_ctxs;   /* guarded by the jobs lock */
+static struct {
+    runner_deps d;
+    plimits *limits;           /* loop thread only */
+    pthread_mutex_t live_lock;
+    attempt *live;
+    size_t in_flight;          /* loop thread */
+} R = {.live_lock = PTHREAD_MUTEX_INITIALIZER};
 
-static attempt_ctx *ctx_new(job *j)
+void attempt_plan_free(attempt_plan *p)
 {
-    attempt_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    if (!p)
+        return;
+    free(p->key);
+    free(p->tier_name);
+    free(p->tag);
+    blob_unref(p->prompt);
+    for (size_t i = 0; i < p->nparams; i++)
+        free(p->params[i]);
+    free(p->params);
+    config_unref(p->route_cfg);
+    live_unref(p->live);
+    free(p);
+}
+
+void attempt_report_clear(attempt_report *r)
+{
+    openai_completion_free(&r->comp);
+    ledger_row_clear(&r->ledger);
+}
+
+void runner_init(const runner_deps *deps)
+{
+    R.d = *deps;
+    R.limits = plimits_new();   /* NULL (out of memory): provider limits do not apply */
+}
+
+size_t runner_in_flight(void)
+{
+    return __atomic_load_n(&R.in_flight, __ATOMIC_RELAXED);
+}
+
+/* ---- the attempt handle ---- */
+
+attempt *runner_new(attempt_plan *plan)
+{
+    attempt *a = calloc(1, sizeof *a);
+    if (!a) {
+        attempt_plan_free(plan);
         return NULL;
-    ctx->j = j;
-    ctx->generation = j->generation;
-    ctx->next = live_ctxs;
-    if (live_ctxs)
-        live_ctxs->prev = ctx;
-    live_ctxs = ctx;
-    j->refs++;
-    return ctx;
-}
-
-/* Unlink and free a context, dropping its job reference.  Lock held. */
-static void ctx_free(attempt_ctx *ctx)
-{
-    if (ctx->prev)
-        ctx->prev->next = ctx->next;
-    else
-        live_ctxs = ctx->next;
-    if (ctx->next)
-        ctx->next->prev = ctx->prev;
-    if (ctx->reservation)
-        budget_release(R_budget, ctx->reservation);   /* not settled: nothing was billed */
-    jobs_job_unref(ctx->j);
-    free(ctx->provider);
-    free(ctx->model);
-    free(ctx->ledger_id);
-    free(ctx->tier);
-    free(ctx->tag);
-    free(ctx);
-}
-
-typedef struct slot_waiter {
-    job *j;
-    unsigned generation;
-} slot_waiter;
-
-void runner_shutdown(void)
-{
-    jobs_lock();
-    while (live_ctxs)
-        ctx_free(live_ctxs);
-    slot_waiter *w;
-    while (R_limits && (w = plimit_any_waiter(R_limits))) {
-        jobs_job_unref(w->j);
-        free(w);
     }
-    plimits_free(R_limits);
-    R_limits = NULL;
-    jobs_unlock();
+    a->refs = 2;
+    a->plan = plan;
+    pthread_mutex_lock(&R.live_lock);
+    a->next = R.live;
+    if (R.live)
+        R.live->prev = a;
+    R.live = a;
+    pthread_mutex_unlock(&R.live_lock);
+    return a;
 }
 
-static void pick_hop(job *j);
-static void send_attempt(job *j);
-static void release_slot(job *j);
-
-void runner_init(upstream *up, rf_breakers *breakers, budget *b)
+void runner_release(attempt *a)
 {
-    R_up = up;
-    R_breakers = breakers;
-    R_budget = b;
-    R_limits = plimits_new();   /* NULL (out of memory): provider limits do not apply */
+    if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    pthread_mutex_lock(&R.live_lock);
+    if (a->prev)
+        a->prev->next = a->next;
+    else if (R.live == a)
+        R.live = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    pthread_mutex_unlock(&R.live_lock);
+    attempt_plan_free(a->plan);
+    free(a->slot_provider);
+    free(a);
 }
 
-void runner_cancel(job *j)
+static const rf_hop *plan_hop(const attempt_plan *p)
 {
-    /* In-flight callbacks hold their own reference and see the bumped generation; cancelling
-     * them here would wait on a callback that is waiting for our lock. */
-    j->upstream_id = 0;
-    j->timer_id = 0;
-    release_slot(j);
+    return &p->tier->route[p->hop_index];
 }
 
-static void record_hop(job *j, const rf_hop *hop, long status, const char *error,
-                       long latency_ms, int64_t at_ms)
+/* ---- resources an attempt holds ---- */
+
+static void step_begin(void *ud);
+
+/* Give back the in-flight slot; the longest-waiting attempt on that provider goes on. */
+static void release_slot(attempt *a)
 {
-    if (j->nhops == j->caphops) {
-        size_t cap = j->caphops ? j->caphops * 2 : 4;
-        job_hop *h = realloc(j->hops, cap * sizeof *h);
-        if (!h)
-            return;      /* the meta loses a line; the job goes on */
-        j->hops = h;
-        j->caphops = cap;
+    if (!a->slot_provider)
+        return;
+    char *provider = a->slot_provider;
+    a->slot_provider = NULL;
+    if (R.limits) {
+        plimit_release_slot(R.limits, provider);
+        attempt *w;
+        while ((w = plimit_next_waiter(R.limits, provider))) {
+            int go = w->phase == AT_WAIT_SLOT;
+            rf_err err;
+            if (go && upstream_after(R.d.up, 0, step_begin, w, &err) > 0) {
+                w->phase = AT_TIMER;
+                break;
+            }
+            if (go)
+                LOG_ERROR("cannot resume a request: %s", err.msg);
+        }
     }
-    job_hop *h = &j->hops[j->nhops];
-    h->provider = strdup(hop->provider);
-    h->model = strdup(hop->model);
-    h->status = status;
-    h->error = error ? strdup(error) : NULL;
-    h->latency_ms = latency_ms;
-    h->attempt = j->hop_attempts + 1;
-    h->at_ms = at_ms;
-    if (!h->provider || !h->model) {
-        free(h->provider);
-        free(h->model);
-        free(h->error);
+    free(provider);
+}
+
+static void release_all(attempt *a)
+{
+    release_slot(a);
+    if (a->reservation) {
+        budget_release(R.d.budget, a->reservation);
+        a->reservation = 0;
+    }
+    if (a->breaker_taken) {
+        const rf_hop *hop = plan_hop(a->plan);
+        breakers_release(R.d.breakers, hop->provider, hop->model, now_mono_ms());
+        a->breaker_taken = 0;
+    }
+}
+
+/* The attempt ends: report it (the report callback takes the plan) and drop the
+ * runner's reference. */
+static void finish(attempt *a, attempt_report *r)
+{
+    release_all(a);
+    a->phase = AT_DONE;
+    attempt_plan *plan = a->plan;
+    a->plan = NULL;
+    R.d.report(a, plan, r);
+    runner_release(a);
+}
+
+static void finish_simple(attempt *a, attempt_kind kind, const char *error, long retry_in_ms)
+{
+    attempt_report r;
+    memset(&r, 0, sizeof r);
+    r.kind = kind;
+    r.retry_after_ms = -1;
+    r.tokens = -1;
+    r.retry_in_ms = retry_in_ms;
+    r.sent_ms = now_wall_ms();
+    snprintf(r.error, sizeof r.error, "%s", error ? error : "");
+    finish(a, &r);
+}
+
+static void finish_cancelled(attempt *a)
+{
+    finish_simple(a, AR_CANCELLED, "cancelled", 0);
+}
+
+static int is_cancelled(attempt *a)
+{
+    return __atomic_load_n(&a->cancelled, __ATOMIC_ACQUIRE);
+}
+
+static int arm(attempt *a, long delay_ms, void (*fn)(void *))
+{
+    rf_err err;
+    long id = upstream_after(R.d.up, delay_ms, fn, a, &err);
+    if (id < 0) {
+        LOG_ERROR("%s: cannot schedule: %s", a->plan->key, err.msg);
+        finish_simple(a, AR_SKIPPED, "internal error: cannot schedule the request", 0);
+        return -1;
+    }
+    a->timer_id = id;
+    a->phase = AT_TIMER;
+    return 0;
+}
+
+/* ---- the steps ---- */
+
+static void step_send(void *ud);
+
+void runner_go(attempt *a)
+{
+    rf_err err;
+    if (upstream_after(R.d.up, 0, step_begin, a, &err) < 0) {
+        /* The loop is gone (shutdown): the attempt never runs; runner_shutdown frees it. */
+        LOG_DEBUG("%s: not started: %s", a->plan ? a->plan->key : "?", err.msg);
+    }
+}
+
+static void step_begin(void *ud)
+{
+    attempt *a = ud;
+    a->timer_id = 0;
+    if (is_cancelled(a)) {
+        finish_cancelled(a);
         return;
     }
-    j->nhops++;
-}
-
-/* "all 2 hops failed: a/m1: HTTP 503 ...; b/m2: connection refused" — the last error of
- * each hop tried. */
-static char *exhausted_message(const job *j)
-{
-    char buf[900];
-    size_t n = (size_t)snprintf(buf, sizeof buf, "all %zu hop%s failed:", j->tier->route_len,
-                                j->tier->route_len == 1 ? "" : "s");
-    for (size_t r = 0; r < j->tier->route_len && n < sizeof buf; r++) {
-        const rf_hop *hop = &j->tier->route[r];
-        const job_hop *last = NULL;
-        for (size_t i = 0; i < j->nhops; i++)
-            if (!strcmp(j->hops[i].provider, hop->provider) && !strcmp(j->hops[i].model, hop->model))
-                last = &j->hops[i];
-        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s %s/%s: %s", r ? ";" : "",
-                              hop->provider, hop->model,
-                              last ? (last->error ? last->error : "ok") : "not tried");
+    live_reset(a->plan->live);   /* a new attempt shows from the start in NAME.live */
+    if (store_admit(R.d.store) < 0) {
+        arm(a, STORE_WAIT_MS, step_begin);   /* an answer now could not be kept */
+        return;
     }
-    return strdup(buf);
-}
-
-static void finish_failed(job *j, char *error /* owned */)
-{
-    release_slot(j);
-    free(j->error);
-    j->error = error ? error : strdup("failed");
-    j->finished_ms = now_wall_ms();
-    jobs_job_finished(j);
-}
-
-/* ---- timers ---- */
-
-static void on_timer(void *ud)
-{
-    attempt_ctx *ctx = ud;
-    job *j = ctx->j;
-    jobs_lock();
-    if (j->in_table && j->generation == ctx->generation) {
-        j->timer_id = 0;
-        ctx->fire(j);
+    const rf_hop *hop = plan_hop(a->plan);
+    const rf_provider *p = config_provider(a->plan->route_cfg, hop->provider);
+    if (!R.limits || !p || (!p->rpm && !p->max_concurrent)) {
+        step_send(a);
+        return;
     }
-    ctx_free(ctx);
-    jobs_unlock();
-}
-
-static void schedule(job *j, long delay_ms, void (*fire)(job *j))
-{
-    attempt_ctx *ctx = ctx_new(j);
-    rf_err err;
-    if (ctx) {
-        ctx->fire = fire;
-        long id = upstream_after(R_up, delay_ms, on_timer, ctx, &err);
-        if (id > 0) {
-            j->timer_id = id;
+    if (!a->slot_provider) {
+        if (!plimit_take_slot(R.limits, p->name, p->max_concurrent)) {
+            if (plimit_wait(R.limits, p->name, a) == 0) {
+                a->phase = AT_WAIT_SLOT;   /* release_slot of another request resumes us */
+                return;
+            }
+            finish_simple(a, AR_SKIPPED, "out of memory waiting for a provider slot", 0);
             return;
         }
-        j->refs++;          /* ctx_free drops one; the job must survive this call */
-        ctx_free(ctx);
-        j->refs--;
-        LOG_ERROR("%s: cannot schedule a retry: %s", j->key, err.msg);
+        if (!(a->slot_provider = strdup(p->name))) {
+            plimit_release_slot(R.limits, p->name);
+            finish_simple(a, AR_SKIPPED, "out of memory", 0);
+            return;
+        }
     }
-    finish_failed(j, strdup("internal error: cannot schedule a retry"));
-}
-
-/* ---- parking ---- */
-
-static void unpark(job *j)
-{
-    if (j->state == JOB_PARKED)
-        jobs_job_requeue(j);
-}
-
-/* Park j until at_ms (wall clock): the one place a job parks.  Its schedule goes to the
- * store each time, so a remount, and a second one, keep it. */
-void runner_park_until(job *j, int64_t at_ms)
-{
-    int64_t now = now_wall_ms();
-    j->state = JOB_PARKED;
-    j->next_attempt_ms = at_ms;
-    jobs_job_parked(j);
-    schedule(j, at_ms > now ? (long)(at_ms - now) : 0, unpark);
-}
-
-static void route_exhausted(job *j)
-{
-    const rf_tier *t = j->tier;
-    if (t->on_exhausted == RF_EXHAUSTED_QUEUE && (size_t)j->park_count < t->park_schedule_len) {
-        long delay = t->park_schedule_ms[j->park_count++];
-        jobs_job_release_slot(j);
-        LOG_WARN("%s: every hop failed; parked, next attempt in %ld s", j->key, delay / 1000);
-        runner_park_until(j, now_wall_ms() + delay);
-        return;
-    }
-    finish_failed(j, exhausted_message(j));
-}
-
-/* ---- attempts ---- */
-
-static void choose_hop(job *j, long fell_from);
-
-/* Give up on the current hop.  It counts as a fallback caused by its provider only if a
- * request was really sent there and a later hop takes over. */
-static void next_hop(job *j)
-{
-    long from = j->hop_sent ? (long)j->hop_index : -1;
-    release_slot(j);
-    j->hop_index++;
-    j->hop_attempts = 0;
-    j->hop_sent = 0;
-    choose_hop(j, from);
-}
-
-static void pick_hop(job *j)
-{
-    choose_hop(j, -1);
-}
-
-static void choose_hop(job *j, long fell_from)
-{
-    long wait_ms = 0;
-    int idx = router_next_hop(R_breakers, j->cfg, j->tier, j->hop_index, j->params, j->nparams,
-                              now_wall_ms(), &wait_ms);
-    if (idx < 0) {
-        route_exhausted(j);
-        return;
-    }
-    if (fell_from >= 0 && (size_t)idx > (size_t)fell_from) {
-        breakers_note_fallback(R_breakers, j->tier->route[fell_from].provider);
-        metrics_fallback(j->tier_name, j->tier->route[fell_from].provider);
-    }
-    if ((size_t)idx != j->hop_index) {
-        j->hop_index = (size_t)idx;
-        j->hop_attempts = 0;
-        j->hop_sent = 0;
-    }
-    if (wait_ms > 0)
-        schedule(j, wait_ms, send_attempt);   /* every hop's breaker is open: wait for the first */
+    long delay = plimit_book_send(R.limits, p->name, p->rpm, now_mono_ms());
+    if (delay > 0)
+        arm(a, delay, step_send);
     else
-        send_attempt(j);
+        step_send(a);
 }
 
-/* Build the upstream request for the current hop.  NULL with err when the request cannot
- * be made: err->code EINVAL/EILSEQ = the prompt is at fault, else the hop is. */
-static upstream_request *build_request(job *j, const rf_hop *hop, const rf_provider *p,
-                                       rf_err *err)
+/* The price and the reservation, under the caps and prices in force now.  0 = go on;
+ * otherwise the attempt has ended or will resume. */
+static int reserve(attempt *a)
 {
+    const attempt_plan *pl = a->plan;
+    const rf_hop *hop = plan_hop(pl);
+    rf_config *now = R.d.current_config ? R.d.current_config() : NULL;
+    const rf_config *cfg = now ? now : pl->route_cfg;
+    a->priced = prices_lookup(cfg, hop->provider, hop->model, &a->price);
+    a->max_tokens = openai_effective_max_tokens(pl->prompt->data, pl->prompt->len,
+                                                pl->tier->max_tokens);
+    int capped = budget_caps_apply(cfg, pl->tier_name);
+    if (!a->priced && (capped || pl->tier->require_price)) {
+        char why[600];
+        snprintf(why, sizeof why,
+                 "no price known for %s on %s while %s: add \"prices\": {\"%s\": "
+                 "{\"prompt\": USD_PER_M, \"completion\": USD_PER_M}} to config.json",
+                 hop->model, hop->provider, capped ? "a spend cap applies" : "the tier has require_price",
+                 hop->model);
+        config_unref(now);
+        finish_simple(a, AR_SKIPPED, why, 0);
+        return -1;
+    }
+    a->worst_usd = budget_worst_case(a->priced ? &a->price : NULL, pl->prompt->len, a->max_tokens);
+    rf_err err;
+    rf_err_clear(&err);
+    long id = budget_reserve(R.d.budget, cfg, pl->tier_name, a->worst_usd, &err);
+    config_unref(now);
+    if (id >= 0) {
+        a->reservation = id;
+        return 0;
+    }
+    if (err.code == EAGAIN) {
+        /* Fits once requests in flight settle: wait for them rather than fail. */
+        release_slot(a);
+        arm(a, BUDGET_WAIT_MS, step_begin);
+        return -1;
+    }
+    finish_simple(a, AR_REFUSED, err.msg, 0);   /* a cap would break: not sent */
+    return -1;
+}
+
+/* Build the request for the hop.  NULL with err when it cannot be made: err->code
+ * EINVAL/EILSEQ = the prompt is at fault, else the hop is. */
+static upstream_request *build_request(const attempt_plan *pl, const rf_provider *p, rf_err *err)
+{
+    const rf_hop *hop = plan_hop(pl);
     char *user = NULL;
-    if (j->tag && asprintf(&user, "pipeline:%s", j->tag) < 0) {
+    if (pl->tag && asprintf(&user, "pipeline:%s", pl->tag) < 0) {
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
     }
     openai_request_in in = {
         .model = hop->model,
-        .prompt = j->prompt,
-        .prompt_len = j->prompt_len,
-        .system_prompt = j->tier->system_prompt,
-        .max_tokens = j->tier->max_tokens,
+        .prompt = pl->prompt->data,
+        .prompt_len = pl->prompt->len,
+        .system_prompt = pl->tier->system_prompt,
+        .max_tokens = pl->tier->max_tokens,
         .user = user,
-        .provider_prefs_json = p->kind == RF_KIND_OPENROUTER ? j->tier->provider_prefs_json : NULL,
+        .provider_prefs_json = p->kind == RF_KIND_OPENROUTER ? pl->tier->provider_prefs_json : NULL,
     };
     char *body = openai_build_request(&in, err);
     free(user);
@@ -328,177 +360,54 @@ static upstream_request *build_request(job *j, const rf_hop *hop, const rf_provi
     }
     rq->body = body;
     rq->api_key = key;
-    rq->timeout_ms = j->tier->timeout_ms;
+    rq->timeout_ms = pl->tier->timeout_ms;
     if (p->timeout_ms > 0 && p->timeout_ms < rq->timeout_ms)
         rq->timeout_ms = p->timeout_ms;
     rq->max_response = RESPONSE_MAX;
     return rq;
 }
 
-static void on_attempt_done(upstream_result *res, void *ud);
-static void send_now(job *j);
+static void on_answer(upstream_result *res, void *ud);
 
-/* Give back the job's in-flight slot and let the longest-waiting job on that provider
- * go (through a 0 ms timer: never recursively, whatever the queue length). */
-static void release_slot(job *j)
+static void step_send(void *ud)
 {
-    if (!j->slot_provider)
-        return;
-    char *provider = j->slot_provider;
-    j->slot_provider = NULL;
-    if (R_limits) {
-        plimit_release_slot(R_limits, provider);
-        slot_waiter *w;
-        while ((w = plimit_next_waiter(R_limits, provider))) {
-            job *wj = w->j;
-            int current = wj->in_table && wj->generation == w->generation &&
-                          wj->state == JOB_RUNNING;
-            free(w);
-            if (current)
-                schedule(wj, 0, send_attempt);
-            jobs_job_unref(wj);   /* the waiter's reference */
-            if (current)
-                break;
-        }
-    }
-    free(provider);
-}
-
-/* Provider limits first (plimit.h): wait for an in-flight slot, then for the booked send
- * time; then send_now. */
-static void send_attempt(job *j)
-{
-    const rf_hop *hop = &j->tier->route[j->hop_index];
-    const rf_provider *p = config_provider(j->cfg, hop->provider);
-    if (!R_limits || (!p->rpm && !p->max_concurrent)) {
-        send_now(j);
+    attempt *a = ud;
+    a->timer_id = 0;
+    if (is_cancelled(a)) {
+        finish_cancelled(a);
         return;
     }
-    if (!plimit_take_slot(R_limits, p->name, p->max_concurrent)) {
-        slot_waiter *w = malloc(sizeof *w);
-        if (w) {
-            w->j = j;
-            w->generation = j->generation;
-            j->refs++;
-            if (plimit_wait(R_limits, p->name, w) == 0)
-                return;   /* release_slot of another request wakes us */
-            j->refs--;
-            free(w);
-        }
-        finish_failed(j, strdup("out of memory waiting for a provider slot"));
+    const attempt_plan *pl = a->plan;
+    const rf_hop *hop = plan_hop(pl);
+    const rf_provider *p = config_provider(pl->route_cfg, hop->provider);
+    if (!breakers_allow(R.d.breakers, hop->provider, hop->model, now_mono_ms())) {
+        finish_simple(a, AR_SKIPPED, "the breaker's probe is out", PROBE_BUSY_DELAY_MS);
         return;
     }
-    j->slot_provider = strdup(p->name);
-    if (!j->slot_provider) {
-        plimit_release_slot(R_limits, p->name);
-        finish_failed(j, strdup("out of memory"));
+    a->breaker_taken = 1;
+    if (reserve(a) < 0)
         return;
-    }
-    long delay = plimit_book_send(R_limits, p->name, p->rpm, now_mono_ms());
-    if (delay > 0)
-        schedule(j, delay, send_now);
-    else
-        send_now(j);
-}
-
-static void send_now(job *j)
-{
-    const rf_hop *hop = &j->tier->route[j->hop_index];
-    const rf_provider *p = config_provider(j->cfg, hop->provider);
-    int64_t now = now_wall_ms();
-    if (!breakers_allow(R_breakers, hop->provider, hop->model, now)) {
-        /* A half-open breaker's single probe is taken by another job. */
-        if (j->hop_index + 1 < j->tier->route_len && j->tier->allow_fallbacks)
-            next_hop(j);
-        else {
-            release_slot(j);
-            schedule(j, PROBE_BUSY_DELAY_MS, send_attempt);
-        }
-        return;
-    }
     rf_err err;
     rf_err_clear(&err);
-    /* Spend: reserve the worst case before anything leaves (budget.h). */
-    int price_known = 0;
-    int max_tokens = openai_effective_max_tokens(j->prompt, j->prompt_len, j->tier->max_tokens);
-    double worst = budget_worst_case(j->cfg, hop, j->prompt_len, max_tokens, &price_known);
-    if (!price_known && j->tier->require_price) {
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        record_hop(j, hop, 0, "no price configured for this model (the tier has require_price)",
-                   0, now);
-        next_hop(j);
-        return;
-    }
-    long reservation = budget_reserve(R_budget, j->cfg, j->tier_name, worst, &err);
-    if (reservation < 0) {
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        if (err.code == EAGAIN) {
-            /* Fits once requests in flight settle: wait for them rather than fail. */
-            release_slot(j);
-            schedule(j, BUDGET_WAIT_MS, send_attempt);
-            return;
-        }
-        finish_failed(j, strdup(err.msg));   /* a cap would break: not sent */
-        return;
-    }
-    upstream_request *rq = build_request(j, hop, p, &err);
+    upstream_request *rq = build_request(pl, p, &err);
     if (!rq) {
-        budget_release(R_budget, reservation);
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        if (err.code == EINVAL || err.code == EILSEQ) {
-            finish_failed(j, strdup(err.msg));   /* the prompt itself is unusable */
-            return;
-        }
-        record_hop(j, hop, 0, err.msg, 0, now);
-        next_hop(j);
+        finish_simple(a, err.code == EINVAL || err.code == EILSEQ ? AR_REFUSED : AR_SKIPPED,
+                      err.msg, 0);
         return;
     }
-    attempt_ctx *ctx = ctx_new(j);
-    if (!ctx) {
-        budget_release(R_budget, reservation);
-        free(rq->url), free(rq->body), free(rq->api_key), free(rq);
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        finish_failed(j, strdup("out of memory"));
-        return;
-    }
-    ctx->sent_ms = now;
-    ctx->provider = strdup(hop->provider);
-    ctx->model = strdup(hop->model);
-    ctx->retry_after_max_ms = j->tier->retry_after_max_ms;
-    ctx->reservation = reservation;
-    const rf_price *price = config_price(j->cfg, hop->provider, hop->model);
-    if (price) {
-        ctx->has_price = 1;
-        ctx->prompt_per_m = price->prompt_per_m;
-        ctx->completion_per_m = price->completion_per_m;
-    }
-    ctx->tier = strdup(j->tier_name);
-    ctx->tag = j->tag ? strdup(j->tag) : NULL;
-    if (asprintf(&ctx->ledger_id, "%s#%u#%lld#%lu", j->key, j->generation,
-                 (long long)j->created_ms, ++R_attempt_seq) < 0)
-        ctx->ledger_id = NULL;
-    if (!ctx->provider || !ctx->model || !ctx->tier || !ctx->ledger_id ||
-        (j->tag && !ctx->tag)) {
-        free(rq->url), free(rq->body), free(rq->api_key), free(rq);
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        j->refs++;
-        ctx_free(ctx);
-        j->refs--;
-        finish_failed(j, strdup("out of memory"));
-        return;
-    }
-    long id = upstream_submit(R_up, rq, on_attempt_done, ctx, &err);
+    a->sent_wall_ms = now_wall_ms();
+    sp_mark_sent(R.d.store, pl->key, pl->gen);
+    long id = upstream_submit(R.d.up, rq, on_answer, a, &err);
     if (id < 0) {
-        j->refs++;
-        ctx_free(ctx);
-        j->refs--;
-        breakers_release(R_breakers, hop->provider, hop->model, now);
-        finish_failed(j, strdup(err.msg));
+        finish_simple(a, AR_SKIPPED, err.msg, 0);
         return;
     }
-    j->upstream_id = id;
-    j->hop_sent = 1;
+    a->upstream_id = id;
+    a->phase = AT_IN_FLIGHT;
+    R.in_flight++;
 }
+
+/* ---- the answer ---- */
 
 /* Describe a failed attempt in one line, e.g. "HTTP 503: overloaded". */
 static void describe_failure(const upstream_result *res, const char *detail, char *buf,
@@ -512,191 +421,197 @@ static void describe_failure(const upstream_result *res, const char *detail, cha
         snprintf(buf, len, "HTTP %ld", res->http_status);
 }
 
+/* Classify an answer (pure: no attempt state).  Fills r's outcome, error and comp. */
+static void judge(const upstream_result *res, long retry_after_max_ms, attempt_report *r,
+                  int *healthy, int *model_specific)
+{
+    rf_attempt at = {.transport = res->transport, .http_status = res->http_status,
+                     .retry_after_ms = res->retry_after_ms};
+    char detail[sizeof(((rf_err *)0)->msg)] = "";
+    if (res->transport == RF_TE_NONE && res->http_status >= 200 && res->http_status < 300) {
+        rf_err perr;
+        rf_err_clear(&perr);
+        at.parse_status = (int)openai_parse_response(res->body ? res->body : "", res->body_len,
+                                                     &r->comp, &perr);
+        if (at.parse_status != OPENAI_OK)
+            snprintf(detail, sizeof detail, "%s", perr.msg);
+    } else if (res->transport == RF_TE_NONE) {
+        openai_error_info info;
+        openai_parse_error(res->body ? res->body : "", res->body_len, &info);
+        at.context_length = info.context_length;
+        at.unsupported_param = info.unsupported_param;
+        snprintf(detail, sizeof detail, "%s", info.msg);
+    }
+    r->outcome = router_classify(&at, retry_after_max_ms);
+    r->timed_out = res->transport == RF_TE_TIMEOUT;
+    if (r->outcome != RF_OUT_SUCCESS)
+        describe_failure(res, detail, r->error, sizeof r->error);
+    /* Breakers track provider health: a request refused for its own content (plain 400,
+     * context length, unsupported parameter) says the provider is alive. */
+    int request_fault = r->outcome == RF_OUT_FAIL_JOB || at.context_length || at.unsupported_param;
+    *healthy = r->outcome == RF_OUT_SUCCESS || request_fault;
+    *model_specific = res->http_status == 404;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
 }
 
-/* The provider's reported cost, else tokens x the configured price; -1 when unknown. */
-static double attempt_cost(const attempt_ctx *ctx, const openai_completion *comp)
+/* The ledger row of a billed attempt: 0, or -1 when out of memory. */
+static int make_ledger_row(const attempt *a, const cost_result *c, const openai_completion *comp,
+                           ledger_row *row)
 {
-    if (comp->has_cost)
-        return comp->cost;
-    if (!ctx->has_price || comp->prompt_tokens < 0 || comp->completion_tokens < 0)
+    const attempt_plan *pl = a->plan;
+    const rf_hop *hop = plan_hop(pl);
+    memset(row, 0, sizeof *row);
+    if (asprintf(&row->ref, "%s#%lld#%u", pl->key, (long long)pl->gen, pl->seq) < 0)
+        row->ref = NULL;
+    row->at_ms = now_wall_ms();
+    row->path = strdup(pl->key);
+    row->tier = strdup(pl->tier_name);
+    row->tag = dup_or_null(pl->tag);
+    row->provider = strdup(hop->provider);
+    row->model = strdup(hop->model);
+    row->upstream = comp ? dup_or_null(comp->provider) : NULL;
+    row->has_cost = c->has_cost;
+    row->cost_nusd = c->nusd;
+    row->estimated = c->estimated;
+    row->note = c->note[0] ? strdup(c->note) : NULL;
+    row->prompt_tokens = comp ? comp->prompt_tokens : -1;
+    row->completion_tokens = comp ? comp->completion_tokens : -1;
+    if (!row->ref || !row->path || !row->tier || !row->provider || !row->model ||
+        (pl->tag && !row->tag)) {
+        ledger_row_clear(row);
         return -1;
-    return ((double)comp->prompt_tokens * ctx->prompt_per_m +
-            (double)comp->completion_tokens * ctx->completion_per_m) / 1e6;
-}
-
-/* Write the served attempt to the ledger, replacing its reservation.  Runs before the
- * job is committed, so the commit's syncfs makes the record durable before anyone is told
- * the job is done. */
-static void settle_cost(attempt_ctx *ctx, const openai_completion *comp, double cost)
-{
-    budget_record rec = {
-        .id = ctx->ledger_id,
-        .tier = ctx->tier,
-        .tag = ctx->tag,
-        .provider = ctx->provider,
-        .model = ctx->model,
-        .cost = cost < 0 ? 0 : cost,
-        .has_cost = cost >= 0,
-        .prompt_tokens = comp->prompt_tokens,
-        .completion_tokens = comp->completion_tokens,
-        .at_ms = now_wall_ms(),
-    };
-    rf_err err;
-    rf_err_clear(&err);
-    if (budget_settle(R_budget, ctx->reservation, &rec, &err) < 0)
-        LOG_ERROR("ledger: %s", err.msg);
-    ctx->reservation = 0;
-}
-
-/* Record the served answer on the job and decide it (lock held).  Returns its commit, to
- * be staged and submitted by the caller (jobs_finish_stage / jobs_finish_submit). */
-static commit_item *settle_success(job *j, const rf_hop *hop, openai_completion *comp,
-                                   double cost)
-{
-    j->content_len = strlen(comp->content);
-    j->content = comp->content;     /* moves to the job */
-    comp->content = NULL;
-    j->served_provider = dup_or_null(comp->provider ? comp->provider : hop->provider);
-    j->served_endpoint = dup_or_null(hop->provider);
-    j->served_model = dup_or_null(comp->model ? comp->model : hop->model);
-    j->prompt_tokens = comp->prompt_tokens;
-    j->completion_tokens = comp->completion_tokens;
-    j->fallback = j->hop_index > 0;
-    j->has_cost = cost >= 0;
-    j->cost = j->has_cost ? cost : 0;
-    j->finished_ms = now_wall_ms();
-    return jobs_finish_prepare(j);
-}
-
-/* What an attempt's response says, classified.  Pure: no job state. */
-typedef struct attempt_verdict {
-    rf_attempt a;
-    rf_outcome outcome;
-    openai_completion comp;               /* filled on success */
-    char error[sizeof(((rf_err *)0)->msg) + 64];  /* one line when not a success */
-    int healthy;                          /* the provider answered sensibly */
-} attempt_verdict;
-
-static void judge_attempt(const upstream_result *res, long retry_after_max_ms,
-                          attempt_verdict *v)
-{
-    memset(v, 0, sizeof *v);
-    v->a.transport = res->transport;
-    v->a.http_status = res->http_status;
-    v->a.retry_after_ms = res->retry_after_ms;
-    char detail[sizeof(((rf_err *)0)->msg)] = "";
-    if (res->transport == RF_TE_NONE && res->http_status >= 200 && res->http_status < 300) {
-        rf_err perr;
-        rf_err_clear(&perr);
-        v->a.parse_status = (int)openai_parse_response(res->body ? res->body : "",
-                                                       res->body_len, &v->comp, &perr);
-        if (v->a.parse_status != OPENAI_OK)
-            snprintf(detail, sizeof detail, "%s", perr.msg);
-    } else if (res->transport == RF_TE_NONE) {
-        openai_error_info info;
-        openai_parse_error(res->body ? res->body : "", res->body_len, &info);
-        v->a.context_length = info.context_length;
-        v->a.unsupported_param = info.unsupported_param;
-        snprintf(detail, sizeof detail, "%s", info.msg);
     }
-    v->outcome = router_classify(&v->a, retry_after_max_ms);
-    if (v->outcome != RF_OUT_SUCCESS)
-        describe_failure(res, detail, v->error, sizeof v->error);
-    /* Breakers track provider health: a request refused for its own content (plain 400,
-     * context length, unsupported parameter) says the provider is alive. */
-    int request_fault = v->outcome == RF_OUT_FAIL_JOB || v->a.context_length ||
-                        v->a.unsupported_param;
-    v->healthy = v->outcome == RF_OUT_SUCCESS || request_fault;
+    return 0;
 }
 
-static void on_attempt_done(upstream_result *res, void *ud)
+/* Settle what this attempt cost: the reservation becomes the billed amount. */
+static void settle(attempt *a, attempt_report *r, const cost_result *c,
+                   const openai_completion *comp)
 {
-    attempt_ctx *ctx = ud;
-    job *j = ctx->j;
-    attempt_verdict v;
-    judge_attempt(res, ctx->retry_after_max_ms, &v);
-    double cost = v.outcome == RF_OUT_SUCCESS ? attempt_cost(ctx, &v.comp) : -1;
-    metrics_attempt(ctx->tier, ctx->provider, router_outcome_name(v.outcome), res->latency_ms);
-    breakers_record(R_breakers, ctx->provider, ctx->model, v.healthy,
-                    v.outcome == RF_OUT_NEXT_HOP_DOWN, res->http_status == 404, res->latency_ms,
-                    v.healthy ? NULL : v.error, now_wall_ms());
+    if (make_ledger_row(a, c, comp, &r->ledger) == 0) {
+        r->billed = 1;
+        budget_settle(R.d.budget, a->reservation, &r->ledger);
+    } else {
+        ledger_row tmp = {.tier = a->plan->tier_name, .has_cost = c->has_cost,
+                          .cost_nusd = c->nusd, .at_ms = now_wall_ms()};
+        budget_settle(R.d.budget, a->reservation, &tmp);   /* the caps still see it */
+        LOG_ERROR("%s: out of memory: a billed request is missing from the ledger",
+                  a->plan->key);
+    }
+    a->reservation = 0;
+}
 
-    jobs_lock();
-    if (!j->in_table || j->generation != ctx->generation || j->state != JOB_RUNNING) {
-        if (v.outcome == RF_OUT_SUCCESS)
-            settle_cost(ctx, &v.comp, cost);   /* stale, but billed all the same */
-        openai_completion_free(&v.comp);
-        ctx_free(ctx);
-        jobs_unlock();
+static void on_answer(upstream_result *res, void *ud)
+{
+    attempt *a = ud;
+    R.in_flight--;
+    a->upstream_id = 0;
+    const attempt_plan *pl = a->plan;
+    const rf_hop *hop = plan_hop(pl);
+    attempt_report r;
+    memset(&r, 0, sizeof r);
+    r.kind = AR_ANSWER;
+    r.http_status = res->http_status;
+    r.retry_after_ms = res->retry_after_ms;
+    r.latency_ms = res->latency_ms;
+    r.sent_ms = a->sent_wall_ms;
+    r.tokens = -1;
+    int healthy = 0, model_specific = 0;
+    judge(res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
+    metrics_attempt(pl->tier_name, hop->provider, router_outcome_name(r.outcome),
+                    res->latency_ms);
+    breakers_record(R.d.breakers, hop->provider, hop->model, healthy,
+                    r.outcome == RF_OUT_NEXT_HOP_DOWN, model_specific, res->latency_ms,
+                    healthy ? NULL : r.error, now_mono_ms());
+    a->breaker_taken = 0;
+    if (r.outcome == RF_OUT_SUCCESS) {
+        cost_result c;
+        cost_of_answer(&r.comp, a->priced ? &a->price : NULL, a->worst_usd, pl->prompt->len, &c);
+        if (c.over_reservation &&
+            prices_observe(hop->provider, hop->model, r.comp.cost, r.comp.prompt_tokens,
+                           r.comp.completion_tokens, pl->prompt->len, a->max_tokens))
+            LOG_WARN("%s/%s charged $%.6f, more than the $%.6f reserved: the configured price "
+                     "is too low; later reservations use the observed rate", hop->provider,
+                     hop->model, r.comp.cost, a->worst_usd);
+        if (c.nonsense)
+            LOG_WARN("%s/%s: %s", hop->provider, hop->model, c.note);
+        settle(a, &r, &c, &r.comp);
+        if (pl->live && r.comp.content)
+            live_append(pl->live, r.comp.content, strlen(r.comp.content));
+    }
+    finish(a, &r);
+}
+
+/* ---- cancellation ---- */
+
+static void step_cancel(void *ud)
+{
+    attempt *a = ud;
+    if (a->phase == AT_IN_FLIGHT && a->upstream_id) {
+        upstream_cancel(R.d.up, a->upstream_id);   /* on the loop thread: at once, on the wire */
+        a->upstream_id = 0;
+        R.in_flight--;
+        const rf_hop *hop = plan_hop(a->plan);
+        breakers_release(R.d.breakers, hop->provider, hop->model, now_mono_ms());
+        a->breaker_taken = 0;
+        finish_cancelled(a);
+    } else if (a->phase == AT_TIMER && a->timer_id) {
+        upstream_cancel_timer(R.d.up, a->timer_id);
+        a->timer_id = 0;
+        finish_cancelled(a);
+    }
+    /* AT_NEW: step_begin sees the flag; AT_WAIT_SLOT: ends when its turn comes;
+     * AT_DONE: already reported. */
+    runner_release(a);   /* step_cancel's reference */
+}
+
+void runner_cancel(attempt *a)
+{
+    if (!a || __atomic_exchange_n(&a->cancelled, 1, __ATOMIC_ACQ_REL))
         return;
-    }
-    j->upstream_id = 0;
-    release_slot(j);
-    const rf_hop *hop = &j->tier->route[j->hop_index];
-    record_hop(j, hop, res->http_status, v.outcome == RF_OUT_SUCCESS ? NULL : v.error,
-               res->latency_ms, ctx->sent_ms);
-
-    commit_item *finished = NULL;
-    switch (v.outcome) {
-    case RF_OUT_SUCCESS:
-        j->ledger_id = strdup(ctx->ledger_id);
-        finished = settle_success(j, hop, &v.comp, cost);
-        break;
-    case RF_OUT_RETRY:
-        /* Once this failure has opened the provider's breaker, waiting out a backoff
-         * would only delay the fallback that the breaker will force anyway. */
-        if (j->hop_attempts < j->tier->retries &&
-            breakers_ready_at(R_breakers, hop->provider, hop->model, now_wall_ms()) <= now_wall_ms()) {
-            long delay = router_backoff_ms(j->hop_attempts, j->tier->retry_base_ms,
-                                           j->tier->retry_cap_ms, res->retry_after_ms, &j->seed);
-            j->hop_attempts++;
-            schedule(j, delay, send_attempt);
-        } else {
-            next_hop(j);
-        }
-        break;
-    case RF_OUT_NEXT_HOP:
-    case RF_OUT_NEXT_HOP_DOWN:
-        next_hop(j);
-        break;
-    case RF_OUT_FAIL_JOB: {
-        char *msg = NULL;
-        if (asprintf(&msg, "%s/%s refused the request: %s", hop->provider, hop->model,
-                     v.error) < 0)
-            msg = NULL;
-        finish_failed(j, msg);
-        break;
-    }
-    }
-    if (v.outcome == RF_OUT_SUCCESS) {
-        /* Results staged on disk first (their meta carries the ledger record), then the
-         * ledger line: after a crash in between, recovery installs the staged result and
-         * settles it from its meta — paid once, kept once (jobs_recover).  Both without
-         * the jobs lock, which every FUSE create and release needs: on a slow disk these
-         * writes held it for most of a batch.  The job is decided already; a rewrite or
-         * rm meanwhile makes the committer drop the staged files. */
-        jobs_unlock();
-        jobs_finish_stage(finished);
-        settle_cost(ctx, &v.comp, cost);
-        jobs_finish_submit(finished);
-        jobs_lock();
-    }
-    openai_completion_free(&v.comp);
-    ctx_free(ctx);
-    jobs_unlock();
+    __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+    rf_err err;
+    if (upstream_after(R.d.up, 0, step_cancel, a, &err) < 0)
+        runner_release(a);   /* shutting down: nothing is in flight any more */
 }
 
-void runner_start(job *j)
+void runner_shutdown(void)
 {
-    j->state = JOB_RUNNING;
-    if (!j->started_ms)
-        j->started_ms = now_wall_ms();
-    j->hop_index = 0;
-    j->hop_attempts = 0;
-    j->hop_sent = 0;
-    pick_hop(j);
+    /* upstream is stopped: no step or callback will run again.  Whatever is still live
+     * holds its reservation and slot; give them back and free the plans.  The handles
+     * themselves go when their last reference does (the jobs table drops its own). */
+    pthread_mutex_lock(&R.live_lock);
+    attempt *list = R.live;
+    pthread_mutex_unlock(&R.live_lock);
+    for (attempt *a = list; a; a = a->next) {
+        if (a->phase == AT_DONE)
+            continue;
+        if (a->reservation)
+            budget_release(R.d.budget, a->reservation);
+        a->reservation = 0;
+        a->phase = AT_DONE;
+        attempt_plan_free(a->plan);
+        a->plan = NULL;
+    }
+    void *w;
+    while (R.limits && (w = plimit_any_waiter(R.limits)))
+        ;
+    plimits_free(R.limits);
+    R.limits = NULL;
+    /* Drop the runner's references: an attempt that never reported still holds one. */
+    for (;;) {
+        pthread_mutex_lock(&R.live_lock);
+        attempt *a = R.live;
+        while (a && a->refs <= 0)
+            a = a->next;
+        pthread_mutex_unlock(&R.live_lock);
+        if (!a)
+            break;
+        /* the job table has already released its reference at jobs_shutdown */
+        runner_release(a);
+    }
 }

@@ -1,22 +1,670 @@
-/* store.c — see store.h.  Every operation goes through openat-family calls on one
- * directory fd, so the state directory can be renamed or be a symlink without surprises. */
+/* store.c — see store.h: the database, its connections, the writer thread and its group
+ * commit, and the failing state.
+ *
+ * Locking: st->lock guards the queue, the health fields and the stop flag; st->rlock the
+ * pool of idle readers.  Both are leaves.  The writer connection belongs to the writer
+ * thread alone; apply functions run there without st->lock. */
 #include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-struct store {
-    char *path;        /* absolute path of the state directory */
-    int dirfd;         /* O_PATH-like directory fd used for every *at() call */
-    int lockfd;        /* holds the flock that keeps a second daemon out */
+#include "faultvfs.h"
+#include "log.h"
+#include "store_schema.h"
+
+#define STMT_CACHE 64
+#define GROUP_MAX_OPS 4096         /* bounds one transaction's latency */
+#define RETRY_FIRST_MS 250         /* failing: first retry, doubling ... */
+#define RETRY_MAX_MS 5000          /* ... up to this */
+#define CLOSE_RETRY_MS 5000        /* at close, how long held work may still be retried */
+#define WRITER_CACHE_KIB 8192
+#define READER_CACHE_KIB 1024
+
+struct store_conn {
+    sqlite3 *db;
+    struct {
+        const char *sql;           /* static text: the cache key is its address */
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+    size_t ncache;
+    int last_rc;                   /* the SQLite code store_fail last saw */
+    store_conn *next;              /* pool link */
 };
+
+struct store {
+    char *path;                    /* absolute state directory */
+    char *db_path;
+    int dirfd, lockfd;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;           /* the writer has something to do */
+    pthread_cond_t applied;        /* a group finished: store_run / store_flush waiters */
+    store_op *head, *tail;
+    uint64_t submitted, finished;  /* sequence numbers, for store_flush */
+    int stopping;
+    pthread_t thread;
+    int thread_started;
+    store_conn *writer;
+
+    /* health (lock) */
+    int failing, fail_code;
+    char why[512];
+    int64_t since_ms;
+    size_t held;
+    uint64_t groups, ops, failures;
+    void (*listener)(int failing, void *ud);
+    void *listener_ud;
+
+    pthread_mutex_t rlock;
+    store_conn *idle_readers;
+
+    int64_t generation;            /* atomic */
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- errors ---- */
+
+int store_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: return 0;
+    case SQLITE_FULL: return ENOSPC;
+    case SQLITE_READONLY: return EROFS;
+    case SQLITE_NOMEM: return ENOMEM;
+    case SQLITE_CONSTRAINT: return EEXIST;
+    case SQLITE_TOOBIG: return EFBIG;
+    case SQLITE_NOTFOUND: return ENOENT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return EBUSY;
+    default: return EIO;
+    }
+}
+
+/* The whole store is in trouble (not just one operation): the disk is full, failing,
+ * read-only, or the database cannot be opened. */
+static int is_store_failure(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_BUSY:
+    case SQLITE_NOMEM:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int store_fail(store_conn *c, int rc, rf_err *err, const char *what)
+{
+    c->last_rc = rc;
+    return rf_err_set(err, store_errno(rc), "state store: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+/* ---- connections ---- */
+
+static void conn_close(store_conn *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->ncache; i++)
+        sqlite3_finalize(c->cache[i].stmt);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static int conn_exec(store_conn *c, const char *sql, rf_err *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        c->last_rc = rc;
+        rf_err_set(err, store_errno(rc), "state store: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static store_conn *conn_open(store *st, int readonly, rf_err *err)
+{
+    store_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(st->db_path, &c->db, flags, FAULTVFS_NAME);
+    if (rc != SQLITE_OK) {
+        rf_err_set(err, store_errno(rc), "state store %s: %s", st->db_path,
+                   c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    sqlite3_extended_result_codes(c->db, 1);
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;%s",
+             readonly ? READER_CACHE_KIB : WRITER_CACHE_KIB,
+             readonly ? "" : " PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4000;");
+    if (conn_exec(c, pragmas, err) < 0) {
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+sqlite3 *store_conn_db(store_conn *c)
+{
+    return c->db;
+}
+
+sqlite3_stmt *store_stmt(store_conn *c, const char *sql, rf_err *err)
+{
+    for (size_t i = 0; i < c->ncache; i++) {
+        if (c->cache[i].sql == sql) {
+            sqlite3_reset(c->cache[i].stmt);
+            sqlite3_clear_bindings(c->cache[i].stmt);
+            return c->cache[i].stmt;
+        }
+    }
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        store_fail(c, rc, err, "prepare");
+        return NULL;
+    }
+    if (c->ncache < STMT_CACHE) {
+        c->cache[c->ncache].sql = sql;
+        c->cache[c->ncache].stmt = stmt;
+        c->ncache++;
+    } else {
+        /* Never expected (the SQL is a fixed set): keep working, slower. */
+        LOG_WARN("state store: statement cache full");
+        c->cache[STMT_CACHE - 1].sql = NULL;
+        sqlite3_finalize(c->cache[STMT_CACHE - 1].stmt);
+        c->cache[STMT_CACHE - 1].sql = sql;
+        c->cache[STMT_CACHE - 1].stmt = stmt;
+    }
+    return stmt;
+}
+
+store_conn *store_reader(store *st, rf_err *err)
+{
+    pthread_mutex_lock(&st->rlock);
+    store_conn *c = st->idle_readers;
+    if (c)
+        st->idle_readers = c->next;
+    pthread_mutex_unlock(&st->rlock);
+    if (c) {
+        c->next = NULL;
+        return c;
+    }
+    return conn_open(st, 1, err);
+}
+
+void store_reader_done(store *st, store_conn *c)
+{
+    if (!c)
+        return;
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);  /* a reader left a txn open */
+    pthread_mutex_lock(&st->rlock);
+    c->next = st->idle_readers;
+    st->idle_readers = c;
+    pthread_mutex_unlock(&st->rlock);
+}
+
+/* ---- health ---- */
+
+void store_health_get(store *st, store_health *h)
+{
+    pthread_mutex_lock(&st->lock);
+    h->failing = st->failing;
+    h->code = st->fail_code;
+    snprintf(h->why, sizeof h->why, "%s", st->why);
+    h->since_ms = st->since_ms;
+    h->held = st->held;
+    h->groups = st->groups;
+    h->ops = st->ops;
+    h->failures = st->failures;
+    pthread_mutex_unlock(&st->lock);
+}
+
+int store_admit(store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int r = st->failing ? -st->fail_code : 0;
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
+void store_set_health_listener(store *st, void (*fn)(int failing, void *ud), void *ud)
+{
+    pthread_mutex_lock(&st->lock);
+    st->listener = fn;
+    st->listener_ud = ud;
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- the writer ---- */
+
+static const char SQL_SAVEPOINT[] = "SAVEPOINT op";
+static const char SQL_RELEASE[] = "RELEASE op";
+static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO op";
+
+static int step_done(store_conn *c, const char *sql, rf_err *err)
+{
+    sqlite3_stmt *s = store_stmt(c, sql, err);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_fail(c, rc, err, sql);
+    return 0;
+}
+
+/* The writer connection after a failed transaction: roll back, and start afresh when the
+ * connection cannot even do that. */
+static void writer_recover(store *st)
+{
+    store_conn *w = st->writer;
+    if (w && !sqlite3_get_autocommit(w->db))
+        sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    if (w && sqlite3_get_autocommit(w->db))
+        return;
+    conn_close(w);
+    rf_err err;
+    st->writer = conn_open(st, 0, &err);
+    if (!st->writer)
+        LOG_ERROR("%s", err.msg);
+}
+
+/* Apply a group in one transaction.  Returns 0 when it committed (each op's own status
+ * set), or -1 with err when the store failed as a whole (nothing of it committed). */
+static int apply_group(store *st, store_op *group, rf_err *err)
+{
+    if (!st->writer) {
+        writer_recover(st);
+        if (!st->writer)
+            return rf_err_set(err, EIO, "state store: cannot open the database");
+    }
+    store_conn *w = st->writer;
+    int durable = 0;
+    for (store_op *op = group; op; op = op->next)
+        durable |= (op->flags & STORE_OP_DURABLE) != 0;
+    if (conn_exec(w, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0 ||
+        conn_exec(w, "BEGIN IMMEDIATE", err) < 0)
+        goto failed;
+    for (store_op *op = group; op; op = op->next) {
+        rf_err_clear(&op->err);
+        w->last_rc = SQLITE_OK;
+        if (step_done(w, SQL_SAVEPOINT, err) < 0)
+            goto failed;
+        if (op->apply(w, op, &op->err) == 0) {
+            op->status = 0;
+            if (step_done(w, SQL_RELEASE, err) < 0)
+                goto failed;
+            continue;
+        }
+        if (is_store_failure(w->last_rc)) {
+            *err = op->err;
+            goto failed;
+        }
+        /* This operation alone failed (a constraint, a missing row): undo just it. */
+        op->status = -(op->err.code ? op->err.code : EIO);
+        if (step_done(w, SQL_ROLLBACK_TO, err) < 0 || step_done(w, SQL_RELEASE, err) < 0)
+            goto failed;
+    }
+    if (conn_exec(w, "COMMIT", err) < 0)
+        goto failed;
+    return 0;
+failed:
+    if (!err->code)
+        err->code = EIO;
+    writer_recover(st);
+    return -1;
+}
+
+/* A trivial write: does the disk work again? */
+static int probe_write(store *st, rf_err *err)
+{
+    if (!st->writer)
+        writer_recover(st);
+    if (!st->writer)
+        return rf_err_set(err, EIO, "state store: cannot open the database");
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO info(key, value) VALUES('probe', '%lld')",
+             (long long)wall_ms());
+    if (conn_exec(st->writer, sql, err) < 0) {
+        writer_recover(st);
+        return -1;
+    }
+    return 0;
+}
+
+static void finish_op(store *st, store_op *op)
+{
+    if (op->waiting) {
+        pthread_mutex_lock(&st->lock);
+        op->waiting = 2;                 /* done: the waiting thread may go on */
+        pthread_cond_broadcast(&st->applied);
+        pthread_mutex_unlock(&st->lock);
+    } else if (op->done) {
+        op->done(op, op->status, op->status ? &op->err : NULL);
+    }
+}
+
+static void set_health(store *st, int failing, const rf_err *err)
+{
+    void (*fn)(int, void *) = NULL;
+    void *ud = NULL;
+    pthread_mutex_lock(&st->lock);
+    int changed = st->failing != failing;
+    st->failing = failing;
+    if (failing) {
+        st->fail_code = err->code == ENOSPC || err->code == EROFS ? err->code : EIO;
+        snprintf(st->why, sizeof st->why, "%s", err->msg);
+        if (changed) {
+            st->since_ms = wall_ms();
+            st->failures++;
+        }
+    } else {
+        st->fail_code = 0;
+        st->why[0] = '\0';
+        st->since_ms = 0;
+    }
+    if (changed) {
+        fn = st->listener;
+        ud = st->listener_ud;
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (changed && failing)
+        LOG_ERROR("state store failing: %s; new prompts are refused, answers already paid "
+                  "for are held in memory and retried", err->msg);
+    else if (changed)
+        LOG_INFO("state store works again: held work committed, new prompts accepted");
+    if (fn)
+        fn(failing, ud);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Take the queue's first GROUP_MAX_OPS operations.  Lock held. */
+static store_op *take_group(store *st, size_t *n)
+{
+    store_op *group = st->head, *last = NULL;
+    size_t count = 0;
+    for (store_op *op = group; op && count < GROUP_MAX_OPS; op = op->next) {
+        last = op;
+        count++;
+    }
+    st->head = last ? last->next : NULL;
+    if (!st->head)
+        st->tail = NULL;
+    if (last)
+        last->next = NULL;
+    *n = count;
+    return group;
+}
+
+/* Split list into the held operations (*keep, in order) and the rest (returned, in
+ * order, each failed with err). */
+static store_op *split_unheld(store_op *list, store_op **keep, const rf_err *err, size_t *ndrop)
+{
+    store_op *drop = NULL, **dt = &drop, **kt = keep;
+    *keep = NULL;
+    *ndrop = 0;
+    for (store_op *op = list, *next; op; op = next) {
+        next = op->next;
+        op->next = NULL;
+        if (op->flags & STORE_OP_HELD) {
+            *kt = op;
+            kt = &op->next;
+        } else {
+            op->status = -(err->code ? err->code : EIO);
+            op->err = *err;
+            *dt = op;
+            dt = &op->next;
+            (*ndrop)++;
+        }
+    }
+    return drop;
+}
+
+/* Make list the queue's head (before what is queued now).  Lock held. */
+static void requeue_front(store *st, store_op *list)
+{
+    size_t n = 0;
+    store_op *last = NULL;
+    for (store_op *op = list; op; op = op->next) {
+        last = op;
+        n++;
+    }
+    if (last) {
+        last->next = st->head;
+        st->head = list;
+        if (!st->tail)
+            st->tail = last;
+    }
+    st->held = 0;
+    for (store_op *op = st->head; op; op = op->next)
+        st->held++;
+}
+
+static void finish_all(store *st, store_op *list)
+{
+    for (store_op *op = list, *next; op; op = next) {
+        next = op->next;
+        finish_op(st, op);
+    }
+}
+
+static void timed_wait(store *st, int64_t until_mono)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t left = until_mono - mono_ms();
+    if (left <= 0)
+        return;
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&st->work, &st->lock, &ts);
+}
+
+/* The writer: one group at a time.  While failing, operations that may fail are failed
+ * at once, held ones wait for the next retry (or a probe write when nothing is held). */
+static void *writer_main(void *arg)
+{
+    (void)pthread_setname_np(pthread_self(), "rfs-store");  /* for top -H, perf; cosmetic */
+    store *st = arg;
+    long backoff = RETRY_FIRST_MS;
+    int64_t retry_at = 0, give_up_at = 0;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        if (st->stopping && !give_up_at)
+            give_up_at = mono_ms() + CLOSE_RETRY_MS;
+        if (st->failing) {
+            store_op *keep = NULL;
+            size_t ndrop = 0;
+            rf_err ferr;
+            rf_err_set(&ferr, st->fail_code, "state store failing: %s", st->why);
+            store_op *drop = split_unheld(st->head, &keep, &ferr, &ndrop);
+            st->head = st->tail = NULL;
+            requeue_front(st, keep);
+            if (drop) {
+                pthread_mutex_unlock(&st->lock);
+                finish_all(st, drop);
+                pthread_mutex_lock(&st->lock);
+                st->finished += ndrop;
+                pthread_cond_broadcast(&st->applied);
+                continue;
+            }
+            if (st->stopping && mono_ms() >= give_up_at)
+                break;
+            if (mono_ms() < retry_at) {
+                timed_wait(st, st->stopping && give_up_at < retry_at ? give_up_at : retry_at);
+                continue;
+            }
+        } else if (!st->head) {
+            if (st->stopping)
+                break;
+            pthread_cond_wait(&st->work, &st->lock);
+            continue;
+        }
+        int was_failing = st->failing;
+        size_t n = 0;
+        store_op *group = take_group(st, &n);
+        pthread_mutex_unlock(&st->lock);
+
+        rf_err err;
+        rf_err_clear(&err);
+        int ok = group ? apply_group(st, group, &err) == 0 : probe_write(st, &err) == 0;
+        if (ok) {
+            if (was_failing) {
+                set_health(st, 0, NULL);
+                backoff = RETRY_FIRST_MS;
+            }
+            finish_all(st, group);
+            pthread_mutex_lock(&st->lock);
+            st->groups += group != NULL;
+            st->ops += n;
+            st->finished += n;
+            st->held = 0;
+            pthread_cond_broadcast(&st->applied);
+            continue;
+        }
+        set_health(st, 1, &err);
+        retry_at = mono_ms() + backoff;
+        backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        store_op *keep = NULL;
+        size_t ndrop = 0;
+        store_op *drop = split_unheld(group, &keep, &err, &ndrop);
+        finish_all(st, drop);
+        pthread_mutex_lock(&st->lock);
+        st->finished += ndrop;
+        requeue_front(st, keep);
+        pthread_cond_broadcast(&st->applied);
+    }
+    /* Only while failing at close can work be left: it is lost, and said so. */
+    store_op *rest = st->head;
+    st->head = st->tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    size_t lost = 0;
+    for (store_op *op = rest, *next; op; op = next) {
+        next = op->next;
+        op->status = -EIO;
+        rf_err_set(&op->err, EIO, "state store still failing at unmount: not saved");
+        lost++;
+        finish_op(st, op);
+    }
+    if (lost)
+        LOG_ERROR("state store still failing at unmount: %zu held operation(s) could not be "
+                  "saved", lost);
+    pthread_mutex_lock(&st->lock);
+    st->finished += lost;
+    pthread_cond_broadcast(&st->applied);
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+void store_submit(store *st, store_op *op)
+{
+    op->next = NULL;
+    op->status = 0;
+    pthread_mutex_lock(&st->lock);
+    if (st->tail)
+        st->tail->next = op;
+    else
+        st->head = op;
+    st->tail = op;
+    st->submitted++;
+    pthread_cond_signal(&st->work);
+    pthread_mutex_unlock(&st->lock);
+}
+
+int store_run(store *st, store_op *op, rf_err *err)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->failing && !(op->flags & STORE_OP_HELD)) {
+        int code = st->fail_code;
+        rf_err_set(err, code, "state store failing: %s", st->why);
+        pthread_mutex_unlock(&st->lock);
+        return -code;
+    }
+    op->next = NULL;
+    op->status = 0;
+    op->waiting = 1;
+    if (st->tail)
+        st->tail->next = op;
+    else
+        st->head = op;
+    st->tail = op;
+    st->submitted++;
+    pthread_cond_signal(&st->work);
+    while (op->waiting != 2)
+        pthread_cond_wait(&st->applied, &st->lock);
+    pthread_mutex_unlock(&st->lock);
+    if (op->status < 0 && err)
+        *err = op->err;
+    return op->status;
+}
+
+int store_flush(store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    uint64_t target = st->submitted;
+    while (st->finished < target && !st->failing)
+        pthread_cond_wait(&st->applied, &st->lock);
+    int r = st->finished >= target ? 0 : -st->fail_code;
+    pthread_mutex_unlock(&st->lock);
+    return r;
+}
+
+int64_t store_next_generation(store *st)
+{
+    return __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELAXED);
+}
+
+void store_fault_set(const char *mode)
+{
+    faultvfs_set(mode);
+}
+
+/* ---- open / close ---- */
 
 static int mkdir_parents(const char *path)
 {
@@ -37,67 +685,121 @@ static int mkdir_parents(const char *path)
     return 0;
 }
 
-store *store_open(const char *dir, rf_err *err)
+/* The directory, its lock, and files/ for scratch. */
+static int open_directory(store *st, const char *dir, rf_err *err)
 {
     int r = mkdir_parents(dir);
-    if (r < 0) {
-        rf_err_set(err, -r, "state directory %s: cannot create: %s", dir, strerror(-r));
-        return NULL;
+    if (r < 0)
+        return rf_err_set(err, -r, "state directory %s: cannot create: %s", dir, strerror(-r));
+    if (!(st->path = realpath(dir, NULL)))
+        return rf_err_set(err, errno, "state directory %s: %s", dir, strerror(errno));
+    st->dirfd = open(st->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->dirfd < 0)
+        return rf_err_set(err, errno, "state directory %s: %s", st->path, strerror(errno));
+    if (fchmod(st->dirfd, 0700) < 0 && errno != EPERM)
+        return rf_err_set(err, errno, "state directory %s: chmod: %s", st->path, strerror(errno));
+    st->lockfd = openat(st->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lockfd < 0)
+        return rf_err_set(err, errno, "state directory %s is not writable: %s", st->path,
+                          strerror(errno));
+    if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0)
+        return rf_err_set(err, EBUSY, "state directory %s is in use by another routefs", st->path);
+    if (mkdirat(st->dirfd, "files", 0700) < 0 && errno != EEXIST)
+        return rf_err_set(err, errno, "state directory %s: cannot create files/: %s", st->path,
+                          strerror(errno));
+    if (asprintf(&st->db_path, "%s/%s", st->path, STORE_DB_NAME) < 0) {
+        st->db_path = NULL;
+        return rf_err_set(err, ENOMEM, "out of memory");
     }
-    char *abs = realpath(dir, NULL);
-    if (!abs) {
-        rf_err_set(err, errno, "state directory %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+store *store_open(const char *dir, rf_err *err)
+{
+    int rc = faultvfs_register();
+    if (rc != SQLITE_OK) {
+        rf_err_set(err, EIO, "state store: cannot register the SQLite VFS: %s", sqlite3_errstr(rc));
         return NULL;
     }
     store *st = calloc(1, sizeof *st);
     if (!st) {
-        free(abs);
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
     }
-    st->path = abs;
-    st->lockfd = -1;
-    st->dirfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->dirfd < 0) {
-        rf_err_set(err, errno, "state directory %s: %s", abs, strerror(errno));
+    st->dirfd = st->lockfd = -1;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->rlock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* retries wait on the monotonic clock */
+    pthread_cond_init(&st->work, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&st->applied, NULL);
+    if (open_directory(st, dir, err) < 0)
         goto fail;
-    }
-    if (fchmod(st->dirfd, 0700) < 0 && errno != EPERM) {
-        rf_err_set(err, errno, "state directory %s: chmod: %s", abs, strerror(errno));
+    if (!(st->writer = conn_open(st, 0, err)))
         goto fail;
-    }
-    /* Writability check and single-daemon lock in one: the lock file must be creatable. */
-    st->lockfd = openat(st->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->lockfd < 0) {
-        rf_err_set(err, errno, "state directory %s is not writable: %s", abs, strerror(errno));
+    if (store_schema_ensure(st->writer, &st->generation, err) < 0)
         goto fail;
-    }
-    if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
-        rf_err_set(err, EBUSY, "state directory %s is in use by another routefs", abs);
-        goto fail;
-    }
-    const char *subdirs[] = {"tiers", "root"};
-    for (size_t i = 0; i < 2; i++) {
-        if (mkdirat(st->dirfd, subdirs[i], 0700) < 0 && errno != EEXIST) {
-            rf_err_set(err, errno, "state directory %s: cannot create %s: %s", abs, subdirs[i],
-                       strerror(errno));
-            goto fail;
-        }
-    }
     return st;
 fail:
     store_close(st);
     return NULL;
 }
 
+int store_start(store *st, rf_err *err)
+{
+    int e = pthread_create(&st->thread, NULL, writer_main, st);
+    if (e)
+        return rf_err_set(err, e, "cannot start the store thread: %s", strerror(e));
+    st->thread_started = 1;
+    return 0;
+}
+
+int store_direct(store *st, int (*fn)(store_conn *w, void *ud, rf_err *err), void *ud,
+                 rf_err *err)
+{
+    if (st->thread_started)
+        return rf_err_set(err, EBUSY, "state store: the writer is running");
+    if (conn_exec(st->writer, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    if (fn(st->writer, ud, err) < 0) {
+        sqlite3_exec(st->writer->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return conn_exec(st->writer, "COMMIT", err);
+}
+
 void store_close(store *st)
 {
     if (!st)
         return;
+    if (st->thread_started) {
+        pthread_mutex_lock(&st->lock);
+        st->stopping = 1;
+        pthread_cond_broadcast(&st->work);
+        pthread_mutex_unlock(&st->lock);
+        pthread_join(st->thread, NULL);
+    }
+    if (st->writer) {
+        /* Fold the WAL back into the database: a clean state directory after unmount. */
+        sqlite3_wal_checkpoint_v2(st->writer->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        conn_close(st->writer);
+    }
+    while (st->idle_readers) {
+        store_conn *c = st->idle_readers;
+        st->idle_readers = c->next;
+        conn_close(c);
+    }
     if (st->lockfd >= 0)
         close(st->lockfd);
     if (st->dirfd >= 0)
         close(st->dirfd);
+    pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->rlock);
+    pthread_cond_destroy(&st->work);
+    pthread_cond_destroy(&st->applied);
+    free(st->db_path);
     free(st->path);
     free(st);
 }
@@ -107,282 +809,7 @@ const char *store_path(const store *st)
     return st->path;
 }
 
-int store_openat(store *st, const char *rel, int flags, mode_t mode)
+int store_dirfd(const store *st)
 {
-    int fd = openat(st->dirfd, rel, flags | O_CLOEXEC, mode);
-    return fd < 0 ? -errno : fd;
-}
-
-int store_stat(store *st, const char *rel, struct stat *sb)
-{
-    return fstatat(st->dirfd, rel, sb, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
-}
-
-int store_exists(store *st, const char *rel)
-{
-    return faccessat(st->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-int store_unlink(store *st, const char *rel)
-{
-    return unlinkat(st->dirfd, rel, 0) < 0 ? -errno : 0;
-}
-
-int store_rename(store *st, const char *from, const char *to)
-{
-    return renameat(st->dirfd, from, st->dirfd, to) < 0 ? -errno : 0;
-}
-
-int store_mkdir(store *st, const char *rel)
-{
-    return mkdirat(st->dirfd, rel, 0700) < 0 ? -errno : 0;
-}
-
-int store_mkdir_p(store *st, const char *rel)
-{
-    char buf[PATH_MAX];
-    if (strlen(rel) >= sizeof buf)
-        return -ENAMETOOLONG;
-    strcpy(buf, rel);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdirat(st->dirfd, buf, 0700) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdirat(st->dirfd, buf, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-int store_rmdir(store *st, const char *rel)
-{
-    return unlinkat(st->dirfd, rel, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
-int store_truncate(store *st, const char *rel, off_t size)
-{
-    int fd = store_openat(st, rel, O_WRONLY, 0);
-    if (fd < 0)
-        return fd;
-    int r = ftruncate(fd, size) < 0 ? -errno : 0;
-    close(fd);
-    return r;
-}
-
-DIR *store_opendir(store *st, const char *rel)
-{
-    int fd = openat(st->dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        errno = e;
-    }
-    return d;
-}
-
-int store_read_all(store *st, const char *rel, size_t max, char **data, size_t *len,
-                   rf_err *err)
-{
-    *data = NULL;
-    *len = 0;
-    int fd = store_openat(st, rel, O_RDONLY, 0);
-    if (fd < 0)
-        return rf_err_set(err, -fd, "%s: %s", rel, strerror(-fd));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        close(fd);
-        return rf_err_set(err, ENOMEM, "out of memory");
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap >= max) {
-                /* exactly max bytes is fine: only a byte beyond it is too much */
-                char probe;
-                ssize_t more = read(fd, &probe, 1);
-                if (more == 0)
-                    break;
-                free(buf);
-                close(fd);
-                if (more < 0)
-                    return rf_err_set(err, errno, "%s: read: %s", rel, strerror(errno));
-                return rf_err_set(err, EFBIG, "%s: larger than %zu bytes", rel, max);
-            }
-            cap = cap * 2 > max ? max : cap * 2;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) {
-                free(buf);
-                close(fd);
-                return rf_err_set(err, ENOMEM, "out of memory");
-            }
-            buf = nb;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return rf_err_set(err, e, "%s: read: %s", rel, strerror(e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
-static int write_full(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* "dir/name" → "dir/.rfs-tmp.name.<pid>.<counter>" */
-static char *temp_name_for(const char *rel)
-{
-    static unsigned long counter;
-    unsigned long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    const char *slash = strrchr(rel, '/');
-    int dirlen = slash ? (int)(slash - rel + 1) : 0;
-    const char *base = slash ? slash + 1 : rel;
-    char *out = NULL;
-    if (asprintf(&out, "%.*s" STORE_TEMP_PREFIX "%.40s.%ld.%lu", dirlen, rel, base,
-                 (long)getpid(), c) < 0)
-        return NULL;
-    return out;
-}
-
-/* Create (or truncate) rel and write data, fsync'd when durable; on failure the file is
- * removed.  Errors name `name` (the target the caller cares about). */
-static int write_whole_file(store *st, const char *rel, const char *name, const void *data,
-                            size_t len, int durable, rf_err *err)
-{
-    int fd = store_openat(st, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        return rf_err_set(err, -fd, "%s: cannot create: %s", name, strerror(-fd));
-    int r = write_full(fd, data, len);
-    if (r == 0 && durable && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r < 0) {
-        unlinkat(st->dirfd, rel, 0);
-        return rf_err_set(err, -r, "%s: write: %s", name, strerror(-r));
-    }
-    return 0;
-}
-
-int store_write_temp(store *st, const char *rel, const void *data, size_t len,
-                     char **temp_rel, rf_err *err)
-{
-    *temp_rel = NULL;
-    char *tmp = temp_name_for(rel);
-    if (!tmp)
-        return rf_err_set(err, ENOMEM, "out of memory");
-    if (write_whole_file(st, tmp, rel, data, len, 0, err) < 0) {
-        free(tmp);
-        return -1;
-    }
-    *temp_rel = tmp;
-    return 0;
-}
-
-int store_write_file(store *st, const char *rel, const void *data, size_t len, rf_err *err)
-{
-    return write_whole_file(st, rel, rel, data, len, 0, err);
-}
-
-int store_sync(store *st)
-{
-    return syncfs(st->dirfd) < 0 ? -errno : 0;
-}
-
-static int fsync_parent(store *st, const char *rel)
-{
-    const char *slash = strrchr(rel, '/');
-    char dir[PATH_MAX];
-    if (!slash)
-        strcpy(dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - rel), rel);
-    int fd = openat(st->dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int r = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return r;
-}
-
-int store_write_atomic(store *st, const char *rel, const void *data, size_t len, rf_err *err)
-{
-    char *tmp = temp_name_for(rel);
-    if (!tmp)
-        return rf_err_set(err, ENOMEM, "out of memory");
-    if (write_whole_file(st, tmp, rel, data, len, 1, err) < 0) {
-        free(tmp);
-        return -1;
-    }
-    int r = store_rename(st, tmp, rel);
-    if (r < 0) {
-        unlinkat(st->dirfd, tmp, 0);
-        rf_err_set(err, -r, "%s: %s", rel, strerror(-r));
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    fsync_parent(st, rel);   /* best effort: the data itself is already durable */
-    return 0;
-}
-
-int store_append(store *st, const char *rel, const void *data, size_t len, rf_err *err)
-{
-    int fd = store_openat(st, rel, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd < 0)
-        return rf_err_set(err, -fd, "%s: %s", rel, strerror(-fd));
-    int r = write_full(fd, data, len);
-    close(fd);
-    if (r < 0)
-        return rf_err_set(err, -r, "%s: append: %s", rel, strerror(-r));
-    return 0;
-}
-
-void store_remove_temps(store *st, const char *rel)
-{
-    DIR *d = store_opendir(st, rel);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char child[PATH_MAX];
-        if (snprintf(child, sizeof child, "%s/%s", rel, de->d_name) >= (int)sizeof child)
-            continue;
-        if (de->d_type == DT_DIR)
-            store_remove_temps(st, child);
-        else if (!strncmp(de->d_name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)))
-            unlinkat(st->dirfd, child, 0);
-    }
-    closedir(d);
+    return st->dirfd;
 }

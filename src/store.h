@@ -1,67 +1,135 @@
-/* store.h — the state directory on disk: prompts, results, metadata, logs.
+/* store.h — the state store: one SQLite database (WAL) in the state directory.
  *
- * Layout (all under the state directory, 0700, files 0600):
- *   tiers/<tier>/<tag dirs...>/NAME        a prompt as the user wrote it
- *   tiers/<tier>/.../NAME.out|.meta|.err   its results, installed atomically
- *   root/                                  scratch files editors create at the mount root
- *   config.json                            the live config when there is no --config file
- *   activity.jsonl                         one line per finished job, append-only
- * Temporary files are named ".rfs-tmp.*" and never shown through the mount.
+ * Everything routefs must keep lives in STATE/routefs.db as rows: prompts (bytes, hash,
+ * attributes, job state, park schedule) with their results (.out bytes, meta, .err),
+ * tag directories, the spend ledger and its daily totals, the activity log, prices and
+ * small named values.  Plain scratch files (editor temporaries, dot directories such as
+ * .git) are real files under STATE/files/ (scratch.h).
  *
- * Paths given to these functions are relative to the state directory.  File operations
- * return 0 / an fd, or -errno: they are the raw material of FUSE replies. */
+ * Reads: any thread, through a small pool of read-only connections (WAL readers never
+ * wait for the writer).
+ *
+ * Writes: one writer thread owns the only write connection.  Callers hand it operations
+ * (store_op); it applies every operation waiting in one transaction ("group commit"), each
+ * inside a savepoint so one failing operation does not undo the others, and syncs the WAL
+ * once per group when any operation in it asked to be durable.  A caller either waits for
+ * its operation (store_run: FUSE requests that must report an error to the shell) or is
+ * called back (store_submit: results of paid answers, state changes).
+ *
+ * When the disk fails (full, I/O error, read-only) the store becomes *failing*, a visible
+ * state: store_admit() refuses new work with ENOSPC/EIO, operations marked STORE_OP_HELD
+ * stay queued in memory, in order, and are retried with backoff until the disk works
+ * again; then the health listener is told and everything held is committed.
+ *
+ * Lock order: the store's locks are leaves: never call into jobs (or take any other lock)
+ * from an apply function; done callbacks run on the writer thread with no store lock. */
 #ifndef RF_STORE_H
 #define RF_STORE_H
 
-#include <dirent.h>
 #include <stddef.h>
-#include <sys/stat.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 #include "err.h"
 
 typedef struct store store;
+typedef struct store_conn store_conn;
+typedef struct sqlite3 sqlite3;
+typedef struct sqlite3_stmt sqlite3_stmt;
 
-#define STORE_TEMP_PREFIX ".rfs-tmp."
+#define STORE_DB_NAME "routefs.db"
 
-/* Open (creating as needed) the state directory; checks it is writable and takes an
- * exclusive lock on it so two daemons never share one state directory. */
+/* Open (creating as needed) the state directory and its database: take the directory's
+ * lock (two daemons never share one), create or upgrade the schema.  Reads work at once;
+ * writes once store_start has started the writer thread (after the daemon forks). */
 store *store_open(const char *dir, rf_err *err);
+int store_start(store *st, rf_err *err);
+/* Before store_start only: run fn in one transaction on the writer connection (the
+ * import of an older state directory). */
+int store_direct(store *st, int (*fn)(store_conn *w, void *ud, rf_err *err), void *ud,
+                 rf_err *err);
+/* Commit what is queued (bounded wait when failing), stop the writer, close. */
 void store_close(store *st);
 const char *store_path(const store *st);   /* the state directory, absolute */
+int store_dirfd(const store *st);          /* an O_DIRECTORY fd of it */
 
-int store_openat(store *st, const char *rel, int flags, mode_t mode); /* fd or -errno */
-int store_stat(store *st, const char *rel, struct stat *sb);          /* 0 or -errno */
-int store_exists(store *st, const char *rel);                          /* 1 / 0 */
-int store_unlink(store *st, const char *rel);
-int store_rename(store *st, const char *from, const char *to);
-int store_mkdir(store *st, const char *rel);       /* one level; -EEXIST when present */
-int store_mkdir_p(store *st, const char *rel);     /* with parents; 0 when present */
-int store_rmdir(store *st, const char *rel);
-int store_truncate(store *st, const char *rel, off_t size);
-DIR *store_opendir(store *st, const char *rel);   /* NULL with errno */
+/* ---- health ---- */
 
-/* Read a whole file (at most max bytes: EFBIG beyond).  *data is malloc'd and
- * NUL-terminated. */
-int store_read_all(store *st, const char *rel, size_t max, char **data, size_t *len,
-                   rf_err *err);
+typedef struct store_health {
+    int failing;          /* writes fail: new work is refused */
+    int code;             /* ENOSPC, EIO or EROFS while failing */
+    char why[512];        /* one line, e.g. "database or disk is full" */
+    int64_t since_ms;     /* wall clock when it started failing (0 = ok) */
+    size_t held;          /* operations held in memory until the disk works again */
+    uint64_t groups;      /* transactions committed since open */
+    uint64_t ops;         /* operations committed since open */
+    uint64_t failures;    /* times the store went from ok to failing */
+} store_health;
 
-/* Write a file atomically and durably: temp file, fsync, rename, fsync the directory. */
-int store_write_atomic(store *st, const char *rel, const void *data, size_t len, rf_err *err);
+void store_health_get(store *st, store_health *h);
+/* 0 when new work may start; -ENOSPC / -EIO / -EROFS while failing. */
+int store_admit(store *st);
+/* Called (from the writer thread, no lock held) whenever failing changes. */
+void store_set_health_listener(store *st, void (*fn)(int failing, void *ud), void *ud);
 
-/* Write a file in place (create/truncate, no fsync): for staging files whose
- * durability comes later from store_sync. */
-int store_write_file(store *st, const char *rel, const void *data, size_t len, rf_err *err);
+/* ---- connections and statements ---- */
 
-/* Group commit, for many files at once: write each to a temp file beside its target
- * (no fsync: *temp_rel is malloc'd), make everything durable with one store_sync, then
- * store_rename each into place, then store_sync again. */
-int store_write_temp(store *st, const char *rel, const void *data, size_t len,
-                     char **temp_rel, rf_err *err);
-int store_sync(store *st);                          /* syncfs(2) on the state directory */
+/* A read-only connection from the pool; put it back after use.  NULL with err. */
+store_conn *store_reader(store *st, rf_err *err);
+void store_reader_done(store *st, store_conn *c);
+/* The connection's prepared (and reset) statement for sql, which must be a string with
+ * static storage: statements are cached by its address.  NULL with err. */
+sqlite3_stmt *store_stmt(store_conn *c, const char *sql, rf_err *err);
+sqlite3 *store_conn_db(store_conn *c);
 
-/* Append one line (the caller includes the '\n') with a single write(2), O_APPEND. */
-int store_append(store *st, const char *rel, const void *data, size_t len, rf_err *err);
+/* An SQLite result code as an errno value: SQLITE_FULL -> ENOSPC, SQLITE_READONLY ->
+ * EROFS, I/O errors -> EIO, SQLITE_NOMEM -> ENOMEM, constraint -> EEXIST, else EIO. */
+int store_errno(int sqlite_rc);
+/* Fill err from the connection's last error; returns -1. */
+int store_fail(store_conn *c, int rc, rf_err *err, const char *what);
 
-/* Remove leftover temp files below rel (after a crash). */
-void store_remove_temps(store *st, const char *rel);
+/* ---- writes ---- */
+
+enum {
+    STORE_OP_DURABLE = 1,   /* sync the WAL when its group commits (answers, ledger) */
+    STORE_OP_HELD = 2,      /* never dropped: held and retried while the store fails */
+};
+
+typedef struct store_op store_op;
+struct store_op {
+    /* Inside the group's transaction, on the writer connection.  0, or -1 with err
+     * (err->code an errno).  Must not block or take locks other than its own. */
+    int (*apply)(store_conn *w, store_op *op, rf_err *err);
+    /* After the group committed (status 0) or the operation failed (status -errno,
+     * err set).  On the writer thread for store_submit; NULL is allowed.  The op may be
+     * freed here. */
+    void (*done)(store_op *op, int status, const rf_err *err);
+    unsigned flags;
+    /* internal */
+    store_op *next;
+    int status;
+    rf_err err;
+    int waiting;            /* store_run: a thread waits for it */
+};
+
+/* Queue op for the writer; op->done reports the outcome.  Never blocks on the disk. */
+void store_submit(store *st, store_op *op);
+/* Queue op and wait until it has committed or failed: 0 or -errno with err.  While the
+ * store is failing, an op without STORE_OP_HELD fails at once with the failing code. */
+int store_run(store *st, store_op *op, rf_err *err);
+/* Wait until everything submitted so far has been applied (or failed): 0, or -errno
+ * when the store is failing with work still held. */
+int store_flush(store *st);
+
+/* Unique, increasing job generations across mounts (the largest one in the database is
+ * the base at open). */
+int64_t store_next_generation(store *st);
+
+/* ---- test hooks ---- */
+
+/* Make every write of the database fail (mode "full" -> SQLITE_FULL, "eio" ->
+ * SQLITE_IOERR) or work again (NULL).  Also driven by the file named in the environment
+ * variable ROUTEFS_FAULT_FILE: while it exists, its first word is the mode. */
+void store_fault_set(const char *mode);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "jobs.h"
 #include "metrics.h"
+#include "store_ledger.h"
+#include "store_prompts.h"
 #include "version.h"
 
 static const char *vfile_names[VF_COUNT] = {
@@ -48,9 +50,26 @@ const char *vfile_name(vfile_id id)
     return id >= 0 && id < VF_COUNT ? vfile_names[id] : NULL;
 }
 
-const char *vfile_store_rel(vfile_id id)
+int vfile_size(vfile_id id, off_t *size)
 {
-    return id == VF_ACTIVITY ? "activity.jsonl" : NULL;
+    if (id == VF_ACTIVITY) {
+        *size = (off_t)sl_activity_size(V.st);
+        return 0;
+    }
+    size_t len = 0;
+    char *data = vfile_render(id, &len);
+    if (!data)
+        return -1;
+    free(data);
+    *size = (off_t)len;
+    return 0;
+}
+
+long vfile_read_activity(off_t off, char *buf, size_t size)
+{
+    rf_err err;
+    rf_err_clear(&err);
+    return sl_activity_read(V.st, off, buf, size, &err);
 }
 
 void vfiles_config_applied(void)
@@ -158,10 +177,32 @@ static char *render_status(size_t *len)
     else
         tb_printf(&tb, "config: ok\n");
     pthread_mutex_unlock(&V.lock);
+    store_health h;
+    store_health_get(V.st, &h);
+    if (h.failing)
+        tb_printf(&tb, "store: FAILING since %lld s: %s; new prompts are refused, %zu paid "
+                       "answer(s) held in memory until it works again\n",
+                  (long long)((now_wall_ms() - h.since_ms) / 1000), h.why, h.held);
+    else
+        tb_printf(&tb, "store: ok\n");
     char *spend = budget_status_line(V.spend, cfg);
     if (spend)
         tb_printf(&tb, "%s\n", spend);
     free(spend);
+    long incomplete = sp_count(V.st, PS_INCOMPLETE);
+    if (incomplete > 0)
+        tb_printf(&tb, "incomplete: %ld prompt(s) never closed by their writer: not sent "
+                       "(rewrite them to run)\n", incomplete);
+    long resent = jobs_resent_after_recovery();
+    if (resent > 0)
+        tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
+                       "were sent again (the provider may bill them twice)\n", resent);
+    long tokens = 0;
+    int running = 0;
+    jobs_streaming(&tokens, &running);
+    if (running > 0)
+        tb_printf(&tb, "streaming: %d job(s) running, %ld token(s) received so far\n",
+                  running, tokens);
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
@@ -220,7 +261,7 @@ static char *render_metrics(size_t *len)
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
-        for (int s = JOB_WRITING; s <= JOB_PARKED; s++)
+        for (int s = JOB_WRITING; s <= JOB_COMMITTING; s++)
             tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", cfg->tiers[i].name,
                       job_state_name((job_state)s), counts[s]);
     }
@@ -242,6 +283,18 @@ static char *render_metrics(size_t *len)
         tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %" PRIu64 "\n",
                   health[k].provider, health[k].failures);
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
+    store_health h;
+    store_health_get(V.st, &h);
+    tb_printf(&tb, "# HELP routefs_store_up 1 when the state store accepts writes.\n"
+                   "# TYPE routefs_store_up gauge\n"
+                   "routefs_store_up %d\n"
+                   "# HELP routefs_store_held_ops Writes held in memory while the store fails.\n"
+                   "# TYPE routefs_store_held_ops gauge\n"
+                   "routefs_store_held_ops %zu\n"
+                   "# HELP routefs_store_failures_total Times the store started failing.\n"
+                   "# TYPE routefs_store_failures_total counter\n"
+                   "routefs_store_failures_total %" PRIu64 "\n",
+              !h.failing, h.held, h.failures);
     double today = 0, month = 0, reserved = 0;
     budget_totals(V.spend, &today, &month, &reserved);
     tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"

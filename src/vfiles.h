@@ -3,7 +3,7 @@
  * config.json    the live routing map (source of the accepted config)
  * spend.json     spend so far, derived from activity records
  * providers.json provider health (circuit breakers, latency, errors)
- * activity.jsonl one line per finished job — a real, append-only file in the store
+ * activity.jsonl one line per finished job, read from the state store as it grows
  * status         a short human summary
  * metrics.prom   Prometheus text exposition
  *
@@ -12,6 +12,7 @@
 #define RF_VFILES_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <time.h>
 #include "budget.h"
 #include "router.h"
@@ -32,8 +33,10 @@ void vfiles_init(store *st, rf_breakers *breakers, budget *spend, const char *mo
 
 vfile_id vfile_lookup(const char *name);   /* VF_NONE when not a virtual file name */
 const char *vfile_name(vfile_id id);
-/* The store path of a file-backed vfile (activity.jsonl), else NULL. */
-const char *vfile_store_rel(vfile_id id);
+/* The size of a virtual file as a reader opening it now would see it: 0, -1 on OOM. */
+int vfile_size(vfile_id id, off_t *size);
+/* activity.jsonl is read in place (it can be large): bytes copied, or -errno. */
+long vfile_read_activity(off_t off, char *buf, size_t size);
 
 /* Render a snapshot; malloc'd, *len set.  NULL on allocation failure. */
 char *vfile_render(vfile_id id, size_t *len);

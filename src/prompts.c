@@ -1,0 +1,805 @@
+/* prompts.c — see prompts.h.
+ *
+ * Lock order: a prompt's stripe lock (two, in index order, for a rename), then the drafts
+ * map lock (a leaf, only around map changes), then whatever jobs.c takes.  A draft's
+ * fields are guarded by the stripe lock of its current key; its key changes only under
+ * both stripe locks of a rename, so lock_draft() re-checks it after locking. */
+#include "prompts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blob.h"
+#include "hmap.h"
+#include "jobs.h"
+#include "log.h"
+#include "scratch.h"
+
+#define STRIPES 256
+
+typedef struct draft {
+    char *key;                 /* owned; the prompt's current path */
+    int refs;                  /* handles on it */
+    int writers;               /* write handles */
+    char *data;                /* owned: the bytes as written so far */
+    size_t len, cap;
+    int dirty;                 /* changed since the last flush decided */
+    int too_large;             /* a write went past PROMPT_MAX */
+    int force_new;             /* the stored prompt is incomplete: same bytes still run */
+    int orphaned;              /* the prompt was deleted while open: nothing is stored */
+    int64_t gen;               /* the store's generation for key */
+    uint64_t stored_hash;
+    size_t stored_size;
+    prompt_state stored_state;
+    prompt_attrs attrs;
+} draft;
+
+struct prompt_handle {
+    draft *d;                  /* writers, and readers of a prompt being written */
+    blob *snapshot;            /* readers otherwise: the bytes at open */
+    int writer;
+};
+
+static struct {
+    store *st;
+    budget *budget;
+    pthread_mutex_t stripes[STRIPES];
+    pthread_mutex_t drafts_lock;
+    hmap *drafts;              /* key -> draft */
+} P = {.drafts_lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t now_ms(void)
+{
+    return now_ns() / 1000000;
+}
+
+void prompts_init(store *st, budget *b)
+{
+    P.st = st;
+    P.budget = b;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&P.stripes[i], NULL);
+    P.drafts = hmap_new();
+}
+
+void prompts_shutdown(void)
+{
+    pthread_mutex_lock(&P.drafts_lock);
+    for (hmap_iter it = {0}; P.drafts && hmap_next(P.drafts, &it);) {
+        draft *d = it.value;
+        free(d->key);
+        free(d->data);
+        free(d);
+    }
+    hmap_free(P.drafts);
+    P.drafts = NULL;
+    pthread_mutex_unlock(&P.drafts_lock);
+}
+
+/* ---- locks ---- */
+
+static unsigned stripe_of(const char *key)
+{
+    return (unsigned)(blob_hash(key, strlen(key)) % STRIPES);
+}
+
+static void lock_key(const char *key)
+{
+    pthread_mutex_lock(&P.stripes[stripe_of(key)]);
+}
+
+static void unlock_key(const char *key)
+{
+    pthread_mutex_unlock(&P.stripes[stripe_of(key)]);
+}
+
+static void lock_two(const char *a, const char *b)
+{
+    unsigned x = stripe_of(a), y = stripe_of(b);
+    if (x == y) {
+        pthread_mutex_lock(&P.stripes[x]);
+    } else {
+        pthread_mutex_lock(&P.stripes[x < y ? x : y]);
+        pthread_mutex_lock(&P.stripes[x < y ? y : x]);
+    }
+}
+
+static void unlock_two(const char *a, const char *b)
+{
+    unsigned x = stripe_of(a), y = stripe_of(b);
+    pthread_mutex_unlock(&P.stripes[x]);
+    if (x != y)
+        pthread_mutex_unlock(&P.stripes[y]);
+}
+
+/* Lock the stripe of d's current key (it may move under a rename until we hold it).
+ * Returns the stripe index to unlock. */
+static unsigned lock_draft(draft *d)
+{
+    for (;;) {
+        pthread_mutex_lock(&P.drafts_lock);
+        unsigned s = stripe_of(d->key);
+        pthread_mutex_unlock(&P.drafts_lock);
+        pthread_mutex_lock(&P.stripes[s]);
+        pthread_mutex_lock(&P.drafts_lock);
+        int same = stripe_of(d->key) == s;
+        pthread_mutex_unlock(&P.drafts_lock);
+        if (same)
+            return s;
+        pthread_mutex_unlock(&P.stripes[s]);
+    }
+}
+
+static draft *draft_find(const char *key)
+{
+    pthread_mutex_lock(&P.drafts_lock);
+    draft *d = P.drafts ? hmap_get(P.drafts, key) : NULL;
+    pthread_mutex_unlock(&P.drafts_lock);
+    return d;
+}
+
+/* ---- admission ---- */
+
+static const char *base_name(const char *key)
+{
+    const char *slash = strrchr(key, '/');
+    return slash ? slash + 1 : key;
+}
+
+static int admit_writer(const char *key)
+{
+    if (strlen(base_name(key)) > PROMPT_NAME_MAX)
+        return -ENAMETOOLONG;   /* NAME.meta would not fit: its results could not be kept */
+    int r = store_admit(P.st);
+    if (r < 0)
+        return r;
+    char tier[PATH_MAX];
+    snprintf(tier, sizeof tier, "%s", key);
+    char *slash = strchr(tier, '/');
+    if (slash)
+        *slash = '\0';
+    rf_config *cfg = jobs_config();
+    rf_err err;
+    rf_err_clear(&err);
+    r = budget_check_admission(P.budget, cfg, tier, &err);
+    config_unref(cfg);
+    if (r < 0) {
+        LOG_WARN("%s refused: %s", key, err.msg);
+        return -EDQUOT;
+    }
+    return 0;
+}
+
+/* ---- drafts ---- */
+
+static int draft_reserve(draft *d, size_t need)
+{
+    if (need <= d->cap)
+        return 0;
+    size_t cap = d->cap ? d->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(d->data, cap);
+    if (!p)
+        return -ENOMEM;
+    d->data = p;
+    d->cap = cap;
+    return 0;
+}
+
+/* A new draft for key from its row (loading the bytes unless the open truncates). */
+static draft *draft_new(const char *key, const prompt_row *row, int truncate, int *err)
+{
+    draft *d = calloc(1, sizeof *d);
+    if (!d || !(d->key = strdup(key))) {
+        free(d);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    d->gen = row->gen;
+    d->stored_hash = row->hash;
+    d->stored_size = row->size;
+    d->stored_state = row->state;
+    d->attrs = row->attrs;
+    d->force_new = row->state == PS_INCOMPLETE;
+    if (!truncate && row->size > 0) {
+        rf_err e;
+        char *data = NULL;
+        size_t len = 0;
+        int r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &e);
+        if (r < 0) {
+            free(d->key);
+            free(d);
+            *err = r;
+            return NULL;
+        }
+        d->data = data;
+        d->len = d->cap = len;
+    }
+    if (truncate && row->size > 0)
+        d->dirty = 1;
+    pthread_mutex_lock(&P.drafts_lock);
+    int r = P.drafts ? hmap_put(P.drafts, key, d) : -1;
+    pthread_mutex_unlock(&P.drafts_lock);
+    if (r < 0) {
+        free(d->data);
+        free(d->key);
+        free(d);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    return d;
+}
+
+/* The last handle of d went (stripe lock held). */
+static void draft_drop(draft *d)
+{
+    pthread_mutex_lock(&P.drafts_lock);
+    if (P.drafts && hmap_get(P.drafts, d->key) == d)
+        hmap_del(P.drafts, d->key);
+    pthread_mutex_unlock(&P.drafts_lock);
+    free(d->key);
+    free(d->data);
+    free(d);
+}
+
+/* Decide what was written (stripe lock held): the same bytes keep the prompt's job, new
+ * bytes get a new generation and are stored. */
+static int draft_decide(draft *d)
+{
+    if (d->orphaned || (!d->dirty && !d->force_new && !d->too_large))
+        return 0;
+    size_t len = d->too_large ? PROMPT_MAX : d->len;
+    uint64_t hash = blob_hash(d->data ? d->data : "", len);
+    int settled = d->stored_state == PS_PENDING || d->stored_state == PS_PARKED ||
+                  d->stored_state == PS_DONE || d->stored_state == PS_FAILED ||
+                  d->stored_state == PS_EMPTY;
+    rf_err err;
+    rf_err_clear(&err);
+    int64_t mtime = now_ns();
+    d->attrs.mtime_ns = d->attrs.ctime_ns = mtime;
+    if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
+        len == d->stored_size) {
+        int r = sp_touch(P.st, d->key, mtime, &err);
+        d->dirty = 0;
+        return r == -ENOENT ? 0 : r;
+    }
+    int64_t gen = store_next_generation(P.st);
+    prompt_state state = len ? PS_PENDING : PS_EMPTY;
+    int r = sp_replace_content(P.st, d->key, d->gen, d->data ? d->data : "", len, hash, gen,
+                               state, mtime, now_ms(), &err);
+    if (r == -ENOENT) {
+        d->orphaned = 1;   /* deleted while open, as on a disk: the bytes go nowhere */
+        return 0;
+    }
+    if (r < 0) {
+        LOG_WARN("%s: not saved: %s", d->key, err.msg);
+        return r;
+    }
+    d->gen = gen;
+    d->stored_hash = hash;
+    d->stored_size = len;
+    d->stored_state = state;
+    d->dirty = 0;
+    d->force_new = 0;
+    blob *b = blob_new(d->data ? d->data : "", len);
+    if (!b)
+        return -ENOMEM;
+    job_input in;
+    job_input_make(&in, b);
+    blob_unref(b);
+    if (d->too_large) {
+        /* what is stored is a cut-off prompt: it never runs, and says why */
+        jobs_prompt_refused(d->key, gen, &in, "prompt is larger than 1 MiB: not sent");
+        d->too_large = 0;
+        return 0;
+    }
+    jobs_content_changed(d->key, gen, &in);
+    return 0;
+}
+
+/* ---- handles ---- */
+
+int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid, gid_t gid,
+                 prompt_handle **out)
+{
+    int writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+    int truncate = (flags & O_TRUNC) != 0;
+    prompt_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    int r = writing ? admit_writer(key) : 0;
+    if (r < 0) {
+        free(h);
+        return r;
+    }
+    lock_key(key);
+    draft *d = draft_find(key);
+    if (!writing && !d) {
+        /* a reader of a settled prompt: a snapshot of its bytes */
+        unlock_key(key);
+        char *data = NULL;
+        size_t len = 0;
+        rf_err err;
+        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
+        if (r == 0 && !(h->snapshot = blob_new(data, len)))
+            r = -ENOMEM;
+        free(data);
+        if (r < 0) {
+            free(h);
+            return r;
+        }
+        *out = h;
+        return 0;
+    }
+    if (!d) {
+        prompt_row row;
+        rf_err err;
+        rf_err_clear(&err);
+        if (!create) {
+            r = sp_get(P.st, key, &row, &err);
+            if (r < 0)
+                goto fail;
+        }
+        prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid};
+        a.atime_ns = a.mtime_ns = a.ctime_ns = now_ns();
+        r = sp_begin_write(P.st, key, store_next_generation(P.st), &a, now_ms(), &row, &err);
+        if (r < 0)
+            goto fail;
+        int e = 0;
+        if (!(d = draft_new(key, &row, truncate, &e))) {
+            r = e;
+            sp_end_write(P.st, key);
+            goto fail;
+        }
+    } else if (writing && truncate && d->len) {
+        d->len = 0;
+        d->dirty = 1;
+    }
+    d->refs++;
+    h->d = d;
+    if (writing) {
+        h->writer = 1;
+        d->writers++;
+        prompt_row row = {.gen = d->gen, .state = d->stored_state, .hash = d->stored_hash,
+                          .size = d->stored_size, .attrs = d->attrs};
+        jobs_writer_opened(d->key, &row);
+    }
+    unlock_key(key);
+    *out = h;
+    return 0;
+fail:
+    unlock_key(key);
+    free(h);
+    return r;
+}
+
+int prompts_handle_writes(const prompt_handle *h)
+{
+    return h->writer;
+}
+
+long prompts_read(prompt_handle *h, char *buf, size_t size, off_t off)
+{
+    if (h->snapshot) {
+        if (off < 0 || (size_t)off >= h->snapshot->len)
+            return 0;
+        size_t n = h->snapshot->len - (size_t)off;
+        if (n > size)
+            n = size;
+        memcpy(buf, h->snapshot->data + off, n);
+        return (long)n;
+    }
+    unsigned s = lock_draft(h->d);
+    size_t n = 0;
+    if (off >= 0 && (size_t)off < h->d->len) {
+        n = h->d->len - (size_t)off;
+        if (n > size)
+            n = size;
+        memcpy(buf, h->d->data + off, n);
+    }
+    pthread_mutex_unlock(&P.stripes[s]);
+    return (long)n;
+}
+
+long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off)
+{
+    if (!h->writer)
+        return -EBADF;
+    int r = store_admit(P.st);
+    if (r < 0)
+        return r;   /* the store is failing: say so where the shell sees it */
+    unsigned s = lock_draft(h->d);
+    draft *d = h->d;
+    long result;
+    if (off < 0) {
+        result = -EINVAL;
+    } else if ((size_t)off + size > PROMPT_MAX) {
+        d->too_large = 1;   /* what was written is a cut-off prompt: never send it */
+        result = -EFBIG;
+    } else if ((r = draft_reserve(d, (size_t)off + size)) < 0) {
+        result = r;
+    } else {
+        if ((size_t)off > d->len)
+            memset(d->data + d->len, 0, (size_t)off - d->len);
+        memcpy(d->data + off, buf, size);
+        if ((size_t)off + size > d->len)
+            d->len = (size_t)off + size;
+        d->dirty = 1;
+        d->attrs.mtime_ns = now_ns();
+        result = (long)size;
+    }
+    pthread_mutex_unlock(&P.stripes[s]);
+    return result;
+}
+
+int prompts_ftruncate(prompt_handle *h, off_t size)
+{
+    if (!h->writer)
+        return -EBADF;
+    if (size < 0)
+        return -EINVAL;
+    if ((size_t)size > PROMPT_MAX)
+        return -EFBIG;
+    unsigned s = lock_draft(h->d);
+    draft *d = h->d;
+    int r = draft_reserve(d, (size_t)size);
+    if (r == 0) {
+        if ((size_t)size > d->len)
+            memset(d->data + d->len, 0, (size_t)size - d->len);
+        if (d->len != (size_t)size)
+            d->dirty = 1;
+        d->len = (size_t)size;
+    }
+    pthread_mutex_unlock(&P.stripes[s]);
+    return r;
+}
+
+int prompts_flush(prompt_handle *h)
+{
+    if (!h->writer)
+        return 0;
+    unsigned s = lock_draft(h->d);
+    int r = draft_decide(h->d);
+    pthread_mutex_unlock(&P.stripes[s]);
+    return r;
+}
+
+void prompts_release(prompt_handle *h)
+{
+    if (h->snapshot) {
+        blob_unref(h->snapshot);
+        free(h);
+        return;
+    }
+    draft *d = h->d;
+    unsigned s = lock_draft(d);
+    if (h->writer && d->writers == 1 && (d->dirty || d->too_large) && draft_decide(d) < 0 &&
+        !d->orphaned) {
+        /* Its bytes could not be stored (the close already said so): the prompt is
+         * incomplete, as after a crash, until it is written again. */
+        sp_set_state(P.st, d->key, d->gen, PS_INCOMPLETE, 0, 0);
+        d->stored_state = PS_INCOMPLETE;
+    }
+    if (h->writer) {
+        d->writers--;
+        if (d->writers == 0 && !d->orphaned)
+            sp_end_write(P.st, d->key);
+        jobs_writer_closed(d->key);
+    }
+    if (--d->refs == 0)
+        draft_drop(d);
+    pthread_mutex_unlock(&P.stripes[s]);
+    free(h);
+}
+
+/* ---- attributes ---- */
+
+static void fill_stat(struct stat *st, mode_t type, const prompt_attrs *a, off_t size)
+{
+    memset(st, 0, sizeof *st);
+    st->st_mode = type | (a->mode & 07777);
+    st->st_nlink = S_ISDIR(type) ? 2 : 1;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_size = size;
+    st->st_blksize = 4096;
+    st->st_blocks = (size + 511) / 512;
+    st->st_atim = (struct timespec){a->atime_ns / 1000000000LL, a->atime_ns % 1000000000LL};
+    st->st_mtim = (struct timespec){a->mtime_ns / 1000000000LL, a->mtime_ns % 1000000000LL};
+    st->st_ctim = (struct timespec){a->ctime_ns / 1000000000LL, a->ctime_ns % 1000000000LL};
+}
+
+int prompts_stat(const char *key, struct stat *st)
+{
+    lock_key(key);
+    draft *d = draft_find(key);
+    if (d) {
+        fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
+        unlock_key(key);
+        return 0;
+    }
+    unlock_key(key);
+    prompt_row row;
+    rf_err err;
+    int r = sp_get(P.st, key, &row, &err);
+    if (r < 0)
+        return r;
+    fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
+    return 0;
+}
+
+int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
+{
+    rf_err err;
+    prompt_attrs v = *a;
+    v.ctime_ns = now_ns();
+    lock_key(key);
+    int r = sp_setattr(P.st, key, mask, &v, &err);
+    draft *d = draft_find(key);
+    if (r == 0 && d) {
+        if (mask & SP_ATTR_MODE) d->attrs.mode = v.mode;
+        if (mask & SP_ATTR_UID) d->attrs.uid = v.uid;
+        if (mask & SP_ATTR_GID) d->attrs.gid = v.gid;
+        if (mask & SP_ATTR_ATIME) d->attrs.atime_ns = v.atime_ns;
+        if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns;
+        d->attrs.ctime_ns = v.ctime_ns;
+    }
+    unlock_key(key);
+    return r;
+}
+
+int prompts_truncate(const char *key, off_t size, uid_t uid, gid_t gid)
+{
+    prompt_handle *h = NULL;
+    int r = prompts_open(key, O_WRONLY, 0, 0600, uid, gid, &h);
+    if (r < 0)
+        return r;
+    r = prompts_ftruncate(h, size);
+    int f = prompts_flush(h);
+    prompts_release(h);
+    return r < 0 ? r : f;
+}
+
+/* ---- removing and moving ---- */
+
+int prompts_unlink(const char *key)
+{
+    rf_err err;
+    lock_key(key);
+    prompt_row row;
+    int r = sp_get(P.st, key, &row, &err);
+    if (r == 0)
+        r = sp_delete(P.st, key, &err);
+    if (r == 0) {
+        draft *d = draft_find(key);
+        if (d)
+            d->orphaned = 1;
+        jobs_prompt_removed(key, row.gen);
+    }
+    unlock_key(key);
+    return r;
+}
+
+static int same_content(const prompt_row *dst, uint64_t hash, size_t size)
+{
+    int settled = dst->state == PS_PENDING || dst->state == PS_PARKED ||
+                  dst->state == PS_DONE || dst->state == PS_FAILED;
+    return settled && !dst->writing && dst->hash == hash && dst->size == size;
+}
+
+int prompts_rename(const char *from, const char *to, int noreplace)
+{
+    rf_err err;
+    lock_two(from, to);
+    prompt_row src, dst;
+    int r = sp_get(P.st, from, &src, &err);
+    int have_dst = r == 0 ? sp_get(P.st, to, &dst, &err) == 0 : 0;
+    if (r == 0 && have_dst && noreplace)
+        r = -EEXIST;
+    if (r == 0 && draft_find(to))
+        r = -EBUSY;   /* the target is open for writing: its bytes are not settled */
+    if (r == 0 && have_dst && !draft_find(from) && same_content(&dst, src.hash, src.size)) {
+        /* The same prompt arrives again: the target keeps its job and result. */
+        r = sp_delete(P.st, from, &err);
+        if (r == 0)
+            jobs_prompt_removed(from, src.gen);
+        unlock_two(from, to);
+        return r;
+    }
+    if (r == 0)
+        r = sp_rename(P.st, from, to, &err);
+    if (r == 0) {
+        if (have_dst)
+            jobs_prompt_removed(to, dst.gen);
+        jobs_prompt_renamed(from, to);
+        draft *d = draft_find(from);
+        if (d) {
+            /* a prompt being written moves with its writers, as on a disk */
+            pthread_mutex_lock(&P.drafts_lock);
+            char *k = strdup(to);
+            if (k && hmap_put(P.drafts, to, d) == 0) {
+                hmap_del(P.drafts, from);
+                free(d->key);
+                d->key = k;
+            } else {
+                free(k);
+                d->orphaned = 1;
+            }
+            pthread_mutex_unlock(&P.drafts_lock);
+        }
+    }
+    unlock_two(from, to);
+    return r;
+}
+
+int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace)
+{
+    if (strlen(base_name(key)) > PROMPT_NAME_MAX)
+        return -ENAMETOOLONG;
+    int r = store_admit(P.st);
+    if (r < 0)
+        return r;
+    struct stat sb;
+    if ((r = scratch_stat(scratch_path, &sb)) < 0)
+        return r;
+    if (!S_ISREG(sb.st_mode))
+        return S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
+    char *data = NULL;
+    size_t len = 0;
+    rf_err err;
+    rf_err_clear(&err);
+    if (scratch_read_all(scratch_path, PROMPT_MAX, &data, &len, &err) < 0)
+        return -err.code;
+    uint64_t hash = blob_hash(data, len);
+    prompt_attrs a = {.mode = sb.st_mode & 07777, .uid = sb.st_uid, .gid = sb.st_gid,
+                      .atime_ns = sb.st_atim.tv_sec * 1000000000LL + sb.st_atim.tv_nsec,
+                      .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
+                      .ctime_ns = now_ns()};
+    lock_key(key);
+    prompt_row dst;
+    int have_dst = sp_get(P.st, key, &dst, &err) == 0;
+    if (have_dst && noreplace)
+        r = -EEXIST;
+    else if (draft_find(key))
+        r = -EBUSY;
+    else if (have_dst && same_content(&dst, hash, len)) {
+        /* rsync, editors: the same bytes again keep the job and its result */
+        r = sp_setattr(P.st, key, SP_ATTR_MODE | SP_ATTR_MTIME, &a, &err);
+    } else {
+        int64_t gen = store_next_generation(P.st);
+        r = sp_install(P.st, key, data, len, hash, gen, len ? PS_PENDING : PS_EMPTY, &a, now_ms(),
+                       &err);
+        if (r == 0) {
+            if (have_dst)
+                jobs_prompt_removed(key, dst.gen);
+            blob *b = blob_new(data, len);
+            job_input in = {0};
+            if (b)
+                job_input_make(&in, b);
+            blob_unref(b);
+            jobs_prompt_installed(key, gen, &in);
+        }
+    }
+    if (r == 0)
+        scratch_unlink(scratch_path);
+    unlock_key(key);
+    free(data);
+    return r;
+}
+
+int prompts_to_scratch(const char *key, const char *scratch_path, int noreplace)
+{
+    if (noreplace && scratch_exists(scratch_path))
+        return -EEXIST;
+    rf_err err;
+    lock_key(key);
+    prompt_row row;
+    char *data = NULL;
+    size_t len = 0;
+    int r = sp_get(P.st, key, &row, &err);
+    if (r == 0 && draft_find(key))
+        r = -EBUSY;
+    if (r == 0)
+        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
+    if (r == 0 && scratch_write_atomic(scratch_path, data, len, &err) < 0)
+        r = -err.code;
+    if (r == 0) {
+        scratch_chmod(scratch_path, row.attrs.mode & 07777);
+        r = sp_delete(P.st, key, &err);
+        if (r == 0)
+            jobs_prompt_removed(key, row.gen);
+        else
+            scratch_unlink(scratch_path);
+    }
+    unlock_key(key);
+    free(data);
+    return r;
+}
+
+int prompts_rerun(const char *key)
+{
+    int r = admit_writer(key);
+    if (r < 0)
+        return r;
+    rf_err err;
+    lock_key(key);
+    prompt_row row;
+    char *data = NULL;
+    size_t len = 0;
+    r = sp_get(P.st, key, &row, &err);
+    if (r == 0 && draft_find(key))
+        r = -EBUSY;
+    if (r == 0)
+        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
+    int64_t gen = store_next_generation(P.st);
+    if (r == 0)
+        r = sp_replace_content(P.st, key, row.gen, data, len, row.hash, gen,
+                               len ? PS_PENDING : PS_EMPTY, row.attrs.mtime_ns, now_ms(), &err);
+    if (r == 0) {
+        blob *b = blob_new(data, len);
+        job_input in = {0};
+        if (b)
+            job_input_make(&in, b);
+        blob_unref(b);
+        jobs_prompt_removed(key, row.gen);
+        jobs_prompt_installed(key, gen, &in);
+    }
+    unlock_key(key);
+    free(data);
+    return r;
+}
+
+/* ---- tag directories ---- */
+
+int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+    int r = store_admit(P.st);
+    if (r < 0)
+        return r;
+    rf_err err;
+    prompt_row row;
+    if (sp_get(P.st, path, &row, &err) == 0)
+        return -EEXIST;   /* a prompt has that name */
+    int64_t t = now_ns();
+    prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid, .atime_ns = t,
+                      .mtime_ns = t, .ctime_ns = t};
+    return sp_mkdir(P.st, path, &a, &err);
+}
+
+int prompts_rmdir(const char *path)
+{
+    int r = scratch_nonempty(path);   /* editor files or dot directories inside it */
+    if (r > 0)
+        return -ENOTEMPTY;
+    rf_err err;
+    r = sp_rmdir(P.st, path, &err);
+    if (r == 0)
+        scratch_rmdir(path);          /* its (empty) scratch area, if any */
+    return r;
+}
+
+int prompts_dir_stat(const char *path, struct stat *st)
+{
+    dir_row row;
+    rf_err err;
+    int r = sp_dir_get(P.st, path, &row, &err);
+    if (r < 0)
+        return r;
+    fill_stat(st, S_IFDIR, &row.attrs, 4096);
+    return 0;
+}
