@@ -63,7 +63,8 @@ typedef struct upstream_request {
     long timeout_ms;         /* whole attempt from submit (connect included); 0 = none */
     long first_token_timeout_ms;  /* submit to first progress; 0 = none */
     long stall_timeout_ms;   /* longest silence between progress after the first; 0 = none */
-    size_t max_response;     /* bytes kept; a larger body fails with RF_TE_TOO_LARGE; 0 = no cap */
+    size_t max_response;     /* body bytes taken, streamed or kept; more fails with
+                                RF_TE_TOO_LARGE; 0 = no cap */
     upstream_data_fn on_data;     /* NULL = collect the whole body */
     char *extra_headers[UPSTREAM_MAX_HEADERS];  /* owned, "Name: value"; NULL ends early */
 } upstream_request;
@@ -105,7 +106,8 @@ void upstream_request_free(upstream_request *req);
  * running right now on the loop thread, this waits for it to return, unless called from
  * the loop thread itself), and its transfer is removed promptly, closing its connection.
  * Returns the body bytes received for it so far, or -1 when the id is unknown or already
- * finished (then nothing happens). */
+ * finished (then nothing happens).  Because it may wait for a callback, never call it
+ * holding a lock that a callback takes. */
 int64_t upstream_cancel(upstream *up, long id);
 
 /* Body bytes received so far by a live request; -1 when the id is unknown or finished. */

@@ -65,6 +65,7 @@ typedef struct request {
     void *ud;
     int64_t submitted_ms;
     long timeout_ms, first_token_ms, stall_ms;
+    long connect_ms;         /* curl's connect limit */
     atomic_uint_fast64_t bytes;  /* body bytes received; read by other threads */
 
     /* ---- loop thread ---- */

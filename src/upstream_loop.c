@@ -260,8 +260,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     if (rc < 0 && (errno == ENOENT || errno == EEXIST))  /* our idea of it was stale */
         rc = epoll_ctl(up->epfd, op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, s, &ev);
     if (rc < 0) {
+        /* Not -1: that would mark the whole multi handle dead.  The transfer on this
+         * socket hears nothing more and ends at its deadline. */
         LOG_ERROR("upstream: epoll_ctl(%d): %s", (int)s, strerror(errno));
-        return -1;  /* curl fails the transfers on this socket */
+        return 0;
     }
     if (!socketp)
         curl_multi_assign(up->multi, s, up);  /* any non-NULL: "registered" */

@@ -194,7 +194,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     int64_t now = upstream_now_ms();
     r->got_response = 1;
     r->last_byte_ms = now;
-    atomic_fetch_add(&r->bytes, n);
+    uint64_t total = atomic_fetch_add(&r->bytes, n) + n;
+    if (r->max_response && total > r->max_response) {  /* streamed or kept alike */
+        r->too_large = 1;
+        return 0;  /* curl stops with CURLE_WRITE_ERROR */
+    }
     if (!r->status_known) {
         long status = 0;
         if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
@@ -338,6 +342,7 @@ static int setup_easy(request *r, rf_err *err)
     long whole = r->timeout_ms > 0 ? r->timeout_ms + CURL_TIMEOUT_SLACK_MS : 0;
     long connect_ms = r->timeout_ms > 0 && r->timeout_ms <= CONNECT_TIMEOUT_MAX_MS
                     ? r->timeout_ms + CURL_TIMEOUT_SLACK_MS : CONNECT_TIMEOUT_MAX_MS;
+    r->connect_ms = connect_ms;
     SETOPT(easy, CURLOPT_URL, r->url);
     SETOPT(easy, CURLOPT_PRIVATE, (void *)r);
     SETOPT(easy, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -466,7 +471,7 @@ static void describe_failure(const request *r, CURLcode code, rf_transport_error
         /* what libcurl also says when a response header line exceeds its limit */
         snprintf(out, outsz, "response headers too large (or out of memory)");
     else if (code == CURLE_OPERATION_TIMEDOUT && te == RF_TE_CONNECT)
-        snprintf(out, outsz, "could not connect within %ld ms", CONNECT_TIMEOUT_MAX_MS);
+        snprintf(out, outsz, "could not connect within %ld ms", r->connect_ms);
     else if (code == CURLE_OPERATION_TIMEDOUT)
         snprintf(out, outsz, "timed out: no complete answer within %ld ms", r->timeout_ms);
     else if (te == RF_TE_RESET)
