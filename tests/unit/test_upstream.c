@@ -1,8 +1,8 @@
 /* test_upstream.c — upstream.c's core contract against the scripted test server
- * (test_upstream_server.h): statuses, headers, Retry-After, limits, cancellation, timers,
- * submit from callbacks, concurrency, stop.  Streaming and deadlines are in
- * test_upstream_stream.c; descriptors and posts in test_upstream_fd.c. */
-#include "test_upstream_server.h"
+ * (test_upstream_env.h): statuses, headers, Retry-After, limits, cancellation, timers,
+ * submit from callbacks, stop.  Streaming and deadlines are in test_upstream_stream.c;
+ * load, descriptors and posts in test_upstream_fd.c. */
+#include "test_upstream_env.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* Tests                                                                               */
@@ -66,6 +66,19 @@ static void test_request_headers(void **state)
     assert_non_null(strstr(e->slots[1].body, "GET /echo HTTP/1.1\r\n"));
     assert_null(strstr(e->slots[1].body, "Content-Type"));
     assert_null(strstr(e->slots[1].body, "Authorization"));
+
+    /* all UPSTREAM_MAX_HEADERS extra headers go out */
+    upstream_request *h = make_req(e, "/echo", 5000, MIB);
+    for (int i = 0; i < UPSTREAM_MAX_HEADERS; i++)
+        assert_true(asprintf(&h->extra_headers[i], "X-H%d: v%d", i, i) > 0);
+    submit_req(e, h, 2);
+    assert_true(wait_completed(e, 3, 5000));
+    assert_int_equal(UPSTREAM_MAX_HEADERS, 8);
+    for (int i = 0; i < UPSTREAM_MAX_HEADERS; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "\r\nX-H%d: v%d\r\n", i, i);
+        assert_non_null(strstr(e->slots[2].body, line));
+    }
 }
 
 static void test_retry_after(void **state)

@@ -4,7 +4,7 @@
  *
  * The descriptor limit is lowered in-process, before upstream_start, and put back right
  * after each test that lowers it (the test server shares the process and its limit). */
-#include "test_upstream_server.h"
+#include "test_upstream_env.h"
 
 #include <fcntl.h>
 #include <sys/resource.h>

@@ -4,7 +4,7 @@
  *
  * Timings are asserted with wide margins (a limit of X fired between X and 3X), never
  * exactly: these run under valgrind too. */
-#include "test_upstream_server.h"
+#include "test_upstream_env.h"
 
 #include <sched.h>
 
