@@ -47,13 +47,14 @@ typedef struct upstream upstream;
 
 /* What on_data returns. */
 enum {
-    UPSTREAM_DATA_CONTINUE = 0,  /* bytes seen, no token (keeps no timer happy) */
+    UPSTREAM_DATA_CONTINUE = 0,  /* bytes seen, no token: satisfies neither timer */
     UPSTREAM_DATA_PROGRESS = 1,  /* a token arrived: satisfies first-token, resets stall */
     UPSTREAM_DATA_ABORT = 2      /* stop the transfer now: done runs with RF_TE_ABORTED */
 };
 
-/* Runs on the loop thread with each chunk of the body (borrowed for the call).
- * http_status is the response's status.  ud is upstream_submit's ud. */
+/* Runs on the loop thread with each chunk of the body (borrowed for the call), whatever
+ * the status: http_status tells a 2xx stream from an error body (which is also collected
+ * into res->body).  ud is upstream_submit's ud. */
 typedef int (*upstream_data_fn)(const char *chunk, size_t len, long http_status, void *ud);
 
 typedef struct upstream_request {

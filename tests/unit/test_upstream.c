@@ -75,7 +75,7 @@ static void test_request_headers(void **state)
     assert_true(wait_completed(e, 3, 5000));
     assert_int_equal(UPSTREAM_MAX_HEADERS, 8);
     for (int i = 0; i < UPSTREAM_MAX_HEADERS; i++) {
-        char line[32];
+        char line[64];
         snprintf(line, sizeof line, "\r\nX-H%d: v%d\r\n", i, i);
         assert_non_null(strstr(e->slots[2].body, line));
     }
