@@ -63,12 +63,18 @@ static const struct status_rule {
 
 /* Transport failures, indexed by rf_transport_error. */
 static const rf_outcome transport_rules[] = {
-    [RF_TE_NONE]      = RF_OUT_SUCCESS,  /* unused: NONE goes to the status table */
-    [RF_TE_CONNECT]   = RF_OUT_RETRY,
-    [RF_TE_TIMEOUT]   = RF_OUT_RETRY,
-    [RF_TE_TRUNCATED] = RF_OUT_RETRY,
-    [RF_TE_TOO_LARGE] = RF_OUT_NEXT_HOP, /* the same hop would send the same huge body */
-    [RF_TE_OTHER]     = RF_OUT_RETRY,
+    [RF_TE_NONE]        = RF_OUT_SUCCESS,  /* unused: NONE goes to the status table */
+    [RF_TE_CONNECT]     = RF_OUT_RETRY,
+    [RF_TE_TIMEOUT]     = RF_OUT_RETRY,
+    [RF_TE_TRUNCATED]   = RF_OUT_RETRY,
+    [RF_TE_TOO_LARGE]   = RF_OUT_NEXT_HOP, /* the same hop would send the same huge body */
+    [RF_TE_OTHER]       = RF_OUT_RETRY,
+    [RF_TE_FIRST_TOKEN] = RF_OUT_RETRY,    /* the three timeouts alike */
+    [RF_TE_STALL]       = RF_OUT_RETRY,
+    [RF_TE_RESET]       = RF_OUT_RETRY,    /* like a refused connection */
+    [RF_TE_TLS]         = RF_OUT_RETRY,
+    [RF_TE_ABORTED]     = RF_OUT_NEXT_HOP, /* the caller refused the stream, like a
+                                              2xx body that does not parse */
 };
 
 rf_outcome router_classify(const rf_attempt *a, long retry_after_max_ms)

@@ -14,11 +14,16 @@
 /* Transport-level failure of an attempt, before any HTTP status. */
 typedef enum {
     RF_TE_NONE = 0,
-    RF_TE_CONNECT,           /* refused, unreachable, DNS */
-    RF_TE_TIMEOUT,           /* per-attempt timeout hit */
+    RF_TE_CONNECT,           /* refused, unreachable, DNS, no socket (too many open files) */
+    RF_TE_TIMEOUT,           /* the whole-attempt timeout hit */
     RF_TE_TRUNCATED,         /* connection closed / reset mid-response */
     RF_TE_TOO_LARGE,         /* body over the cap */
-    RF_TE_OTHER
+    RF_TE_OTHER,
+    RF_TE_FIRST_TOKEN,       /* no first token within the first-token timeout */
+    RF_TE_STALL,             /* no progress within the stall timeout, after the first token */
+    RF_TE_RESET,             /* connection reset / closed before any response byte */
+    RF_TE_TLS,               /* TLS handshake or certificate failure */
+    RF_TE_ABORTED            /* the caller's on_data stopped the transfer */
 } rf_transport_error;
 
 /* What happened on one attempt. */

@@ -1,39 +1,89 @@
-/* upstream.h — the one libcurl multi event loop that carries every provider request.
+/* upstream.h — the one libcurl event loop that carries every provider request.
  *
- * One thread runs curl_multi_poll over all requests in flight, so a thousand jobs cost a
- * thousand easy handles, not a thousand threads.  Other threads hand work in with
- * upstream_submit / upstream_after (thread-safe, never block on the network); completion
- * callbacks and timers run on the loop thread, one at a time. */
+ * Model.  One thread ("rfs-upstream") owns a curl multi handle driven by
+ * curl_multi_socket_action over epoll: curl tells the loop which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION) and when to call it back (CURLMOPT_TIMERFUNCTION), so a wake-up
+ * costs O(sockets that are ready), not O(requests in flight).  Other threads hand work in
+ * with upstream_submit / upstream_after / upstream_post / upstream_cancel: these take a
+ * lock, queue, and wake the loop through an eventfd; they never block on the network.
+ * Every callback (on_data, done, timers, posts) runs on the loop thread, one at a time.
+ *
+ * Time.  Every deadline and latency is on CLOCK_MONOTONIC.  A request can carry three
+ * limits, each measured from upstream_submit:
+ *   timeout_ms              the whole attempt                      -> RF_TE_TIMEOUT
+ *   first_token_timeout_ms  until the first PROGRESS               -> RF_TE_FIRST_TOKEN
+ *   stall_timeout_ms        the longest silence between PROGRESS
+ *                           events, once the first one has arrived -> RF_TE_STALL
+ * The error text names the limit that fired ("no first token within 2000 ms").
+ *
+ * Streaming.  With on_data set, each chunk of the response body is handed to it as it
+ * arrives and a 2xx body is not kept (res->body NULL); what on_data returns says whether
+ * a token arrived (PROGRESS) or only bytes (CONTINUE, e.g. SSE comments), or stops the
+ * transfer (ABORT).  A non-2xx body is also handed to on_data, and is collected as well
+ * (capped by max_response) so the caller can parse the error; for such a body every byte
+ * counts as progress.  Without on_data the whole body is collected and every body byte
+ * is progress.  Response headers are never progress.
+ *
+ * File descriptors.  At start the loop takes a socket budget: the RLIMIT_NOFILE soft limit
+ * minus a reserve of 64 for the rest of the daemon, at least 8.  curl never holds more
+ * connections than that; transfers beyond it wait inside curl for a free connection.  A
+ * socket that cannot be opened (EMFILE/ENFILE) fails its transfer with RF_TE_CONNECT,
+ * "too many open files".
+ *
+ * Secrets.  The API key lives only in the request's header list, wiped before it is
+ * freed.  Error text never contains it; bodies (collected or streamed) have every copy of
+ * it replaced by "[redacted]" before anyone sees them. */
 #ifndef RF_UPSTREAM_H
 #define RF_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "err.h"
 #include "router.h"
 
 typedef struct upstream upstream;
 
+#define UPSTREAM_MAX_HEADERS 8
+
+/* What on_data returns. */
+enum {
+    UPSTREAM_DATA_CONTINUE = 0,  /* bytes seen, no token: satisfies neither timer */
+    UPSTREAM_DATA_PROGRESS = 1,  /* a token arrived: satisfies first-token, resets stall */
+    UPSTREAM_DATA_ABORT = 2      /* stop the transfer now: done runs with RF_TE_ABORTED */
+};
+
+/* Runs on the loop thread with each chunk of the body (borrowed for the call), whatever
+ * the status: http_status tells a 2xx stream from an error body (which is also collected
+ * into res->body).  ud is upstream_submit's ud. */
+typedef int (*upstream_data_fn)(const char *chunk, size_t len, long http_status, void *ud);
+
 typedef struct upstream_request {
-    char *url;               /* owned: full URL */
+    char *url;               /* owned: full URL (http or https) */
     char *body;              /* owned: JSON body (POST); NULL = GET */
-    char *api_key;           /* owned: Bearer key or NULL; never logged */
-    long timeout_ms;         /* whole-attempt timeout (connect included) */
-    size_t max_response;     /* bytes; larger bodies fail with RF_TE_TOO_LARGE */
-    char *extra_headers[4];  /* owned, "Name: value", NULL-terminated early */
+    char *api_key;           /* owned: Bearer key or NULL; never logged, wiped when freed */
+    long timeout_ms;         /* whole attempt from submit (connect included); 0 = none */
+    long first_token_timeout_ms;  /* submit to first progress; 0 = none */
+    long stall_timeout_ms;   /* longest silence between progress after the first; 0 = none */
+    size_t max_response;     /* body bytes taken, streamed or kept; more fails with
+                                RF_TE_TOO_LARGE; 0 = no cap */
+    upstream_data_fn on_data;     /* NULL = collect the whole body */
+    char *extra_headers[UPSTREAM_MAX_HEADERS];  /* owned, "Name: value"; NULL ends early */
 } upstream_request;
 
 typedef struct upstream_result {
     rf_transport_error transport;  /* RF_TE_NONE when an HTTP response arrived whole */
-    char error[256];         /* transport error text (curl's), "" when none */
-    long http_status;        /* 0 when transport failed */
-    char *body;              /* NUL-terminated, may be NULL when empty */
+    char error[256];         /* what went wrong, one line, "" when transport is NONE */
+    long http_status;        /* 0 when transport != NONE */
+    char *body;              /* NUL-terminated collected body; NULL when empty or streamed */
     size_t body_len;
+    size_t bytes_received;   /* body bytes that arrived, streamed or collected */
     long retry_after_ms;     /* parsed Retry-After, -1 when absent/unparseable */
-    long latency_ms;         /* submit-to-done, on the loop's clock */
+    long latency_ms;         /* submit to done */
+    long first_token_ms;     /* submit to the first progress; -1 when none came */
 } upstream_result;
 
-/* Runs on the loop thread.  `res` and the request are freed by upstream after it returns;
- * take res->body by setting it to NULL if you want to keep it. */
+/* Runs on the loop thread, once per request unless it was cancelled.  `res` and the
+ * request are freed by upstream after it returns; take res->body by setting it to NULL. */
 typedef void (*upstream_done_fn)(upstream_result *res, void *ud);
 typedef void (*upstream_timer_fn)(void *ud);
 
@@ -41,7 +91,8 @@ typedef void (*upstream_timer_fn)(void *ud);
 upstream *upstream_start(rf_err *err);
 
 /* Stop: requests in flight are abandoned without their callbacks being run; pending
- * timers are dropped.  Joins the thread and frees everything. */
+ * timers and posts are dropped.  Sets a flag, wakes and joins the thread (no thread
+ * cancellation), frees everything.  Not from the loop thread. */
 void upstream_stop(upstream *up);
 
 /* Hand a request to the loop; takes ownership of req (and its strings) whatever happens.
@@ -49,18 +100,35 @@ void upstream_stop(upstream *up);
 long upstream_submit(upstream *up, upstream_request *req, upstream_done_fn done, void *ud,
                      rf_err *err);
 
-/* Cancel a submitted request: its callback is never run afterwards (if it is running right
- * now on the loop thread, this waits for it to return, unless called from the loop thread
- * itself).  Unknown or finished ids are ignored. */
-void upstream_cancel(upstream *up, long id);
+/* Free a request that was never submitted (its key wiped).  NULL is ignored. */
+void upstream_request_free(upstream_request *req);
+
+/* Cancel a submitted request: neither on_data nor done runs for it afterwards (if one is
+ * running right now on the loop thread, this waits for it to return, unless called from
+ * the loop thread itself), and its transfer is removed promptly, closing its connection.
+ * Returns the body bytes received for it so far, or -1 when the id is unknown or already
+ * finished (then nothing happens).  Because it may wait for a callback, never call it
+ * holding a lock that a callback takes. */
+int64_t upstream_cancel(upstream *up, long id);
+
+/* Body bytes received so far by a live request; -1 when the id is unknown or finished. */
+int64_t upstream_bytes_received(upstream *up, long id);
 
 /* Run fn(ud) on the loop thread after delay_ms.  Returns a timer id > 0, or -1 with err. */
 long upstream_after(upstream *up, long delay_ms, upstream_timer_fn fn, void *ud, rf_err *err);
 
-/* Cancel a timer; same guarantee as upstream_cancel. */
+/* Run fn(ud) on the loop thread as soon as possible, after every post made before it
+ * (FIFO) and before the loop next waits.  Returns an id > 0 for upstream_cancel_timer,
+ * or -1 with err. */
+long upstream_post(upstream *up, upstream_timer_fn fn, void *ud, rf_err *err);
+
+/* Cancel a timer or post; same guarantee as upstream_cancel.  Unknown ids are ignored. */
 void upstream_cancel_timer(upstream *up, long id);
 
-/* Requests currently in flight (for status). */
+/* Requests currently in flight (submitted, callback not yet finished). */
 size_t upstream_in_flight(upstream *up);
+
+/* The most connections the loop will hold open at once (see "File descriptors"). */
+long upstream_socket_budget(upstream *up);
 
 #endif
