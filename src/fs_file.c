@@ -148,7 +148,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
     struct stat st;
     handle *h = NULL;
     int r = fs_child_of(parent, name, path, sizeof path, &pi);
-    if (r == 0 && pi.kind == K_VFILE && pi.vf == VF_CONFIG) {
+    if (!strcmp(path, vfile_name(VF_CONFIG))) {
         create_config(req, path, fi);   /* the second half of a cross-device mv */
         return;
     }
