@@ -1,11 +1,12 @@
-/* openai.c — the chat-completions wire format: request bodies out, responses and error
- * bodies in, with OpenRouter's extensions ("provider" preferences in the request;
- * "provider" and usage.cost in the response).
+/* openai.c — the chat-completions wire format: request bodies out, completions in, with
+ * OpenRouter's extensions ("provider" preferences, "models" and "session_id" in the
+ * request; "provider" and usage.cost in the response).  Error bodies are read by
+ * openai_error.c; streamed responses are framed by stream.c.
  *
  * Pure functions over cJSON: no I/O, no globals.  Everything read from a provider is
  * untrusted, so every field is type-checked before use and any shape of body yields a
  * status, never a crash (the parsers are fuzzed).  Text taken from a body into a message
- * goes through copy_one_line: one line, valid UTF-8, bounded. */
+ * goes through openai_describe_error: one line, valid UTF-8, bounded. */
 #include "openai.h"
 #include "jsonfmt.h"
 
@@ -17,14 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERROR_SNIPPET_MAX 200   /* bytes of a non-JSON error body kept as its message */
 #define TOKEN_COUNT_MAX   1e15  /* larger "token counts" are nonsense: reported as unknown */
 
 /* Keys of a JSON prompt that are not request parameters of its own: routefs sets them
  * ("user" and "provider" are passed through unless the caller sets its own), or drops them
- * ("route" is deprecated; "stream_options" is refused when stream is false). */
+ * ("route" is deprecated; "stream_options" follows routefs's "stream"; "models" would
+ * replace the hop's model). */
 static const char *const owned_keys[] = {
-    "model", "messages", "stream", "stream_options", "route", "user", "provider", NULL
+    "model", "messages", "stream", "stream_options", "route", "user", "provider", "models", NULL
 };
 
 /* ---- small helpers ---- */
@@ -50,9 +51,7 @@ static const char *get_string(const cJSON *obj, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available); 0 when invalid
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_sequence_len(const unsigned char *s, size_t n)
+size_t openai_utf8_char_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
@@ -87,7 +86,7 @@ static size_t utf8_sequence_len(const unsigned char *s, size_t n)
 static int valid_utf8(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence_len((const unsigned char *)s + i, len - i);
+        size_t n = openai_utf8_char_len((const unsigned char *)s + i, len - i);
         if (n == 0)
             return 0;
         i += n;
@@ -95,38 +94,7 @@ static int valid_utf8(const char *s, size_t len)
     return 1;
 }
 
-/* Copy src[0..len) into dst (cap bytes, cap >= 1) as one clean line: runs of whitespace
- * and control characters become one space, invalid UTF-8 bytes become '?', leading and
- * trailing spaces are dropped, and the text is cut at a character boundary. */
-static void copy_one_line(char *dst, size_t cap, const char *src, size_t len)
-{
-    size_t out = 0;
-    int pending_space = 0;
-    for (size_t i = 0; i < len;) {
-        const unsigned char *s = (const unsigned char *)src + i;
-        size_t n = utf8_sequence_len(s, len - i);
-        if (n == 1 && (*s <= ' ' || *s == 0x7f)) {
-            pending_space = 1;
-            i++;
-            continue;
-        }
-        const char *piece = n ? (const char *)s : "?";
-        size_t piece_len = n ? n : 1;
-        i += piece_len;
-        size_t need = piece_len + (pending_space && out > 0);
-        if (out + need >= cap)
-            break;
-        if (pending_space && out > 0)
-            dst[out++] = ' ';
-        pending_space = 0;
-        memcpy(dst + out, piece, piece_len);
-        out += piece_len;
-    }
-    dst[out] = '\0';
-}
-
-/* Exactly one JSON value in text[0..len) (surrounding whitespace allowed), or NULL. */
-static cJSON *parse_json(const char *text, size_t len)
+cJSON *openai_parse_json(const char *text, size_t len)
 {
     if (!text || len == 0)
         return NULL;
@@ -147,7 +115,7 @@ static cJSON *parse_json(const char *text, size_t len)
 /* The prompt as a chat request (an object with "messages"), or NULL for plain text. */
 static cJSON *parse_chat_prompt(const char *prompt, size_t len)
 {
-    cJSON *doc = parse_json(prompt, len);
+    cJSON *doc = openai_parse_json(prompt, len);
     if (get(doc, "messages"))
         return doc;
     cJSON_Delete(doc);
@@ -266,9 +234,11 @@ static int add_chat_request(cJSON *req, cJSON *prompt, const openai_request_in *
     for (cJSON *item = prompt->child; item; item = next, i++) {
         next = item->next;
         const char *name = item->string;
-        int passed_through = !in_list(owned_keys, name) ||
-                             (keep_user && strcmp(name, "user") == 0) ||
-                             (keep_provider && strcmp(name, "provider") == 0);
+        int passed_through = (!in_list(owned_keys, name) ||
+                              (keep_user && strcmp(name, "user") == 0) ||
+                              (keep_provider && strcmp(name, "provider") == 0)) &&
+                             !(in->service_tier && strcmp(name, "service_tier") == 0) &&
+                             !(in->session_id && strcmp(name, "session_id") == 0);
         if (!passed_through || strcmp(name, "max_tokens") == 0 ||
             strcmp(name, "max_completion_tokens") == 0 || repeated[i])
             continue;
@@ -283,9 +253,45 @@ static int add_chat_request(cJSON *req, cJSON *prompt, const openai_request_in *
     return 0;
 }
 
+/* "models": [...] from in->models (n_models >= 1, checked). */
+static int add_models(cJSON *req, const openai_request_in *in)
+{
+    cJSON *models = cJSON_CreateArray();
+    for (size_t i = 0; models && i < in->n_models; i++) {
+        cJSON *name = cJSON_CreateString(in->models[i]);
+        if (!name || !cJSON_AddItemToArray(models, name)) {
+            cJSON_Delete(name);
+            cJSON_Delete(models);
+            return -1;
+        }
+    }
+    return add(req, "models", models);
+}
+
+/* "stream": in->stream, and with it "stream_options": {"include_usage": true}, so the
+ * final chunk carries usage (and OpenRouter's cost). */
+static int add_stream(cJSON *req, int stream)
+{
+    if (add(req, "stream", cJSON_CreateBool(stream)) < 0)
+        return -1;
+    if (!stream)
+        return 0;
+    cJSON *options = cJSON_CreateObject();
+    if (!options || add(options, "include_usage", cJSON_CreateTrue()) < 0) {
+        cJSON_Delete(options);
+        return -1;
+    }
+    return add(req, "stream_options", options);
+}
+
 char *openai_build_request(const openai_request_in *in, rf_err *err)
 {
-    if (!in->model || !in->model[0])
+    int with_models = in->models && in->n_models > 0;
+    for (size_t i = 0; with_models && i < in->n_models; i++)
+        if (!in->models[i] || !in->models[i][0])
+            return rf_err_set(err, EINVAL, "models list has an empty name"), NULL;
+    const char *model = with_models ? in->models[0] : in->model;
+    if (!model || !model[0])
         return rf_err_set(err, EINVAL, "no model given"), NULL;
     if (!in->prompt && in->prompt_len)
         return rf_err_set(err, EINVAL, "no prompt given"), NULL;
@@ -296,7 +302,7 @@ char *openai_build_request(const openai_request_in *in, rf_err *err)
 
     cJSON *prefs = NULL;
     if (in->provider_prefs_json) {
-        prefs = parse_json(in->provider_prefs_json, strlen(in->provider_prefs_json));
+        prefs = openai_parse_json(in->provider_prefs_json, strlen(in->provider_prefs_json));
         if (!cJSON_IsObject(prefs)) {
             cJSON_Delete(prefs);
             return rf_err_set(err, EINVAL, "tier provider preferences are not a JSON object"),
@@ -308,7 +314,8 @@ char *openai_build_request(const openai_request_in *in, rf_err *err)
     cJSON *req = cJSON_CreateObject();
     long own_max = 0;
     const char *max_key = "max_tokens";
-    int rc = !req || add(req, "model", cJSON_CreateString(in->model)) < 0 ? oom(err) : 0;
+    int rc = !req || add(req, "model", cJSON_CreateString(model)) < 0 ||
+             (with_models && add_models(req, in) < 0) ? oom(err) : 0;
     if (rc == 0)
         rc = prompt ? add_chat_request(req, prompt, in, &own_max, &max_key, err)
                     : add_text_messages(req, in, err);
@@ -317,7 +324,7 @@ char *openai_build_request(const openai_request_in *in, rf_err *err)
     long max_tokens = own_max > 0 && own_max < in->max_tokens ? own_max : in->max_tokens;
     if (rc == 0 &&
         (add(req, max_key, cJSON_CreateNumber((double)max_tokens)) < 0 ||
-         add(req, "stream", cJSON_CreateFalse()) < 0 ||
+         add_stream(req, in->stream != 0) < 0 ||
          (in->user && add(req, "user", cJSON_CreateString(in->user)) < 0)))
         rc = oom(err);
     if (rc == 0 && prefs) {
@@ -325,6 +332,10 @@ char *openai_build_request(const openai_request_in *in, rf_err *err)
         prefs = NULL;
     }
     cJSON_Delete(prefs);
+    if (rc == 0 &&
+        ((in->service_tier && add(req, "service_tier", cJSON_CreateString(in->service_tier)) < 0) ||
+         (in->session_id && add(req, "session_id", cJSON_CreateString(in->session_id)) < 0)))
+        rc = oom(err);
 
     char *body = rc == 0 ? cJSON_PrintUnformatted(req) : NULL;
     cJSON_Delete(req);
@@ -393,51 +404,8 @@ void openai_completion_free(openai_completion *c)
     free(c->provider);
     free(c->finish_reason);
     free(c->id);
+    free(c->service_tier);
     memset(c, 0, sizeof *c);
-}
-
-/* What an error body says: error.message, an "error" string, a top-level "message", or a
- * JSON string body.  *code: error.code (any type) or NULL. */
-static const char *error_message(const cJSON *doc, const cJSON **code)
-{
-    const cJSON *error = get(doc, "error");
-    *code = get(error, "code");
-    if (cJSON_IsString(doc))
-        return doc->valuestring;
-    if (cJSON_IsString(error))
-        return error->valuestring;
-    if (get_string(error, "message"))
-        return get_string(error, "message");
-    return get_string(doc, "message");
-}
-
-/* " (code X)" for an error code that is a string or a number, else "". */
-static void describe_code(char *dst, size_t cap, const cJSON *code)
-{
-    char text[64];
-    dst[0] = '\0';
-    if (cJSON_IsString(code))
-        copy_one_line(text, sizeof text, code->valuestring, strlen(code->valuestring));
-    else if (cJSON_IsNumber(code))
-        snprintf(text, sizeof text, "%.15g", code->valuedouble);
-    else
-        return;
-    snprintf(dst, cap, " (code %s)", text);
-}
-
-/* err = "<what>: 'message' (code X)", or just "<what>" when obj has no error message. */
-static void describe_error(rf_err *err, const char *what, const cJSON *obj)
-{
-    const cJSON *code;
-    const char *message = error_message(obj, &code);
-    char text[256], code_text[80];
-    describe_code(code_text, sizeof code_text, code);
-    if (!message) {
-        rf_err_set(err, EIO, "%s%s", what, code_text);
-        return;
-    }
-    copy_one_line(text, sizeof text, message, strlen(message));
-    rf_err_set(err, EIO, "%s: '%s'%s", what, text, code_text);
 }
 
 static char *dup_string_field(const cJSON *obj, const char *key, int *oom_flag)
@@ -449,13 +417,29 @@ static char *dup_string_field(const cJSON *obj, const char *key, int *oom_flag)
     return copy;
 }
 
-/* A token count, or -1 when missing or not a sensible number. */
-static long token_count(const cJSON *usage, const char *key)
+/* A token count, or -1 when not a sensible number. */
+static long token_count(const cJSON *v)
 {
-    const cJSON *v = get(usage, key);
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= TOKEN_COUNT_MAX))
         return -1;
     return (long)v->valuedouble;
+}
+
+void openai_read_usage(const cJSON *usage, openai_completion *out)
+{
+    const cJSON *prompt = get(usage, "prompt_tokens"), *completion =
+        get(usage, "completion_tokens"), *cost = get(usage, "cost");
+    if (prompt)
+        out->prompt_tokens = token_count(prompt);
+    if (completion)
+        out->completion_tokens = token_count(completion);
+    if (!cost)
+        return;
+    /* a cost is money: only a finite, non-negative number is believed */
+    int valid = cJSON_IsNumber(cost) && isfinite(cost->valuedouble) && cost->valuedouble >= 0;
+    out->cost = valid ? cost->valuedouble + 0.0 : 0;   /* + 0.0: -0 becomes 0 */
+    out->has_cost = valid;
+    out->cost_invalid = !valid;
 }
 
 /* The text of a {"type": "text", "text": ...} content part, or NULL. */
@@ -521,7 +505,7 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
                OPENAI_NOT_JSON;
     const cJSON *error = get(doc, "error");
     if (cJSON_IsObject(error) || (cJSON_IsString(error) && error->valuestring[0])) {
-        describe_error(err, "provider returned an error object", doc);
+        openai_describe_error(err, "provider returned an error object", doc);
         return OPENAI_ERROR_OBJECT;
     }
     const cJSON *choices = get(doc, "choices");
@@ -533,7 +517,7 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
 
     const char *finish_reason = get_string(choice, "finish_reason");
     if (finish_reason && strcmp(finish_reason, "error") == 0) {
-        describe_error(err, "provider finished with finish_reason \"error\"", choice);
+        openai_describe_error(err, "provider finished with finish_reason \"error\"", choice);
         return OPENAI_FINISH_ERROR;
     }
 
@@ -543,6 +527,7 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
     out->provider = dup_string_field(doc, "provider", &oom_flag);
     out->id = dup_string_field(doc, "id", &oom_flag);
     out->finish_reason = dup_string_field(choice, "finish_reason", &oom_flag);
+    out->service_tier = dup_string_field(doc, "service_tier", &oom_flag);
     if (oom_flag)
         return rf_err_set(err, ENOMEM, "out of memory"), OPENAI_NOT_JSON;
     if (!out->content)
@@ -552,21 +537,17 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
         return rf_err_set(err, EILSEQ, "provider returned text that is not valid UTF-8"),
                OPENAI_NOT_JSON;
 
-    const cJSON *usage = get(doc, "usage");
-    out->prompt_tokens = token_count(usage, "prompt_tokens");
-    out->completion_tokens = token_count(usage, "completion_tokens");
-    const cJSON *cost = get(usage, "cost");
-    if (cJSON_IsNumber(cost) && isfinite(cost->valuedouble) && cost->valuedouble >= 0) {
-        out->cost = cost->valuedouble;
-        out->has_cost = 1;
-    }
+    out->prompt_tokens = out->completion_tokens = -1;
+    openai_read_usage(get(doc, "usage"), out);
     return OPENAI_OK;
 }
 
-/* Does the JSON text contain the escape \u0000 (a NUL character)?  Escapes are walked
- * pairwise, so an escaped backslash followed by "u0000" is text, not a NUL. */
-static int has_escaped_nul(const char *s, size_t len)
+/* Escapes are walked pairwise, so an escaped backslash followed by "u0000" is text, not a
+ * NUL. */
+int openai_json_has_nul(const char *s, size_t len)
 {
+    if (len && memchr(s, '\0', len))
+        return 1;
     for (size_t i = 0; i + 1 < len; i++) {
         if (s[i] != '\\')
             continue;
@@ -581,11 +562,11 @@ openai_status openai_parse_response(const char *body, size_t len, openai_complet
                                     rf_err *err)
 {
     memset(out, 0, sizeof *out);
-    cJSON *doc = parse_json(body, len);
+    cJSON *doc = openai_parse_json(body, len);
     openai_status status = OPENAI_NOT_JSON;
     /* cJSON ends a string at an escaped NUL: the answer would be cut silently.  A NUL
      * has no place in a completion, so such a body is refused whole. */
-    if (doc && (memchr(body, 0, len) || has_escaped_nul(body, len))) {
+    if (doc && openai_json_has_nul(body, len)) {
         cJSON_Delete(doc);
         return rf_err_set(err, EILSEQ, "provider returned text containing a NUL character"),
                OPENAI_NOT_JSON;
@@ -600,49 +581,4 @@ openai_status openai_parse_response(const char *body, size_t len, openai_complet
     if (status != OPENAI_OK)
         openai_completion_free(out);
     return status;
-}
-
-/* ---- error bodies ---- */
-
-static int mentions_any(const char *text, const char *const *phrases)
-{
-    for (; text && *phrases; phrases++)
-        if (strcasestr(text, *phrases))
-            return 1;
-    return 0;
-}
-
-static const char *const context_length_phrases[] = {
-    "context length", "context_length_exceeded", "maximum context", "too many tokens", NULL
-};
-static const char *const unsupported_param_phrases[] = {
-    "unsupported parameter", "not supported", "unsupported_parameter", NULL
-};
-
-void openai_parse_error(const char *body, size_t len, openai_error_info *info)
-{
-    memset(info, 0, sizeof *info);
-    cJSON *doc = parse_json(body, len);
-    const cJSON *code = NULL;
-    const char *message = NULL, *raw = NULL;
-    if (doc) {
-        message = error_message(doc, &code);
-        /* OpenRouter passes the upstream provider's own error text here */
-        raw = get_string(get(get(doc, "error"), "metadata"), "raw");
-        if (message)
-            copy_one_line(info->msg, sizeof info->msg, message, strlen(message));
-    } else if (body) {
-        copy_one_line(info->msg, ERROR_SNIPPET_MAX + 1, body, len);
-        message = info->msg;
-    }
-
-    const char *code_text = cJSON_IsString(code) ? code->valuestring : "";
-    info->context_length = mentions_any(message, context_length_phrases) ||
-                           mentions_any(raw, context_length_phrases) ||
-                           strcmp(code_text, "context_length_exceeded") == 0;
-    info->unsupported_param = mentions_any(message, unsupported_param_phrases) ||
-                              mentions_any(raw, unsupported_param_phrases) ||
-                              strcmp(code_text, "unsupported_parameter") == 0 ||
-                              strcmp(code_text, "unsupported_value") == 0;
-    cJSON_Delete(doc);
 }

@@ -2,14 +2,18 @@
  *
  * The input is whatever a provider (or a prompt file) can send us.  Every input goes
  * through:
- *   - openai_parse_response, as a 2xx body: OPENAI_OK means non-empty content and every
- *     other status means a zeroed completion and a one-line error (EIO, EILSEQ, ENOMEM);
- *   - openai_parse_error, as a non-2xx body: the message is one NUL-terminated line of
- *     valid UTF-8 without control characters;
+ *   - openai_parse_response, as a 2xx body: OPENAI_OK means non-empty content and a sane
+ *     cost (has_cost / cost_invalid) and every other status means a zeroed completion and a
+ *     one-line error (EIO, EILSEQ, ENOMEM);
+ *   - openai_parse_error_status, as a non-2xx body with several statuses: the message is
+ *     one NUL-terminated line of valid UTF-8 without control characters, the same for every
+ *     status, the flags are 0/1 and follow the status rules, and detail_json is "" or a
+ *     JSON object of valid UTF-8 within its buffer;
  *   - openai_build_request, as the prompt file (model "fuzz/model", max_tokens 256), once
- *     bare and once with a system prompt, a user tag and OpenRouter provider preferences:
- *     a body must be a JSON object with the model, non-empty messages, stream false and a
- *     token limit in [1, 256]; an error must be EINVAL or EILSEQ with a one-line message;
+ *     bare and once streaming with a system prompt, a user tag, OpenRouter provider
+ *     preferences, a models list, a service tier and a session id: a body must be a JSON
+ *     object with the model, non-empty messages, the stream fields asked for and a token
+ *     limit in [1, 256]; an error must be EINVAL or EILSEQ with a one-line message;
  *   - openai_request_params, as the prompt file: "max_tokens" first, no duplicates.
  *
  * A broken invariant aborts (a crash for libFuzzer, a failed test for test_fuzz_corpus.c,
@@ -41,6 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FO_USER       "pipeline:fuzz"
 #define FO_SYSTEM     "You are terse."
 #define FO_PREFS      "{\"order\":[\"A\",\"B\"],\"allow_fallbacks\":false}"
+#define FO_TIER       "flex"
+#define FO_SESSION    "fuzz-session"
+
+static const char *const fo_models[] = {FO_MODEL, "fuzz/second"};
 
 /* One line: NUL-terminated within cap, no CR or LF. */
 static void fo_check_line(const char *msg, size_t cap)
@@ -101,6 +109,8 @@ static void fo_parse_response(const uint8_t *data, size_t size)
         FO_CHECK(c.content && c.content[0]);
         FO_CHECK(c.prompt_tokens >= -1 && c.completion_tokens >= -1);
         FO_CHECK(c.has_cost == 0 || c.has_cost == 1);
+        FO_CHECK(c.cost_invalid == 0 || c.cost_invalid == 1);
+        FO_CHECK(!(c.has_cost && c.cost_invalid));
         if (c.has_cost)
             FO_CHECK(isfinite(c.cost) && c.cost >= 0);
         else
@@ -109,32 +119,72 @@ static void fo_parse_response(const uint8_t *data, size_t size)
         FO_CHECK(strlen(c.content) + (c.model ? strlen(c.model) : 0) +
                  (c.provider ? strlen(c.provider) : 0) +
                  (c.finish_reason ? strlen(c.finish_reason) : 0) +
-                 (c.id ? strlen(c.id) : 0) < SIZE_MAX);
+                 (c.id ? strlen(c.id) : 0) + (c.service_tier ? strlen(c.service_tier) : 0) <
+                 SIZE_MAX);
         if (c.finish_reason)
             FO_CHECK(strcmp(c.finish_reason, "error") != 0);
     } else {
         FO_CHECK(err.code == EIO || err.code == EILSEQ || err.code == ENOMEM);
         FO_CHECK(err.msg[0]);
         fo_check_line(err.msg, sizeof err.msg);
-        FO_CHECK(!c.content && !c.model && !c.provider && !c.finish_reason && !c.id);
+        FO_CHECK(!c.content && !c.model && !c.provider && !c.finish_reason && !c.id &&
+                 !c.service_tier && !c.cost_invalid);
     }
     openai_completion_free(&c);
-    FO_CHECK(!c.content && !c.model && !c.provider && !c.finish_reason && !c.id);
+    FO_CHECK(!c.content && !c.model && !c.provider && !c.finish_reason && !c.id &&
+             !c.service_tier);
+}
+
+static int fo_flag(int v)
+{
+    return v == 0 || v == 1;
 }
 
 static void fo_parse_error(const uint8_t *data, size_t size)
 {
-    openai_error_info info;
-    memset(&info, 0xA5, sizeof info);
-    openai_parse_error((const char *)data, size, &info);
-    size_t len = strnlen(info.msg, sizeof info.msg);
-    FO_CHECK(len < sizeof info.msg);
-    for (size_t i = 0; i < len; i++)
-        FO_CHECK((unsigned char)info.msg[i] >= 0x20 && info.msg[i] != 0x7f);
-    FO_CHECK(fo_valid_utf8((const unsigned char *)info.msg, len));
-    FO_CHECK(len == 0 || (info.msg[0] != ' ' && info.msg[len - 1] != ' '));
-    FO_CHECK(info.context_length == 0 || info.context_length == 1);
-    FO_CHECK(info.unsupported_param == 0 || info.unsupported_param == 1);
+    static const int statuses[] = {0, 400, 402, 403, 429, 503};
+    openai_error_info first;
+    for (size_t s = 0; s < sizeof statuses / sizeof statuses[0]; s++) {
+        openai_error_info info;
+        memset(&info, 0xA5, sizeof info);
+        openai_parse_error_status(statuses[s], (const char *)data, size, &info);
+        size_t len = strnlen(info.msg, sizeof info.msg);
+        FO_CHECK(len < sizeof info.msg);
+        for (size_t i = 0; i < len; i++)
+            FO_CHECK((unsigned char)info.msg[i] >= 0x20 && info.msg[i] != 0x7f);
+        FO_CHECK(fo_valid_utf8((const unsigned char *)info.msg, len));
+        FO_CHECK(len == 0 || (info.msg[0] != ' ' && info.msg[len - 1] != ' '));
+        FO_CHECK(fo_flag(info.context_length) && fo_flag(info.unsupported_param) &&
+                 fo_flag(info.content_policy) && fo_flag(info.insufficient_credits) &&
+                 fo_flag(info.key_limit));
+        if (statuses[s] == 402)
+            FO_CHECK(info.insufficient_credits);
+        if (statuses[s] >= 429)
+            FO_CHECK(!info.content_policy);
+        if (statuses[s] != 0 && statuses[s] != 403)
+            FO_CHECK(!info.key_limit);
+        /* detail_json: "" or one JSON object, valid UTF-8, within its buffer */
+        size_t dlen = strnlen(info.detail_json, sizeof info.detail_json);
+        FO_CHECK(dlen < sizeof info.detail_json);
+        FO_CHECK(fo_valid_utf8((const unsigned char *)info.detail_json, dlen));
+        if (dlen) {
+            cJSON *detail = cJSON_Parse(info.detail_json);
+            FO_CHECK(cJSON_IsObject(detail) && detail->child);
+            cJSON_Delete(detail);
+        }
+        /* what the body says does not depend on the status */
+        if (s == 0) {
+            first = info;
+            openai_error_info old;
+            openai_parse_error((const char *)data, size, &old);
+            FO_CHECK(memcmp(&old, &info, sizeof info) == 0);
+        } else {
+            FO_CHECK(strcmp(first.msg, info.msg) == 0);
+            FO_CHECK(strcmp(first.detail_json, info.detail_json) == 0);
+            FO_CHECK(first.context_length == info.context_length &&
+                     first.unsupported_param == info.unsupported_param);
+        }
+    }
 }
 
 static int fo_by_string(const void *a, const void *b)
@@ -147,12 +197,38 @@ static void fo_check_body(const char *body, const openai_request_in *in)
     cJSON *req = cJSON_Parse(body);
     FO_CHECK(cJSON_IsObject(req));
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
-    FO_CHECK(cJSON_IsString(model) && strcmp(model->valuestring, in->model) == 0);
+    FO_CHECK(cJSON_IsString(model) &&
+             strcmp(model->valuestring, in->models ? in->models[0] : in->model) == 0);
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(req, "messages");
     FO_CHECK(cJSON_IsArray(messages) && messages->child);
-    FO_CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(req, "stream")));
     FO_CHECK(!cJSON_GetObjectItemCaseSensitive(req, "route"));
-    FO_CHECK(!cJSON_GetObjectItemCaseSensitive(req, "stream_options"));
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(req, "stream");
+    const cJSON *options = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
+    if (in->stream) {
+        FO_CHECK(cJSON_IsTrue(stream) && cJSON_IsObject(options) &&
+                 cJSON_GetArraySize(options) == 1);
+        FO_CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(options, "include_usage")));
+    } else {
+        FO_CHECK(cJSON_IsFalse(stream) && !options);
+    }
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(req, "models");
+    if (in->models) {
+        FO_CHECK(cJSON_IsArray(models) && (size_t)cJSON_GetArraySize(models) == in->n_models);
+        for (size_t i = 0; i < in->n_models; i++) {
+            const cJSON *name = cJSON_GetArrayItem(models, (int)i);
+            FO_CHECK(cJSON_IsString(name) && strcmp(name->valuestring, in->models[i]) == 0);
+        }
+    } else {
+        FO_CHECK(!models);   /* a prompt's own "models" would replace the hop's model */
+    }
+    if (in->service_tier) {
+        const cJSON *tier = cJSON_GetObjectItemCaseSensitive(req, "service_tier");
+        FO_CHECK(cJSON_IsString(tier) && strcmp(tier->valuestring, in->service_tier) == 0);
+    }
+    if (in->session_id) {
+        const cJSON *session = cJSON_GetObjectItemCaseSensitive(req, "session_id");
+        FO_CHECK(cJSON_IsString(session) && strcmp(session->valuestring, in->session_id) == 0);
+    }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(req, "max_tokens");
     const cJSON *mct = cJSON_GetObjectItemCaseSensitive(req, "max_completion_tokens");
     FO_CHECK(!mt != !mct);   /* exactly one token limit */
@@ -210,7 +286,10 @@ static void fo_check_body(const char *body, const openai_request_in *in)
             const char *key = item->string;
             if (strcmp(key, "model") == 0 || strcmp(key, "messages") == 0 ||
                 strcmp(key, "stream") == 0 || strcmp(key, "user") == 0 ||
-                strcmp(key, "provider") == 0)
+                strcmp(key, "provider") == 0 || strcmp(key, "stream_options") == 0 ||
+                strcmp(key, "models") == 0 ||
+                (in->service_tier && strcmp(key, "service_tier") == 0) ||
+                (in->session_id && strcmp(key, "session_id") == 0))
                 continue;
             FO_CHECK(bsearch(&key, names, n_names, sizeof *names, fo_by_string));
         }
@@ -229,6 +308,11 @@ static void fo_build_request(const uint8_t *data, size_t size, int full)
         .max_tokens = FO_MAX_TOKENS,
         .user = full ? FO_USER : NULL,
         .provider_prefs_json = full ? FO_PREFS : NULL,
+        .stream = full,
+        .models = full ? fo_models : NULL,
+        .n_models = full ? sizeof fo_models / sizeof fo_models[0] : 0,
+        .service_tier = full ? FO_TIER : NULL,
+        .session_id = full ? FO_SESSION : NULL,
     };
     rf_err err;
     rf_err_clear(&err);
@@ -256,7 +340,8 @@ static void fo_request_params(const uint8_t *data, size_t size)
     for (size_t i = 0; i < n; i++) {
         FO_CHECK(names[i]);
         FO_CHECK(strcmp(names[i], "model") != 0 && strcmp(names[i], "messages") != 0 &&
-                 strcmp(names[i], "stream") != 0);
+                 strcmp(names[i], "stream") != 0 && strcmp(names[i], "models") != 0 &&
+                 strcmp(names[i], "stream_options") != 0);
     }
     qsort(names, n, sizeof *names, fo_by_string);   /* no name twice */
     for (size_t i = 1; i < n; i++)

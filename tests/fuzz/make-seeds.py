@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""make-seeds.py — write the hand-written seed inputs (seed-*) of both fuzz corpora.
+"""make-seeds.py — write the hand-written seed inputs (seed-*) of the fuzz corpora.
 
     python3 tests/fuzz/make-seeds.py
 
-Rewrites tests/fuzz/corpus/config/seed-* and tests/fuzz/corpus/openai/seed-* (idempotent);
-inputs libFuzzer found are named by their SHA-1 and are left alone.  `make fuzz-merge`
-always keeps the seed-* files."""
+Rewrites tests/fuzz/corpus/{config,openai,stream}/seed-* (idempotent); inputs libFuzzer
+found are named by their SHA-1 and are left alone.  `make fuzz-merge` always keeps the
+seed-* files."""
 import json, os, shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -266,10 +266,151 @@ def openai_seeds():
     w("prompt-duplicate-keys.json", '{"messages":[{"role":"user","content":"a"}],"messages":[],"temperature":1,"temperature":2,"max_tokens":3,"max_tokens":500}')
     j("prompt-no-messages.json", {"prompt": "legacy", "temperature": 1})
     j("prompt-first-not-object.json", {"messages": ["hi", {"role": "system"}]})
+    j("prompt-openrouter-fields.json", {"messages": [{"role": "user", "content": "x"}],
+       "models": ["a/b", "c/d"], "service_tier": "flex", "session_id": "s-1",
+       "stream": True, "stream_options": {"include_usage": False, "x": 1}})
+    # error bodies for the routing flags and the meta's detail
+    j("error-content-policy.json", {"error": {"message": "Your request was rejected as a result of our safety system.",
+      "type": "invalid_request_error", "param": None, "code": "content_policy_violation"}})
+    j("error-azure-content-filter.json", {"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+      "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+      "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"hate": {"filtered": True, "severity": "high"}}}}})
+    j("error-moderation.json", {"error": {"code": 403, "message": "openai/gpt-4o requires moderation on OpenRouter. Your input was flagged.",
+      "metadata": {"reasons": ["harassment"], "flagged_input": "...", "provider_name": "OpenAI", "model_slug": "openai/gpt-4o"}}})
+    j("error-402-credits.json", {"error": {"message": "Insufficient credits. Add more using https://openrouter.ai/credits", "code": 402}})
+    j("error-402-afford.json", {"error": {"message": "This request requires more credits, or fewer max_tokens. You requested up to 4096 tokens, but can only afford 1200.", "code": 402}})
+    j("error-insufficient-quota.json", {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+      "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}})
+    j("error-403-key-limit.json", {"error": {"message": "Key limit exceeded (total limit). Manage it using https://openrouter.ai/settings/keys", "code": 403}})
+    j("error-previous-errors.json", {"error": {"message": "No endpoints found", "code": 503, "metadata": {
+      "provider_name": None, "previous_errors": [{"provider": "Together", "status": 429, "message": "rate limited"},
+      {"provider": "Fireworks", "status": 502, "raw": {"error": {"message": "bad gateway"}}}],
+      "availability": {"Together": "degraded", "Fireworks": "down"}}}})
+    j("error-availability-top.json", {"error": {"message": "busy", "availability": ["A", "B"], "metadata": {"raw": {"nested": ["x"]}}}})
+    j("error-many-previous.json", {"error": {"message": "m", "metadata": {"provider_name": "P" * 300,
+      "previous_errors": [{"provider": "Provider-%03d" % i, "status": 502, "message": "bad gateway"} for i in range(120)]}}})
+    j("error-huge-availability.json", {"error": {"message": "busy", "code": 503, "metadata": {
+      "availability": {"provider-%03d" % i: "unavailable now" for i in range(100)}, "previous_errors": [1, 2]}}})
+    w("error-detail-bad-utf8.json", b'{"error":{"message":"x","metadata":{"provider_name":"bad\xff\xc0","previous_errors":[{"m\xfe":"\xed\xa0\x80"}]}}}')
+
+
+def stream_seeds():
+    """Inputs of fuzz_stream: a header byte (bits 0-2: how many chunk-size bytes follow;
+    bit 3: a small max_bytes), the chunk sizes (each byte + 1), then the stream."""
+    D = os.path.join(HERE, "corpus", "stream")
+    def w(name, stream, sizes=(), small_max=False):
+        if isinstance(stream, str): stream = stream.encode()
+        assert len(sizes) <= 7
+        head = bytes([len(sizes) | (8 if small_max else 0)]) + bytes(n - 1 for n in sizes)
+        open(os.path.join(D, "seed-" + name), "wb").write(head + stream)
+    def ev(obj, end="\n\n"):
+        return "data: " + json.dumps(obj, ensure_ascii=False) + end
+    def chunk(delta, finish=None, **top):
+        c = {"id": "gen-1", "object": "chat.completion.chunk", "model": "openai/gpt-4o", "provider": "OpenAI",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        c.update(top)
+        return c
+    def final_usage(**usage):
+        return ev({"id": "gen-1", "choices": [], "usage": usage})
+    DONE = "data: [DONE]\n\n"
+    normal = (ev(chunk({"role": "assistant", "content": ""})) + ev(chunk({"content": "Hello"})) +
+              ev(chunk({"content": " world"})) + ev(chunk({}, "stop")) +
+              final_usage(prompt_tokens=12, completion_tokens=2, total_tokens=14, cost=0.0001) + DONE)
+    w("normal.sse", normal)
+    w("normal-bytewise.sse", normal, (1,))
+    w("normal-chunks.sse", normal, (7, 3, 64, 1, 200))
+    w("normal-small-max.sse", normal, (5,), small_max=True)
+    openrouter = (": OPENROUTER PROCESSING\n\n" + ev(chunk({"role": "assistant", "content": "", "reasoning": None})) +
+                  ": OPENROUTER PROCESSING\n\n" + ev(chunk({"reasoning": "Let me think."})) +
+                  ev(chunk({"content": "Paris."}, "stop", native_finish_reason="end_turn")) +
+                  ev({"id": "gen-1", "provider": "Anthropic", "model": "anthropic/claude-3.5-sonnet", "choices": [],
+                      "usage": {"prompt_tokens": 14, "completion_tokens": 4, "total_tokens": 18, "cost": 0.000102,
+                                "is_byok": False, "cost_details": {"upstream_inference_cost": None}}}) + DONE)
+    w("openrouter-comments-reasoning.sse", openrouter, (2, 9))
+    w("usage-in-final-chunk.sse", ev(chunk({"content": "x"}, usage=None)) + ev(chunk({}, "length", usage=None)) +
+      final_usage(prompt_tokens=3, completion_tokens=1) + DONE)
+    w("usage-each-chunk.sse", ev(chunk({"content": "a"}, usage={"completion_tokens": 1})) +
+      ev(chunk({"content": "b"}, "stop", usage={"prompt_tokens": 4, "completion_tokens": 2, "cost": 1.5})))
+    w("cost-string.sse", ev(chunk({"content": "a"}, "stop")) + final_usage(cost="0.01") + DONE)
+    w("cost-null.sse", ev(chunk({"content": "a"}, "stop")) + final_usage(cost=None) + DONE)
+    w("cost-negative.sse", ev(chunk({"content": "a"}, "stop")) + 'data: {"choices":[],"usage":{"cost":-1e999,"prompt_tokens":1e300}}\n\n')
+    w("comments-only.sse", ": OPENROUTER PROCESSING\n\n" * 5 + ":\n\n")
+    w("crlf.sse", normal.replace("\n", "\r\n"), (3, 1))
+    w("cr-only.sse", normal.replace("\n", "\r"), (2,))
+    w("mixed-line-ends.sse", ev(chunk({"content": "a"}), "\r\n\n") + ev(chunk({"content": "b"}, "stop"), "\n\r") + "data: [DONE]\r")
+    w("multiline-data.sse", 'data: {"choices":\ndata: [{"delta":\n: comment\ndata: {"content":"x"},"finish_reason":"stop"}]}\n\n', (4,))
+    w("fields.sse", "retry: 3000\nid: 1\nevent: message\nfoo\nid\n" + ev(chunk({"content": "x"}, "stop")) + "event: ping\n\n")
+    w("bom.sse", b"\xef\xbb\xbf" + ev(chunk({"content": "bom"}, "stop")).encode(), (2,))
+    w("leading-blank.sse", "\n\r\n  \t\n" + ev(chunk({"content": "x"}, "stop")))
+    utf8 = ev(chunk({"content": "Caf\u00e9 \u20ac \U0001F408 \u65e5\u672c"})) + ev(chunk({"content": "\u00fc"}, "stop")) + DONE
+    w("split-utf8.sse", utf8, (1, 2, 3))
+    w("split-utf8-events.sse", b'data: {"choices":[{"delta":{"content":"caf\xc3"}}]}\n\ndata: {"choices":[{"delta":{"content":"\xa9 \xf0\x9f"}}]}\n\n'
+      b'data: {"choices":[{"delta":{"content":"\x90\x88"},"finish_reason":"stop"}]}\n\n', (1,))
+    w("utf8-incomplete-at-end.sse", b'data: {"choices":[{"delta":{"content":"caf\xc3"},"finish_reason":"stop"}]}\n\n')
+    w("invalid-utf8.sse", b'data: {"choices":[{"delta":{"content":"ok \xff \xed\xa0\x80"}}]}\n\n')
+    w("nul-escape.sse", ev(chunk({"content": "a\u0000b"}, "stop")))
+    w("nul-raw.sse", b'data: {"choices":[{"delta":{"content":"a\x00b"},"finish_reason":"stop"}]}\n\n')
+    w("done-missing.sse", ev(chunk({"content": "x"})) + ev(chunk({}, "stop")))
+    w("done-only.sse", ev(chunk({"content": "x"})) + DONE)
+    w("truncated.sse", ev(chunk({"content": "x"})) + ev(chunk({"content": "y"})))
+    w("truncated-mid-event.sse", ev(chunk({"content": "x"})) + 'data: {"choices":[{"delta":{"cont')
+    w("final-without-blank.sse", ev(chunk({"content": "x"})) + "data: " + json.dumps(chunk({}, "stop")))
+    w("after-done.sse", ev(chunk({"content": "x"})) + DONE + "data: {broken\n\n" + ev(chunk({"content": "more"}, "stop")))
+    w("empty", "")
+    w("error-chunk.sse", ev(chunk({"content": "partial"})) +
+      ev({"id": "gen-1", "object": "chat.completion.chunk", "provider": "Together",
+          "error": {"code": 502, "message": "Upstream overloaded", "metadata": {"provider_name": "Together", "raw": "overloaded"}},
+          "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}), (11,))
+    w("error-chunk-openai.sse", ev(chunk({"content": "The"})) + 'data: {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}\n\n')
+    w("error-string.sse", 'data: {"error":"overloaded"}\n\n')
+    w("error-vllm.sse", 'data: {"object":"error","message":"engine dead","type":"InternalServerError","code":500}\n\n')
+    w("error-content-filter.sse", ev(chunk({"content": "a"})) + ev({"error": {"code": 400, "message": "Provider returned error",
+      "metadata": {"raw": {"error": {"code": "content_filter", "message": "filtered"}}, "provider_name": "Azure"}},
+      "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}))
+    w("finish-error.sse", ev(chunk({"content": "partial"})) + ev(chunk({}, "error")))
+    w("finish-error-message.sse", 'data: {"choices":[{"delta":{},"finish_reason":"error","error":{"message":"cut","code":"server_error","metadata":{"previous_errors":[1,2]}}}]}\n\n')
+    w("malformed-json.sse", ev(chunk({"content": "a"})) * 9 + "data: {\"choices\": [\n\n")
+    w("not-json-text.sse", "data: OPENROUTER PROCESSING\n\n")
+    w("not-object.sse", "data: [1,2]\n\ndata: \"s\"\n\n")
+    w("bad-shapes.sse", 'data: {"choices":{"0":{}}}\n\n')
+    w("bad-choice.sse", 'data: {"choices":["a"]}\n\n')
+    w("bad-delta.sse", 'data: {"choices":[{"delta":"a"}]}\n\n')
+    w("bad-content.sse", 'data: {"choices":[{"delta":{"content":5}}]}\n\n')
+    w("content-parts.sse", 'data: {"choices":[{"delta":{"content":[{"type":"text","text":"a"},{"type":"image_url"},"x",{"type":"text","text":"b"}]},"finish_reason":"stop"}]}\n\n')
+    w("choices-n2.sse", 'data: {"choices":[{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}]}\n\n'
+      'data: {"choices":[{"index":1,"delta":{},"finish_reason":"length"}]}\n\n' + DONE)
+    w("huge-line.sse", "data: " + "a" * 12000 + "\n\n", (200, 256))
+    w("huge-line-small-max.sse", "data: " + "a" * 4000, (100,), small_max=True)
+    w("huge-content.sse", ev(chunk({"content": "word " * 2000}, "stop")), (255,))
+    tools = (ev(chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                       "function": {"name": "get_weather", "arguments": ""}}]})) +
+             ev(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\""}}]})) +
+             ev(chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]})) +
+             ev(chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":\"Z\u00fcrich\"}"}}]})) +
+             ev(chunk({}, "tool_calls")) + DONE)
+    w("tool-calls.sse", tools, (13, 1))
+    w("tool-calls-no-index.sse", ev(chunk({"tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{"}}]})) +
+      ev(chunk({"tool_calls": [{"function": {"arguments": "}"}}]})) +
+      ev(chunk({"tool_calls": [{"id": "c2", "function": {"name": "g", "arguments": "[]"}}]})) + ev(chunk({}, "tool_calls")))
+    w("tool-calls-bad-index.sse", ev(chunk({"tool_calls": [{"index": 128}]})) + ev(chunk({"tool_calls": [{"index": -1}]})))
+    w("tool-call-not-object.sse", 'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}},1]}}]}\n\n')
+    w("too-many-tool-calls.sse", "".join('data: {"choices":[{"delta":{"tool_calls":[{"id":"c%d"}]}}]}\n\n' % i
+                                         for i in range(130)), (255, 255))
+    w("tool-calls-gap.sse", ev(chunk({"tool_calls": [{"index": 5, "function": {"name": "h"}}]}, "tool_calls")))
+    w("tool-calls-bad-utf8.sse", b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"\xff"}}]},"finish_reason":"tool_calls"}]}\n\n')
+    w("tool-calls-with-content.sse", ev(chunk({"content": "I will call f.", "tool_calls": [{"index": 0, "function": {"name": "f"}}]}, "tool_calls")))
+    w("reasoning.sse", ev(chunk({"reasoning": "step 1"})) + ev(chunk({"reasoning_content": "step 2"})) +
+      ev(chunk({"content": "42"}, "stop", service_tier="default")) + DONE, (17,))
+    w("reasoning-only.sse", ev(chunk({"reasoning": "hmm"}, "stop")) + DONE)
+    w("json-body.json", "  \n" + json.dumps({"id": "x", "choices": [{"message": {"content": "whole"}, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "cost": 0.1}}), (3,))
+    w("json-body-error.json", json.dumps({"error": {"message": "Rate limited", "code": 429}}))
+    w("json-body-truncated.json", '{"choices":[{"message":{"content":"who')
 
 
 if __name__ == "__main__":
-    for sub in ("config", "openai"):
+    for sub in ("config", "openai", "stream"):
         os.makedirs(os.path.join(HERE, "corpus", sub), exist_ok=True)
     config_seeds()
     openai_seeds()
+    stream_seeds()

@@ -17,6 +17,9 @@
 
 #include "openai.h"
 
+/* Table rows name the fields they test and leave the later ones zero. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 /* ---- helpers ---- */
 
 /* A malloc'd copy of s with every ` turned into ", or NULL for NULL. */
@@ -53,6 +56,10 @@ typedef struct build_case {
     const char *expected;        /* body, ` for "; NULL when an error is expected */
     int error_code;
     const char *error;
+    int stream;
+    const char *models;          /* names joined with ',' (NULL: none) */
+    const char *service_tier;
+    const char *session_id;
 } build_case;
 
 #define USER_HI "{`role`:`user`,`content`:`hi`}"
@@ -152,6 +159,62 @@ static const build_case build_cases[] = {
     {"build_blank_prompt", " \n\r\n", NULL, 10, NULL, NULL, NULL, EINVAL, "prompt is empty"},
     {"build_bad_prefs", "hi", NULL, 10, NULL, "[`A`]", NULL, EINVAL,
      "tier provider preferences are not a JSON object"},
+    /* streaming */
+    {"build_stream_plain", "hi", NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:true,"
+     "`stream_options`:{`include_usage`:true}}", .stream = 1},
+    {"build_stream_json_prompt_overridden",
+     "{`messages`:[" USER_HI "],`stream`:false,`stream_options`:{`include_usage`:false,`x`:1},"
+     "`seed`:3}", NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`seed`:3,`max_tokens`:10,`stream`:true,"
+     "`stream_options`:{`include_usage`:true}}", .stream = 1},
+    {"build_no_stream_json_prompt_stream_options_dropped",
+     "{`messages`:[" USER_HI "],`stream`:true,`stream_options`:{`include_usage`:true}}", NULL,
+     10, NULL, NULL, "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false}"},
+    /* OpenRouter server-side fallback */
+    {"build_models", "hi", NULL, 10, NULL, NULL,
+     "{`model`:`a/x`,`models`:[`a/x`,`b/y:free`],`messages`:[" USER_HI "],`max_tokens`:10,"
+     "`stream`:false}", .models = "a/x,b/y:free"},
+    {"build_models_one", "hi", NULL, 10, NULL, NULL,
+     "{`model`:`a/x`,`models`:[`a/x`],`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false}",
+     .models = "a/x"},
+    {"build_prompt_models_dropped", "{`models`:[`evil/x`],`messages`:[" USER_HI "]}", NULL, 10,
+     NULL, NULL, "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false}"},
+    {"build_prompt_models_replaced", "{`models`:[`evil/x`],`messages`:[" USER_HI "]}", NULL, 10,
+     NULL, NULL,
+     "{`model`:`a`,`models`:[`a`,`b`],`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false}",
+     .models = "a,b"},
+    {"build_models_empty_name", "hi", NULL, 10, NULL, NULL, NULL, EINVAL,
+     "models list has an empty name", .models = "a,"},
+    /* service_tier and session_id */
+    {"build_service_tier", "hi", NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false,`service_tier`:`flex`}",
+     .service_tier = "flex"},
+    {"build_service_tier_replaces_prompts",
+     "{`service_tier`:`priority`,`messages`:[" USER_HI "]}", NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false,`service_tier`:`flex`}",
+     .service_tier = "flex"},
+    {"build_service_tier_prompts_kept", "{`service_tier`:`priority`,`messages`:[" USER_HI "]}",
+     NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`service_tier`:`priority`,`max_tokens`:10,"
+     "`stream`:false}"},
+    {"build_session_id", "hi", NULL, 10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false,`session_id`:`job-7`}",
+     .session_id = "job-7"},
+    {"build_session_id_replaces_prompts", "{`messages`:[" USER_HI "],`session_id`:`mine`}", NULL,
+     10, NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`max_tokens`:10,`stream`:false,`session_id`:`job-7`}",
+     .session_id = "job-7"},
+    {"build_session_id_prompts_kept", "{`messages`:[" USER_HI "],`session_id`:`mine`}", NULL, 10,
+     NULL, NULL,
+     "{`model`:`m`,`messages`:[" USER_HI "],`session_id`:`mine`,`max_tokens`:10,`stream`:false}"},
+    {"build_every_field", "{`messages`:[" USER_HI "],`temperature`:0}", "S", 100,
+     "pipeline:t", "{`sort`:`price`}",
+     "{`model`:`a/x`,`models`:[`a/x`,`b/y`],`messages`:[{`role`:`system`,`content`:`S`},"
+     USER_HI "],`temperature`:0,`max_tokens`:100,`stream`:true,"
+     "`stream_options`:{`include_usage`:true},`user`:`pipeline:t`,`provider`:{`sort`:`price`},"
+     "`service_tier`:`default`,`session_id`:`s1`}",
+     .stream = 1, .models = "a/x,b/y", .service_tier = "default", .session_id = "s1"},
 };
 
 static void test_build_case(void **state)
@@ -161,14 +224,29 @@ static void test_build_case(void **state)
     size_t len = strlen(prompt_text);
     char *prompt = exact_copy(prompt_text, len);
     free(prompt_text);
+    /* "a,b" -> {"a", "b"} (empty names kept) */
+    char *models_text = c->models ? strdup(c->models) : NULL;
+    const char *models[8];
+    size_t n_models = 0;
+    for (char *at = models_text; at && n_models < 8;) {
+        models[n_models++] = at;
+        char *comma = strchr(at, ',');
+        if (comma)
+            *comma = '\0';
+        at = comma ? comma + 1 : NULL;
+    }
     openai_request_in in = {.model = "m", .prompt = prompt, .prompt_len = len,
                             .system_prompt = c->system_prompt, .max_tokens = c->max_tokens,
-                            .user = c->user, .provider_prefs_json = prefs};
+                            .user = c->user, .provider_prefs_json = prefs,
+                            .stream = c->stream, .models = c->models ? models : NULL,
+                            .n_models = n_models, .service_tier = c->service_tier,
+                            .session_id = c->session_id};
     rf_err err;
     rf_err_clear(&err);
     char *body = openai_build_request(&in, &err);
     free(prompt);
     free(prefs);
+    free(models_text);
     if (c->expected) {
         if (!body)
             fail_msg("build failed: %s", err.msg);
@@ -203,6 +281,24 @@ static void test_build_no_model(void **state)
     assert_null(openai_build_request(&in, &err));
     assert_int_equal(err.code, EINVAL);
     assert_string_equal(err.msg, "no model given");
+
+    /* models given: model may be NULL; an empty list (n_models 0) is no list */
+    static const char *const models[] = {"a/x", NULL};
+    in.models = models;
+    in.n_models = 1;
+    char *body = openai_build_request(&in, &err);
+    assert_non_null(body);
+    assert_string_equal(body, "{\"model\":\"a/x\",\"models\":[\"a/x\"],\"messages\":"
+                              "[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":10,"
+                              "\"stream\":false}");
+    free(body);
+    in.n_models = 0;
+    assert_null(openai_build_request(&in, &err));
+    assert_string_equal(err.msg, "no model given");
+    in.models = models + 1;   /* {NULL} */
+    in.n_models = 1;
+    assert_null(openai_build_request(&in, &err));
+    assert_string_equal(err.msg, "models list has an empty name");
 }
 
 /* ---- openai_request_params ---- */
@@ -224,6 +320,8 @@ static const params_case params_cases[] = {
     {"params_max_completion_tokens", "{`messages`:[],`max_completion_tokens`:5}",
      "max_tokens,max_completion_tokens"},
     {"params_duplicates_once", "{`messages`:[],`seed`:1,`seed`:2}", "max_tokens,seed"},
+    {"params_models_owned", "{`messages`:[],`models`:[`a`],`service_tier`:`flex`,`session_id`:`s`}",
+     "max_tokens,service_tier,session_id"},
 };
 
 static void test_params_case(void **state)
@@ -267,6 +365,8 @@ typedef struct response_case {
     int has_cost;
     double cost;
     const char *error;           /* not OK: expected err.msg */
+    int cost_invalid;
+    const char *service_tier;
 } response_case;
 
 #define CHOICE(message) "{`choices`:[{`message`:" message "}]}"
@@ -294,14 +394,26 @@ static const response_case response_cases[] = {
     {"response_ok_wrong_typed_metadata",
      "{`id`:{},`model`:5,`provider`:[],`choices`:[{`message`:{`content`:`x`},`finish_reason`:1}],"
      "`usage`:{`prompt_tokens`:`10`,`completion_tokens`:-3,`cost`:`0.1`}}",
-     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL},
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL, .cost_invalid = 1},
     {"response_ok_usage_not_object",
      "{`choices`:[{`message`:{`content`:`x`}}],`usage`:[{`prompt_tokens`:1}]}",
      OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL},
     {"response_ok_absurd_usage",
      "{`choices`:[{`message`:{`content`:`x`}}],`usage`:{`prompt_tokens`:1e300,"
      "`completion_tokens`:7,`cost`:-0.5}}",
-     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, 7, 0, 0, NULL},
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, 7, 0, 0, NULL, .cost_invalid = 1},
+    {"response_ok_cost_null", "{`choices`:[{`message`:{`content`:`x`}}],`usage`:{`cost`:null}}",
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL, .cost_invalid = 1},
+    {"response_ok_cost_infinite", "{`choices`:[{`message`:{`content`:`x`}}],`usage`:{`cost`:1e999}}",
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL, .cost_invalid = 1},
+    {"response_ok_cost_absent", "{`choices`:[{`message`:{`content`:`x`}}],`usage`:{`total_tokens`:3}}",
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL, .cost_invalid = 0},
+    {"response_ok_service_tier",
+     "{`service_tier`:`default`,`choices`:[{`message`:{`content`:`x`}}]}",
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL, .service_tier = "default"},
+    {"response_ok_service_tier_wrong_type",
+     "{`service_tier`:1,`choices`:[{`message`:{`content`:`x`}}]}",
+     OPENAI_OK, "x", NULL, NULL, NULL, NULL, -1, -1, 0, 0, NULL},
     {"response_ok_zero_cost",
      "{`choices`:[{`message`:{`content`:`x`}}],`usage`:{`prompt_tokens`:0,`completion_tokens`:0,"
      "`cost`:0}}",
@@ -408,6 +520,8 @@ static void test_response_case(void **state)
     assert_int_equal(out.prompt_tokens, c->prompt_tokens);
     assert_int_equal(out.completion_tokens, c->completion_tokens);
     assert_int_equal(out.has_cost, c->has_cost);
+    assert_int_equal(out.cost_invalid, c->cost_invalid);
+    assert_string_or_null(out.service_tier, c->service_tier);
     assert_true(out.cost == c->cost);
     openai_completion_free(&out);
     openai_completion_free(NULL);
@@ -474,6 +588,9 @@ typedef struct error_case {
     const char *msg;
     int context_length;
     int unsupported_param;
+    int http_status;             /* 0: unknown */
+    int content_policy, insufficient_credits, key_limit;
+    const char *detail;          /* expected detail_json, ` for " (NULL: "") */
 } error_case;
 
 static const error_case error_cases[] = {
@@ -503,7 +620,7 @@ static const error_case error_cases[] = {
      "{`error`:{`message`:`Provider returned error`,`code`:400,`metadata`:{`raw`:"
      "`{\\`error\\`:{\\`message\\`:\\`prompt is too long: context_length_exceeded\\`}}`,"
      "`provider_name`:`Anthropic`}}}",
-     "Provider returned error", 1, 0},
+     "Provider returned error", 1, 0, .detail = "{`provider_name`:`Anthropic`}"},
     {"error_message_wrong_type_falls_back", "{`error`:{`message`:5},`message`:`fallback`}",
      "fallback", 0, 0},
     {"error_json_string_body", "`Service Unavailable`", "Service Unavailable", 0, 0},
@@ -516,6 +633,101 @@ static const error_case error_cases[] = {
     {"error_text_context_length", "Error: context length exceeded", "Error: context length exceeded",
      1, 0},
     {"error_empty_body", "", "", 0, 0},
+    /* content policy: fails the job */
+    {"error_openai_content_policy",
+     "{`error`:{`message`:`Your request was rejected as a result of our safety system.`,"
+     "`type`:`invalid_request_error`,`param`:null,`code`:`content_policy_violation`}}",
+     "Your request was rejected as a result of our safety system.", 0, 0, 400, 1, 0, 0},
+    {"error_azure_content_filter",
+     "{`error`:{`message`:`The response was filtered due to the prompt triggering Azure "
+     "OpenAI's content management policy. Please modify your prompt and retry.`,`type`:null,"
+     "`param`:`prompt`,`code`:`content_filter`,`status`:400,`innererror`:{`code`:"
+     "`ResponsibleAIPolicyViolation`,`content_filter_result`:{`hate`:{`filtered`:true,"
+     "`severity`:`high`}}}}}",
+     "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+     "policy. Please modify your prompt and retry.", 0, 0, 400, 1, 0, 0},
+    {"error_content_filter_code_only", "{`error`:{`message`:`Bad request`,`code`:`content_filter`}}",
+     "Bad request", 0, 0, 0, 1, 0, 0},
+    {"error_content_policy_type_only",
+     "{`error`:{`message`:`Rejected`,`type`:`content_policy_violation`}}", "Rejected", 0, 0, 400,
+     1, 0, 0},
+    {"error_openrouter_raw_content_filter",
+     "{`error`:{`message`:`Provider returned error`,`code`:400,`metadata`:{`raw`:{`error`:"
+     "{`code`:`content_filter`,`message`:`filtered`}},`provider_name`:`Azure`}}}",
+     "Provider returned error", 0, 0, 0, 1, 0, 0, "{`provider_name`:`Azure`}"},
+    {"error_openrouter_moderation",
+     "{`error`:{`code`:403,`message`:`openai/gpt-4o requires moderation on OpenRouter. Your "
+     "input was flagged for \\`harassment\\`. No credits were charged.`,`metadata`:{`reasons`:"
+     "[`harassment`],`flagged_input`:`...`,`provider_name`:`OpenAI`,`model_slug`:`openai/gpt-4o`}}}",
+     "openai/gpt-4o requires moderation on OpenRouter. Your input was flagged for "
+     "\"harassment\". No credits were charged.", 0, 0, 403, 1, 0, 0,
+     "{`provider_name`:`OpenAI`}"},
+    {"error_content_filter_wording_on_503",
+     "{`error`:{`message`:`content_filter service unavailable`}}",
+     "content_filter service unavailable", 0, 0, 503, 0, 0, 0},
+    {"error_content_filter_wording_on_429", "{`error`:{`message`:`content policy check busy`}}",
+     "content policy check busy", 0, 0, 429, 0, 0, 0},
+    /* credits */
+    {"error_openrouter_insufficient_credits",
+     "{`error`:{`message`:`Insufficient credits. Add more using https://openrouter.ai/credits`,"
+     "`code`:402}}",
+     "Insufficient credits. Add more using https://openrouter.ai/credits", 0, 0, 402, 0, 1, 0},
+    {"error_402_status_from_code", "{`error`:{`message`:`Payment required`,`code`:402}}",
+     "Payment required", 0, 0, 0, 0, 1, 0},
+    {"error_402_without_wording", "{`error`:{`message`:`Payment required`}}", "Payment required",
+     0, 0, 402, 0, 1, 0},
+    {"error_openrouter_afford",
+     "{`error`:{`message`:`This request requires more credits, or fewer max_tokens. You "
+     "requested up to 4096 tokens, but can only afford 1200.`,`code`:402}}",
+     "This request requires more credits, or fewer max_tokens. You requested up to 4096 tokens, "
+     "but can only afford 1200.", 0, 0, 0, 0, 1, 0},
+    {"error_anthropic_credit_balance",
+     "{`type`:`error`,`error`:{`type`:`invalid_request_error`,`message`:`Your credit balance "
+     "is too low to access the Anthropic API.`}}",
+     "Your credit balance is too low to access the Anthropic API.", 0, 0, 400, 0, 1, 0},
+    {"error_openai_insufficient_quota",
+     "{`error`:{`message`:`You exceeded your current quota, please check your plan and billing "
+     "details.`,`type`:`insufficient_quota`,`param`:null,`code`:`insufficient_quota`}}",
+     "You exceeded your current quota, please check your plan and billing details.", 0, 0, 429,
+     0, 1, 0},
+    /* key limits */
+    {"error_openrouter_key_limit",
+     "{`error`:{`message`:`Key limit exceeded (total limit). Manage it using "
+     "https://openrouter.ai/settings/keys`,`code`:403}}",
+     "Key limit exceeded (total limit). Manage it using https://openrouter.ai/settings/keys", 0, 0,
+     403, 0, 0, 1},
+    {"error_workspace_limit", "{`error`:{`message`:`Workspace spend limit reached`,`code`:403}}",
+     "Workspace spend limit reached", 0, 0, 0, 0, 0, 1},
+    {"error_403_limit_code", "{`error`:{`message`:`Forbidden`,`code`:`key_limit_exceeded`}}",
+     "Forbidden", 0, 0, 403, 0, 0, 1},
+    {"error_403_forbidden_only", "{`error`:{`message`:`Forbidden`,`code`:403}}", "Forbidden", 0,
+     0, 403, 0, 0, 0},
+    {"error_429_rate_limit_exceeded", "{`error`:`Rate limit exceeded: free-models-per-day`}",
+     "Rate limit exceeded: free-models-per-day", 0, 0, 429, 0, 0, 0},
+    /* OpenRouter metadata */
+    {"error_openrouter_provider_raw",
+     "{`error`:{`message`:`Provider returned error`,`code`:502,`metadata`:{`raw`:`{\\n  "
+     "\\`error\\`: {\\n    \\`code\\`: 500,\\n    \\`message\\`: \\`An internal error "
+     "has occurred.\\`,\\n    \\`status\\`: \\`INTERNAL\\`\\n  }\\n}\\n`,"
+     "`provider_name`:`Google AI Studio`,`isDownstreamPipeClean`:true,"
+     "`isErrorUpstreamFault`:true}},`user_id`:`user_2s8c`}",
+     "Provider returned error", 0, 0, 502, 0, 0, 0, "{`provider_name`:`Google AI Studio`}"},
+    {"error_openrouter_previous_errors",
+     "{`error`:{`message`:`No endpoints found`,`code`:503,`metadata`:{`provider_name`:null,"
+     "`previous_errors`:[{`provider`:`Together`,`status`:429,`message`:`rate limited`},"
+     "{`provider`:`Fireworks`,`status`:502}],`availability`:{`Together`:`degraded`}}}}",
+     "No endpoints found", 0, 0, 503, 0, 0, 0,
+     "{`availability`:{`Together`:`degraded`},`previous_errors`:[{`provider`:`Together`,"
+     "`status`:429,`message`:`rate limited`},{`provider`:`Fireworks`,`status`:502}]}"},
+    {"error_availability_outside_metadata",
+     "{`error`:{`message`:`busy`,`availability`:[`A`,`B`],`metadata`:{}}}", "busy", 0, 0, 503, 0,
+     0, 0, "{`availability`:[`A`,`B`]}"},
+    {"error_detail_sanitized",
+     "{`error`:{`message`:`x`,`metadata`:{`provider_name`:`bad\xff\xc0name`,"
+     "`previous_errors`:[{`m\xfe`:`\xed\xa0\x80`}]}}}", "x", 0, 0, 0, 0, 0, 0,
+     "{`provider_name`:`bad??name`,`previous_errors`:[{`m?`:`???`}]}"},
+    {"error_detail_not_object_metadata", "{`error`:{`message`:`x`,`metadata`:`raw text`}}", "x",
+     0, 0, 0, 0, 0, 0},
 };
 
 static void test_error_case(void **state)
@@ -527,11 +739,24 @@ static void test_error_case(void **state)
     free(text);
     openai_error_info info;
     memset(&info, 0xAB, sizeof info);
-    openai_parse_error(body, len, &info);
+    openai_parse_error_status(c->http_status, body, len, &info);
+    if (c->http_status == 0) {   /* the old entry point is the same with the status unknown */
+        openai_error_info old;
+        openai_parse_error(body, len, &old);
+        assert_memory_equal(&old, &info, sizeof info);
+    }
     free(body);
-    assert_string_equal(info.msg, c->msg);
+    char *msg = bq(c->msg);
+    assert_string_equal(info.msg, msg);
+    free(msg);
     assert_int_equal(info.context_length, c->context_length);
     assert_int_equal(info.unsupported_param, c->unsupported_param);
+    assert_int_equal(info.content_policy, c->content_policy);
+    assert_int_equal(info.insufficient_credits, c->insufficient_credits);
+    assert_int_equal(info.key_limit, c->key_limit);
+    char *detail = bq(c->detail ? c->detail : "");
+    assert_string_equal(info.detail_json, detail);
+    free(detail);
 }
 
 static void test_error_truncation(void **state)
@@ -564,6 +789,63 @@ static void test_error_truncation(void **state)
     assert_string_equal(info.msg, "");
     assert_int_equal(info.context_length, 0);
     assert_int_equal(info.unsupported_param, 0);
+    openai_parse_error_status(402, NULL, 0, &info);
+    assert_int_equal(info.insufficient_credits, 1);
+    assert_int_equal(info.content_policy + info.key_limit + info.context_length, 0);
+    assert_string_equal(info.detail_json, "");
+}
+
+/* detail_json stays within its buffer: arrays keep the elements that fit, strings are cut
+ * at 256 bytes, and a part too big on its own is left out; each time "truncated" says so. */
+static void test_error_detail_bounded(void **state)
+{
+    (void)state;
+    size_t cap = 64 * 1024;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    openai_error_info info;
+
+    /* 200 previous errors of ~60 bytes: some fit */
+    size_t at = (size_t)snprintf(body, cap, "{\"error\":{\"message\":\"m\",\"metadata\":{"
+                                            "\"provider_name\":\"P\",\"previous_errors\":[");
+    for (int i = 0; i < 200; i++)
+        at += (size_t)snprintf(body + at, cap - at, "%s{\"provider\":\"Provider-%03d\","
+                               "\"status\":502,\"message\":\"bad gateway\"}", i ? "," : "", i);
+    at += (size_t)snprintf(body + at, cap - at, "]}}}");
+    openai_parse_error(body, at, &info);
+    size_t len = strlen(info.detail_json);
+    assert_true(len > 1500 && len < sizeof info.detail_json);
+    assert_true(strncmp(info.detail_json, "{\"provider_name\":\"P\",\"previous_errors\":"
+                        "[{\"provider\":\"Provider-000\"", 60) == 0);
+    assert_true(strcmp(info.detail_json + len - 19, "],\"truncated\":true}") == 0);
+
+    /* a 1000-byte string is cut to 256 bytes (at a character boundary) */
+    at = (size_t)snprintf(body, cap, "{\"error\":{\"metadata\":{\"provider_name\":\"");
+    for (int i = 0; i < 500; i++)
+        at += (size_t)snprintf(body + at, cap - at, "\xC3\xA9");
+    at += (size_t)snprintf(body + at, cap - at, "\"}}}");
+    openai_parse_error(body, at, &info);
+    char expected[512] = "{\"provider_name\":\"";
+    for (int i = 0; i < 128; i++)
+        strcat(expected, "\xC3\xA9");
+    strcat(expected, "\"}");
+    assert_string_equal(info.detail_json, expected);
+
+    /* an availability object bigger than the buffer is left out; the array still fits */
+    at = (size_t)snprintf(body, cap, "{\"error\":{\"metadata\":{\"availability\":{");
+    for (int i = 0; i < 100; i++)
+        at += (size_t)snprintf(body + at, cap - at, "%s\"provider-%03d\":\"unavailable now\"",
+                               i ? "," : "", i);
+    at += (size_t)snprintf(body + at, cap - at, "},\"previous_errors\":[1,2]}}}");
+    openai_parse_error(body, at, &info);
+    assert_string_equal(info.detail_json, "{\"previous_errors\":[1,2],\"truncated\":true}");
+
+    /* nothing to say: no error object, or nothing but null parts */
+    openai_parse_error("{\"message\":\"x\"}", 15, &info);
+    assert_string_equal(info.detail_json, "");
+    openai_parse_error("{\"error\":{\"metadata\":{\"provider_name\":null}}}", 45, &info);
+    assert_string_equal(info.detail_json, "");
+    free(body);
 }
 
 /* ---- main: fixed tests, then one test per table row ---- */
@@ -599,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_params_empty_prompt),
         cmocka_unit_test(test_response_mangled),
         cmocka_unit_test(test_error_truncation),
+        cmocka_unit_test(test_error_detail_bounded),
         cmocka_unit_test(test_effective_max_tokens),
     };
     struct CMUnitTest tests[COUNT(fixed) + COUNT(build_cases) + COUNT(params_cases) +
