@@ -16,6 +16,7 @@
 
 #include "budget.h"
 #include "config.h"
+#include "cli_export.h"
 #include "fs.h"
 #include "import01.h"
 #include "jobs.h"
@@ -320,6 +321,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "schema"))
         return cmd_schema(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "export"))
+        return export_main(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)

@@ -32,6 +32,10 @@ void scratch_close(void)
 
 #define RET(expr) return (expr) < 0 ? -errno : 0
 
+/* Everything in the state directory is the owner's alone: group and other bits asked for
+ * are dropped (the owner's, executable included, are kept: git checks them). */
+#define OWNER_ONLY(mode) ((mode) & 0700)
+
 int scratch_make_parents(const char *path)
 {
     char buf[PATH_MAX];
@@ -54,7 +58,7 @@ int scratch_open(const char *path, int flags, mode_t mode)
         if (r < 0)
             return r;
     }
-    int fd = openat(files_fd, path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
+    int fd = openat(files_fd, path, flags | O_CLOEXEC | O_NOFOLLOW, OWNER_ONLY(mode));
     return fd < 0 ? -errno : fd;
 }
 
@@ -86,7 +90,7 @@ int scratch_mkdir(const char *path, mode_t mode)
     int r = scratch_make_parents(path);
     if (r < 0)
         return r;
-    RET(mkdirat(files_fd, path, mode));
+    RET(mkdirat(files_fd, path, OWNER_ONLY(mode)));
 }
 
 int scratch_rmdir(const char *path)
@@ -106,7 +110,7 @@ int scratch_truncate(const char *path, off_t size)
 
 int scratch_chmod(const char *path, mode_t mode)
 {
-    RET(fchmodat(files_fd, path, mode, 0));
+    RET(fchmodat(files_fd, path, OWNER_ONLY(mode), 0));
 }
 
 int scratch_chown(const char *path, uid_t uid, gid_t gid)

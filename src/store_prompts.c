@@ -30,7 +30,7 @@ static int split_path(const char *path, char **dir, const char **name)
 static const char SQL_GET[] =
     "SELECT id, gen, state, writing, size, hash, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
     " created_ms, finished_ms, park_count, next_attempt_ms, sent, out_size,"
-    " coalesce(length(meta), 0), coalesce(length(err), 0) FROM prompts WHERE path = ?1";
+    " coalesce(length(CAST(meta AS BLOB)), 0), coalesce(length(CAST(err AS BLOB)), 0) FROM prompts WHERE path = ?1";
 
 static void row_from(sqlite3_stmt *s, int c, prompt_row *r)
 {
@@ -170,7 +170,7 @@ int sp_list(store *st, const char *dir, int64_t after_id, int max,
 static const char SQL_UNFINISHED[] =
     "SELECT path, id, gen, state, writing, size, hash, mode, uid, gid, atime_ns, mtime_ns,"
     " ctime_ns, created_ms, finished_ms, park_count, next_attempt_ms, sent, out_size,"
-    " coalesce(length(meta), 0), coalesce(length(err), 0)"
+    " coalesce(length(CAST(meta AS BLOB)), 0), coalesce(length(CAST(err AS BLOB)), 0)"
     " FROM prompts WHERE state <= 2 OR writing ORDER BY id";
 
 int sp_unfinished(store *st, int (*fn)(const char *path, const prompt_row *row, void *ud),

@@ -211,7 +211,7 @@ static char *render_status(size_t *len)
                   counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
     }
     rf_provider_health *health = NULL;
-    long nhealth = breakers_health(V.breakers, now_wall_ms(), &health);
+    long nhealth = breakers_health(V.breakers, now_mono_ms(), &health);
     for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
         const rf_provider_health *ph = NULL;
         for (long k = 0; k < nhealth && !ph; k++)
@@ -230,7 +230,7 @@ static char *render_status(size_t *len)
 
 static char *render_providers(size_t *len)
 {
-    char *pj = breakers_to_json(V.breakers, now_wall_ms());
+    char *pj = breakers_to_json(V.breakers, now_mono_ms());
     if (!pj)
         return NULL;
     char *out = NULL;
@@ -266,7 +266,7 @@ static char *render_metrics(size_t *len)
                       job_state_name((job_state)s), counts[s]);
     }
     rf_provider_health *health = NULL;
-    long nhealth = breakers_health(V.breakers, now_wall_ms(), &health);
+    long nhealth = breakers_health(V.breakers, now_mono_ms(), &health);
     tb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
                    "# TYPE routefs_provider_up gauge\n");
     for (long k = 0; k < nhealth; k++)

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
-vim-tiny python3"
+vim-tiny python3 libsqlite3-dev sqlite3"
 
 missing=""
 for p in $PKGS; do

@@ -185,7 +185,7 @@ mount_without_config() {
     # sed's temporary file is gone from the mount root and from the state directory
     run ls -A "$MNT"
     refute_output --regexp 'sed[A-Za-z0-9]{6}'
-    [ -z "$(ls -A "$STATE/root")" ]
+    [ -z "$(ls -A "$STATE/files/root" 2>/dev/null)" ]
 }
 
 @test "vim (-u NONE) edits config.json: applied, in force, persisted" {
@@ -470,7 +470,7 @@ PY
     [ ! -e "$MNT/.hidden" ]
     [ ! -e "$RFS_DIR/x" ]
     [ ! -e "$STATE/x" ]
-    [ ! -e "$STATE/tiers/.hidden" ]
+    [ ! -e "$STATE/files/tiers/.hidden" ]
     run ls -A "$MNT"
     refute_line .hidden
 }
@@ -505,10 +505,8 @@ PY
     refute_line other
     run bash -c 'echo x >"$1"' _ "$MNT/other/q"
     assert_failure
-    # kept on disk
-    [ -f "$STATE/tiers/other/p" ]
-    [ -f "$STATE/tiers/other/p.out" ]
-    [ -f "$STATE/tiers/other/p.meta" ]
+    # kept in the state store
+    [ "$(state_sql "SELECT state, length(out) > 0, length(meta) > 0 FROM prompts WHERE path = 'other/p'")" = "3|1|1" ]
     before=$(sim_total)
     new_config '.tiers.other = {"route": ["sim/c"], "retries": 0, "timeout_ms": 5000}'
     run cp "$RFS_DIR/new.json" "$MNT/config.json"
@@ -687,7 +685,7 @@ os.close(fd)' "$MNT/sedAbc123"
     run ls -A "$MNT"
     refute_line "config.json~"
     refute_line sedAbc123
-    [ -z "$(ls -A "$STATE/root")" ]
+    [ -z "$(ls -A "$STATE/files/root" 2>/dev/null)" ]
     # none of this touched the config
     assert_config_ok
     in_force 100

@@ -241,3 +241,27 @@ assert_cli_error() {
     [ "${#lines[@]}" -eq 1 ] || return 1
     ! mountpoint -q "$MNT"
 }
+
+# --- the state store (STATE/routefs.db) -----------------------------------------------
+
+# state_sql ARGS... — query the state directory's database with the sqlite3 shell,
+# read-only (it works while the state is mounted).
+state_sql() { sqlite3 -readonly -cmd ".timeout 5000" "$STATE/routefs.db" "$@"; }
+
+# ledger_file — the ledger as JSON lines (id, at_ms, tier, tag, provider, model, upstream,
+# cost in USD or null, estimated, note, prompt_tokens, completion_tokens), in a file of the
+# test's directory; prints the file's path.
+ledger_file() {
+    local f="$RFS_DIR/ledger.$$.$RANDOM.jsonl"
+    state_sql -json "SELECT ref AS id, at_ms, tier, tag, provider, model, upstream,
+        cost_nusd / 1e9 AS cost, estimated, note, prompt_tokens, completion_tokens
+        FROM ledger ORDER BY id" | jq -c '.[]' >"$f"
+    printf '%s\n' "$f"
+}
+
+# state_done TIER — how many prompts of TIER (and its tag directories) have a finished
+# result in the store; state_all_done TIER N — true when at least N have.
+state_done() {
+    state_sql "SELECT count(*) FROM prompts WHERE (dir = '$1' OR dir LIKE '$1/%') AND state IN (3, 4)"
+}
+state_all_done() { [ "$(state_done "$1")" -ge "$2" ]; }

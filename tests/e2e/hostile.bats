@@ -411,7 +411,7 @@ assert_served_by_primary() {
     echo "spend.json total: $(jq -c .total <<<"$output")"
     [ "$(jq -r '(.total | type) == "number" and .total >= 0 and .total < 1' <<<"$output")" = true ]
     # the ledger line of this request: no cost, or a finite one
-    run jq -c 'select(.model == "hostile/usage_garbage")' "$STATE/ledger.jsonl"
+    run jq -c 'select(.model == "hostile/usage_garbage")' "$(ledger_file)"
     echo "ledger: $output"
     [ "${#lines[@]}" -eq 1 ]
     [ "$(jq -r '.cost == null or (.cost >= 0 and .cost < 1)' <<<"${lines[0]}")" = true ]

@@ -43,10 +43,6 @@ for i in range(1, n + 1):
 PY
 }
 
-# count_outs DIR — .out files in DIR (a tier in the state directory: finished results);
-# all_outs DIR N — true when there are at least N.
-count_outs() { find "$1" -maxdepth 1 -name '*.out' | wc -l; }
-all_outs() { [ "$(count_outs "$1")" -ge "$2" ]; }
 
 # --- 1. crash --------------------------------------------------------------------------
 
@@ -63,9 +59,10 @@ all_outs() { [ "$(count_outs "$1")" -ge "$2" ]; }
     t2=$(now_ms)
     fusermount3 -u -z "$MNT"
     # What was finished before the kill: results are committed atomically into the state
-    # directory (a .out there is a whole one), and nothing writes there now.
+    # store (a result there is a whole one), and nothing writes there now.
     mkdir "$RFS_DIR/before"
-    find "$STATE/tiers/batch" -maxdepth 1 -name '*.out' -exec cp -p -t "$RFS_DIR/before/" {} +
+    "$ROUTEFS_BIN" export "$STATE" "$RFS_DIR/exported" --tier batch 3>&-
+    find "$RFS_DIR/exported/batch" -maxdepth 1 -name '*.out' -exec cp -p -t "$RFS_DIR/before/" {} +
     before=$(find "$RFS_DIR/before" -name '*.out' | wc -l)
     at_kill=$(sim_total)
     echo "300 prompts written in $((t1 - t0)) ms; killed $((t2 - t0)) ms after the first;"
@@ -75,8 +72,8 @@ all_outs() { [ "$(count_outs "$1")" -ge "$2" ]; }
 
     RFS_PID=""
     rfs_mount
-    wait_for 90 all_outs "$STATE/tiers/batch" 300
-    echo "after remount: $(count_outs "$STATE/tiers/batch") results in the state directory"
+    wait_for 90 state_all_done batch 300
+    echo "after remount: $(state_done batch) results in the state store"
 
     # Every prompt, result and meta, read through the mount, whole.
     run timeout 60 python3 - "$MNT/batch" "$RFS_DIR/before" <<'PY'
@@ -115,7 +112,7 @@ PY
     # The ledger: one line per settled request, no id twice, never more lines than
     # requests the sim received; jobs finished before the kill were not run again.
     served=$(sim_total)
-    run python3 - "$STATE/ledger.jsonl" "$RFS_DIR/before" <<'PY'
+    run python3 - "$(ledger_file)" "$RFS_DIR/before" <<'PY'
 import json, os, sys
 path, before = sys.argv[1], sys.argv[2]
 lines = open(path, "rb").read().decode().splitlines()
@@ -153,12 +150,12 @@ PY
     fi
 }
 
-# README: "Nothing you wrote or paid for is lost."  An answer is paid for once it is
-# settled in the ledger; a kill -9 between that and the (group) commit of its result must
-# not lose the answer and pay for it again on the next mount.  To hit that window: 300
-# jobs are queued behind a hanging provider and carried over an unmount, then released
-# all at once (latency 0, concurrency 64) and the daemon is killed the moment the ledger
-# holds 150 answers, while the commits lag behind.
+# README: "Nothing you wrote or paid for is lost."  An answer and its ledger row are
+# committed in one transaction, so a kill -9 at any moment leaves either both or neither:
+# a settled answer is never paid for again on the next mount.  To kill in the middle of a
+# burst of commits: 300 jobs are queued behind a hanging provider and carried over an
+# unmount, then released all at once (latency 0, concurrency 64) and the daemon is killed
+# the moment the ledger holds 150 rows.
 @test "crash: an answer already settled in the ledger is kept, not paid for a second time" {
     rfs_tier_config 64
     rfs_mount
@@ -168,26 +165,25 @@ PY
     sim_reset                                  # default behaviour again: answer at once
     rfs_mount
     run timeout 60 python3 - "$STATE" "$RFS_PID" <<'PY'
-import os, signal, sys, time
+import os, signal, sqlite3, sys, time
 state, pid = sys.argv[1], int(sys.argv[2])
-ledger = os.path.join(state, "ledger.jsonl")
+db = sqlite3.connect("file:%s/routefs.db?mode=ro" % state, uri=True, timeout=5)
+def count(sql):
+    try:
+        return db.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return 0
 deadline = time.time() + 50
 while time.time() < deadline:
-    try:
-        with open(ledger, "rb") as f:
-            n = f.read().count(b"\n")
-    except FileNotFoundError:
-        n = 0
-    if n >= 150:
+    if count("SELECT count(*) FROM ledger") >= 150:
         os.kill(pid, signal.SIGKILL)
         break
     time.sleep(0.001)
 else:
-    sys.exit("the ledger never reached 150 lines")
+    sys.exit("the ledger never reached 150 rows")
 time.sleep(0.2)
-with open(ledger, "rb") as f:
-    settled = f.read().count(b"\n")
-outs = len([n for n in os.listdir(os.path.join(state, "tiers", "batch")) if n.endswith(".out")])
+settled = count("SELECT count(*) FROM ledger")
+outs = count("SELECT count(*) FROM prompts WHERE dir = 'batch' AND state = 3")
 print("at the kill: %d answers settled in the ledger, %d results committed" % (settled, outs))
 PY
     echo "$output"
@@ -196,9 +192,9 @@ PY
     fusermount3 -u -z "$MNT"
     RFS_PID=""
     rfs_mount
-    wait_for 60 all_outs "$STATE/tiers/batch" 300
-    [ "$(count_outs "$STATE/tiers/batch")" -eq 300 ]
-    run python3 - "$STATE/ledger.jsonl" <<'PY'
+    wait_for 60 state_all_done batch 300
+    [ "$(state_done batch)" -eq 300 ]
+    run python3 - "$(ledger_file)" <<'PY'
 import json, sys
 per_key = {}
 for line in open(sys.argv[1], "rb").read().decode().splitlines():
@@ -379,7 +375,7 @@ _all_running() {
     echo "created 10000 prompts in $((t1 - t0)) ms; ls while jobs run: $((t2 - t1)) ms, $n_mid entries"
     [ $((t2 - t1)) -lt 5000 ]
     [ "$n_mid" -ge 10000 ]
-    wait_for 300 all_outs "$STATE/tiers/batch" 10000
+    wait_for 300 state_all_done batch 10000
     t3=$(now_ms)
     echo "all 10000 done $((t3 - t0)) ms after the first prompt"
     run timeout 30 ls "$MNT/batch"
@@ -450,7 +446,7 @@ PY
     sleep 3.5    # past the sim's answer to the cancelled request
     run ls -A "$MNT/batch"
     assert_output ""
-    [ -z "$(find "$STATE/tiers/batch" -name 'doomed*')" ]
+    [ "$(state_sql "SELECT count(*) FROM prompts WHERE name LIKE 'doomed%'")" = 0 ]
     [ "$(sim_count sim/a)" = 1 ]
 }
 

@@ -150,7 +150,7 @@ _daemon_pid() {
     assert_output --partial "Permission denied"
     # nothing happened, and the owner still gets in
     [ "$(sim_total)" = 0 ]
-    [ ! -e "$STATE/tiers/fast/intruder" ]
+    [ -z "$(state_sql "SELECT 1 FROM prompts WHERE path = 'fast/intruder'")" ]
     run ls "$MNT"
     assert_success
     assert_line fast
@@ -186,13 +186,14 @@ JSON
     run_job "$MNT/fast/q.json" '{"messages": [{"role": "user", "content": "json"}]}'
     sed -i 's/"timeout_ms": 5000/"timeout_ms": 6000/' "$MNT/config.json"
     echo scratch >"$MNT/notes.swp"
-    # the files we expect are there
-    for f in ledger.jsonl activity.jsonl tiers/fast/ok tiers/fast/ok.out tiers/fast/ok.meta \
-             tiers/broken/bad.err tiers/broken/bad.meta tiers/fast/tag/t.out; do
-        [ -f "$STATE/$f" ] || { echo "missing: $STATE/$f"; ls -laR "$STATE"; false; }
-    done
-    [ -s "$STATE/ledger.jsonl" ]
-    [ -s "$STATE/activity.jsonl" ]
+    # what we expect is there: the database with the jobs, ledger and activity, and the
+    # scratch file
+    [ -f "$STATE/routefs.db" ] || { ls -laR "$STATE"; false; }
+    [ -f "$STATE/files/root/notes.swp" ] || { ls -laR "$STATE"; false; }
+    [ "$(state_sql "SELECT group_concat(path || ':' || state, ' ') FROM (SELECT path, state
+        FROM prompts ORDER BY path)")" = "broken/bad:4 fast/ok:3 fast/q.json:3 fast/tag/t:3" ]
+    [ "$(state_sql "SELECT count(*) > 0 FROM ledger")" = 1 ]
+    [ "$(state_sql "SELECT count(*) FROM activity")" = 4 ]
     check_perms() {
         [ "$(stat -c %a "$STATE")" = 700 ] || { echo "state dir: $(stat -c %a "$STATE")"; return 1; }
         local loose

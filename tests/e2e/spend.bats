@@ -161,7 +161,7 @@ JSON
     near "$(spend .reserved)" 0
     [ "$(spend .requests.total)" = 1 ]
     [ "$(spend '.by_model | keys | join(",")')" = sim/b ]
-    [ "$(wc -l <"$STATE/ledger.jsonl")" -eq 1 ]
+    [ "$(wc -l <"$(ledger_file)")" -eq 1 ]
 }
 
 @test "spend.json caps: cap, spent, reserved, remaining; status shows spend vs the caps" {
@@ -247,8 +247,8 @@ JSON
     # nothing lost: every served request is billed once, and only those were sent
     [ "$(spend .requests.today)" = "$done_n" ]
     [ "$(sim_count sim/a)" = "$done_n" ]
-    [ "$(wc -l <"$STATE/ledger.jsonl")" -eq "$done_n" ]
-    near "$(spend .today)" "$(jq -s 'map(.cost) | add' "$STATE/ledger.jsonl")"
+    [ "$(wc -l <"$(ledger_file)")" -eq "$done_n" ]
+    near "$(spend .today)" "$(jq -s 'map(.cost) | add' "$(ledger_file)")"
 }
 
 @test "daily cap used up: cp into a tier fails with EDQUOT, old results still read" {
@@ -385,18 +385,18 @@ JSON
     jq -S . "$MNT/spend.json" >"$RFS_DIR/spend.before"
     cat "$RFS_DIR/spend.before"
     rfs_unmount
-    cat "$STATE/ledger.jsonl"
-    [ "$(wc -l <"$STATE/ledger.jsonl")" -eq 3 ]
-    [ "$(jq -s 'length' "$STATE/ledger.jsonl")" = 3 ]
-    [ "$(jq -s 'map(.id) | unique | length' "$STATE/ledger.jsonl")" = 3 ]
-    [ "$(jq -r -s 'map(.tier) | sort | join(",")' "$STATE/ledger.jsonl")" = "t,t,u" ]
-    [ "$(jq -r -s 'map(.tag // "-") | sort | join(",")' "$STATE/ledger.jsonl")" = "-,-,news" ]
-    near "$(jq -s 'map(.cost) | add' "$STATE/ledger.jsonl")" "$(jq .total "$RFS_DIR/spend.before")"
+    cat "$(ledger_file)"
+    [ "$(wc -l <"$(ledger_file)")" -eq 3 ]
+    [ "$(jq -s 'length' "$(ledger_file)")" = 3 ]
+    [ "$(jq -s 'map(.id) | unique | length' "$(ledger_file)")" = 3 ]
+    [ "$(jq -r -s 'map(.tier) | sort | join(",")' "$(ledger_file)")" = "t,t,u" ]
+    [ "$(jq -r -s 'map(.tag // "-") | sort | join(",")' "$(ledger_file)")" = "-,-,news" ]
+    near "$(jq -s 'map(.cost) | add' "$(ledger_file)")" "$(jq .total "$RFS_DIR/spend.before")"
     rfs_mount
     jq -S . "$MNT/spend.json" >"$RFS_DIR/spend.after"
     diff "$RFS_DIR/spend.before" "$RFS_DIR/spend.after"
     [ "$(sim_total)" = 3 ]
-    [ "$(wc -l <"$STATE/ledger.jsonl")" -eq 3 ]
+    [ "$(wc -l <"$(ledger_file)")" -eq 3 ]
 }
 
 # --- unknown prices ------------------------------------------------------------------------
