@@ -308,6 +308,11 @@ enum MHD_Result sim_chat_handle(struct MHD_Connection *conn, sim_exchange *ex)
     chat->served = strdup(sim_served_model(&v, model));
     chat->provider = strdup(sim_provider_name(&v));
     chat->generation_delay_ms = b->generation_delay_ms;
+    if (!chat->model || !chat->served || !chat->provider || !chat->id) {
+        sim_behaviour_release(v.behaviour);
+        cJSON_Delete(request);
+        return MHD_NO;   /* out of memory: nothing counted in flight, nothing billed */
+    }
     sim_state_in_flight(model, 1);
     chat->in_flight = true;
     ex->due_ns = chat->arrival_ns + (uint64_t)(waited_ms + b->latency_ms) * 1000000ULL;
@@ -340,7 +345,7 @@ enum MHD_Result sim_chat_handle(struct MHD_Connection *conn, sim_exchange *ex)
     cJSON_Delete(metadata);
     sim_behaviour_release(v.behaviour);
     cJSON_Delete(request);
-    if (!ok || !chat->model || !chat->served || !chat->provider || !chat->id)
+    if (!ok)
         return MHD_NO;   /* out of memory */
     return sim_http_proceed(conn, ex);
 }

@@ -277,16 +277,19 @@ static struct MHD_Response *error_reply(const sim_verdict *v, const char *auth,
                                b->error_metadata);
     } else if (b->echo_auth != SIM_ECHO_NONE) {
         *status = forced >= 300 ? forced : 401;
+        /* The message is JSON text of our own making: the json_escaped form must reach
+         * the wire as written, so it goes in raw. */
         char *literal = sim_echo_literal("sim: Incorrect API key provided: ",
                                          sim_auth_key(auth), b->echo_auth);
-        doc = literal ? sim_or_error_doc((int)*status, "", b->error_metadata) : NULL;
+        cJSON *message = literal ? cJSON_CreateRaw(literal) : NULL;
+        free(literal);
+        doc = message ? sim_or_error_doc((int)*status, "", b->error_metadata) : NULL;
         cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
-        if (doc && !cJSON_ReplaceItemInObjectCaseSensitive(error, "message",
-                                                           cJSON_CreateRaw(literal))) {
+        if (!doc || !cJSON_ReplaceItemInObjectCaseSensitive(error, "message", message)) {
+            cJSON_Delete(message);
             cJSON_Delete(doc);
             doc = NULL;
         }
-        free(literal);
     } else if (forced == 402 && !b->error_message) {   /* OpenRouter's out-of-credit answer */
         *status = forced;
         doc = sim_or_error_doc(402, "Insufficient credits. Add more credits and retry the "

@@ -1,5 +1,5 @@
-/* sim.c — routefs-sim: an OpenAI-compatible fake provider with scripted latency and
- * faults, for routefs's tests, benchmarks and offline demo.
+/* sim.c — routefs-sim: an OpenAI- and OpenRouter-compatible fake provider with scripted
+ * latency, faults and billing, for routefs's tests, benchmarks and offline demo.
  *
  * This file is the process: command line, the libmicrohttpd daemon (a small pool of
  * epoll threads), the announced port, and a clean stop on SIGTERM/SIGINT.  The main
@@ -71,8 +71,9 @@ size_t sim_utf8_cut(const char *s, size_t len, size_t max)
 }
 
 /* MHD's own error messages, silenced by --quiet.  What MHD prints when we close a
- * connection on purpose ("close", "truncated", "reset", raw modes) or when a client gave
- * up on a paced body ("drip", "chunked_forever", "huge") is not an error. */
+ * connection on purpose ("close", "truncated", "reset", raw modes, cut and stalled
+ * streams) or when a client gave up on a paced body ("drip", "chunked_forever", "huge",
+ * a stream) is not an error. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -81,6 +82,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof line, fmt, ap);
     if (strstr(line, "Application reported internal error") ||
         strstr(line, "application reported error generating data") ||
+        strstr(line, "application error generating response") ||
         strstr(line, "The socket is no longer available for sending"))
         return;
     fprintf(stderr, "routefs-sim: libmicrohttpd: %s%s", line,

@@ -533,10 +533,11 @@ PY
     sort -n -c "$RFS_DIR/arrivals"
     [ "$(sim_count sim/many)" = 2005 ]
     sim_behave sim/slow '{"latency_ms": 800}'
-    for i in 1 2 3; do post sim/slow hi >/dev/null & done
+    pids=()
+    for i in 1 2 3; do post sim/slow hi >/dev/null & pids+=($!); done
     wait_for 3 stat_is sim/slow in_flight 3
     [ "$(sim_model_stat sim/slow in_flight)" = 3 ]
-    wait
+    wait "${pids[@]}"
     [ "$(sim_model_stat sim/slow in_flight)" = 0 ]
     [ "$(sim_model_stat sim/slow max_in_flight)" = 3 ]
     first=$(sim_arrivals sim/slow | head -n1)
