@@ -1,12 +1,16 @@
-/* http.c — routefs-sim's request handler: the chat completion endpoint with its scripted
- * behaviours, the control endpoints and /stats.
+/* http.c — routefs-sim's request handler: routing, the control and stats endpoints, and
+ * the small reply helpers every endpoint uses.
  *
  * libmicrohttpd calls the handler several times per request: once with the headers, once
  * per chunk of body, once more when the body is complete, and again after each resume of
- * a suspended connection.  The per-request `exchange` carries state across those calls.
- * A chat reply is built when the request is complete and queued once its delay is over;
- * in between the connection is suspended (timer.c) and wakes up every LIVENESS_CHECK_NS
- * to see whether the client gave up, so a hung request does not pin a socket forever. */
+ * a suspended connection.  The per-request sim_exchange carries state across those calls.
+ * A chat reply is built when the request is complete (chat.c) and queued once its delay
+ * is over; in between the connection is suspended (timer.c) and wakes up every
+ * SIM_LIVENESS_CHECK_NS to see whether the client gave up, so a hung request does not pin
+ * a socket forever.
+ *
+ * The OpenAI and OpenRouter endpoints answer under /v1, /api/v1 and at the root alike
+ * (a base_url of http://HOST:PORT/v1 or http://HOST:PORT/api/v1 both work). */
 #include "sim.h"
 
 #include <errno.h>
@@ -15,46 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#define BODY_MAX (16 * 1024 * 1024)                 /* larger request bodies get 413 */
-#define ECHO_MAX 200                                /* bytes of the user message echoed */
-#define LIVENESS_CHECK_NS (500ULL * 1000 * 1000)    /* waiting connections look this often */
-
-enum exchange_phase {
-    PHASE_RECEIVING,   /* headers and body still arriving, nothing decided */
-    PHASE_WAITING,     /* decided; suspended until due (or forever, for "hang") */
-};
-
-enum outcome {
-    OUTCOME_REPLY,     /* queue `response` */
-    OUTCOME_CLOSE,     /* drop the connection without a word */
-    OUTCOME_HANG,      /* never answer */
-    OUTCOME_RAW,       /* write `raw` to the socket ourselves, then close (hostile.c) */
-};
-
-typedef struct exchange {
-    enum exchange_phase phase;
-    char *body;                      /* request body, NUL-terminated once non-NULL */
-    size_t body_len, body_cap;
-    bool body_too_large;
-    enum outcome outcome;
-    struct MHD_Response *response;   /* the reply to queue once due */
-    char *raw;                       /* OUTCOME_RAW: the bytes to write once due */
-    size_t raw_len;
-    unsigned int status;
-    uint64_t due_ns;                 /* when the reply (or close) is due */
-} exchange;
-
-/* A "truncated" reply: Content-Length says full_len, only sent_len bytes come. */
-typedef struct partial_body {
-    char *text;
-    size_t sent_len;
-} partial_body;
-
-/* ---------------------------------------------------------------- reply helpers */
+#define BODY_MAX (16 * 1024 * 1024)   /* larger request bodies get 413 */
 
 static const char json_type[] = "application/json";
+
+/* ---------------------------------------------------------------- reply helpers */
 
 struct MHD_Response *sim_text_response(char *text, size_t len, const char *content_type)
 {
@@ -72,16 +42,14 @@ struct MHD_Response *sim_text_response(char *text, size_t len, const char *conte
     return r;
 }
 
-/* A JSON response from doc, which is consumed. */
-static struct MHD_Response *json_response(cJSON *doc)
+struct MHD_Response *sim_json_response(cJSON *doc)
 {
     char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     return text ? sim_text_response(text, strlen(text), json_type) : NULL;
 }
 
-/* A response from a string constant: no copy, nothing to free. */
-static struct MHD_Response *static_response(const char *text, const char *content_type)
+struct MHD_Response *sim_static_response(const char *text, const char *content_type)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
@@ -92,8 +60,7 @@ static struct MHD_Response *static_response(const char *text, const char *conten
     return r;
 }
 
-/* {"error":{"message":..., "type":..., "code":...}}; type may be NULL. */
-static cJSON *error_doc(const char *message, const char *type, int code)
+cJSON *sim_error_doc(const char *message, const char *type, int code)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON *error = doc ? cJSON_AddObjectToObject(doc, "error") : NULL;
@@ -106,9 +73,8 @@ static cJSON *error_doc(const char *message, const char *type, int code)
     return doc;
 }
 
-/* Queue r (consumed); a NULL r means we ran out of memory: drop the connection. */
-static enum MHD_Result queue_reply(struct MHD_Connection *conn, unsigned int status,
-                                   struct MHD_Response *r)
+enum MHD_Result sim_queue_reply(struct MHD_Connection *conn, unsigned int status,
+                                struct MHD_Response *r)
 {
     if (!r)
         return MHD_NO;
@@ -129,199 +95,16 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned int sta
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    return queue_reply(conn, status, json_response(error_doc(message, type, (int)status)));
+    return sim_queue_reply(conn, status, sim_json_response(sim_error_doc(message, type,
+                                                                         (int)status)));
 }
 
-/* ---------------------------------------------------------------- chat replies */
-
-static ssize_t partial_read(void *cls, uint64_t pos, char *buf, size_t max)
+static enum MHD_Result reply_ok(struct MHD_Connection *conn)
 {
-    partial_body *p = cls;
-    if (pos >= p->sent_len)
-        return MHD_CONTENT_READER_END_WITH_ERROR;   /* MHD closes: the body stays short */
-    size_t n = p->sent_len - (size_t)pos;
-    if (n > max)
-        n = max;
-    memcpy(buf, p->text + pos, n);
-    return (ssize_t)n;
+    return sim_queue_reply(conn, 200, sim_static_response("{\"ok\":true}", json_type));
 }
 
-static void partial_free(void *cls)
-{
-    partial_body *p = cls;
-    free(p->text);
-    free(p);
-}
-
-/* A response announcing all of text (consumed) but sending only its first half. */
-static struct MHD_Response *truncated_response(char *text)
-{
-    partial_body *p = text ? malloc(sizeof *p) : NULL;
-    if (!p) {
-        free(text);
-        return NULL;
-    }
-    size_t len = strlen(text);
-    p->text = text;
-    p->sent_len = len / 2;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(len, 4096, partial_read, p, partial_free);
-    if (!r) {
-        partial_free(p);
-        return NULL;
-    }
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, json_type) != MHD_YES) {
-        MHD_destroy_response(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* Bytes of text a message's content carries: a string, or the "text" of content parts. */
-static size_t content_bytes(const cJSON *content)
-{
-    if (cJSON_IsString(content))
-        return strlen(content->valuestring);
-    size_t n = 0;
-    const cJSON *part;
-    if (cJSON_IsArray(content))
-        cJSON_ArrayForEach(part, content) {
-            const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-            if (cJSON_IsString(text))
-                n += strlen(text->valuestring);
-        }
-    return n;
-}
-
-cJSON *sim_completion_doc(const cJSON *request, const char *model, const sim_verdict *v,
-                             enum sim_mode mode)
-{
-    const sim_behaviour *b = v->behaviour;
-    const cJSON *messages = cJSON_GetObjectItemCaseSensitive(request, "messages");
-    const cJSON *message;
-    const char *last_user = NULL;
-    size_t prompt_bytes = 0;
-    const cJSON *list = cJSON_IsArray(messages) ? messages : NULL;
-    cJSON_ArrayForEach(message, list) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(message, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(message, "content");
-        prompt_bytes += content_bytes(content);
-        if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0)
-            last_user = cJSON_IsString(content) ? content->valuestring : NULL;
-    }
-
-    char *echo = NULL;
-    const char *content = NULL;   /* NULL: JSON null */
-    if (mode == SIM_MODE_FINISH_ERROR) {
-        content = "";
-    } else if (mode == SIM_MODE_EMPTY_CONTENT) {
-        content = NULL;
-    } else if (b->content) {
-        content = b->content;
-    } else {
-        size_t user_len = last_user ? sim_utf8_cut(last_user, strlen(last_user), ECHO_MAX) : 0;
-        if (asprintf(&echo, "sim[%s]: %.*s", model, (int)user_len, last_user ? last_user : "") < 0)
-            return NULL;
-        content = echo;
-    }
-    size_t completion_bytes = content ? strlen(content) : 0;
-
-    char id[40];
-    snprintf(id, sizeof id, "sim-%llu", (unsigned long long)v->serial);
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *choices = NULL, *usage = NULL;
-    bool ok = doc && cJSON_AddStringToObject(doc, "id", id) &&
-              cJSON_AddStringToObject(doc, "object", "chat.completion") &&
-              cJSON_AddNumberToObject(doc, "created", (double)time(NULL)) &&
-              cJSON_AddStringToObject(doc, "model", b->served_model ? b->served_model : model) &&
-              cJSON_AddStringToObject(doc, "provider", b->provider ? b->provider : "Sim") &&
-              (choices = cJSON_AddArrayToObject(doc, "choices"));
-    if (ok && mode != SIM_MODE_NO_CHOICES) {
-        cJSON *choice = cJSON_CreateObject();
-        cJSON *msg = NULL;
-        if (!choice || !cJSON_AddItemToArray(choices, choice)) {
-            cJSON_Delete(choice);
-            choice = NULL;
-        }
-        ok = choice && cJSON_AddNumberToObject(choice, "index", 0) &&
-             (msg = cJSON_AddObjectToObject(choice, "message")) &&
-             cJSON_AddStringToObject(msg, "role", "assistant") &&
-             (content ? cJSON_AddStringToObject(msg, "content", content)
-                      : cJSON_AddNullToObject(msg, "content")) &&
-             cJSON_AddStringToObject(choice, "finish_reason",
-                                     mode == SIM_MODE_FINISH_ERROR ? "error" : "stop");
-    }
-    double prompt_tokens = (double)(prompt_bytes / 4 + 1);
-    double completion_tokens = (double)(completion_bytes / 4 + 1);
-    ok = ok && (usage = cJSON_AddObjectToObject(doc, "usage")) &&
-         cJSON_AddNumberToObject(usage, "prompt_tokens", prompt_tokens) &&
-         cJSON_AddNumberToObject(usage, "completion_tokens", completion_tokens) &&
-         cJSON_AddNumberToObject(usage, "total_tokens", prompt_tokens + completion_tokens) &&
-         (!b->has_cost || cJSON_AddNumberToObject(usage, "cost", b->cost));
-    free(echo);
-    if (!ok) {
-        cJSON_Delete(doc);
-        return NULL;
-    }
-    return doc;
-}
-
-/* Build the reply for a chat request that is to be answered; sets *status. */
-static struct MHD_Response *chat_reply(struct MHD_Connection *conn, const cJSON *request,
-                                       const char *model, const sim_verdict *v,
-                                       unsigned int *status)
-{
-    const sim_behaviour *b = v->behaviour;
-    enum sim_mode mode = v->failing ? b->mode : SIM_MODE_OK;
-    unsigned int forced = v->failing ? (unsigned int)b->status : 0;   /* 0: mode's own */
-    struct MHD_Response *r;
-
-    switch (mode) {
-    case SIM_MODE_MALFORMED:
-        *status = forced ? forced : 200;
-        r = static_response("{\"choices\": [ {\"mess", json_type);
-        break;
-    case SIM_MODE_HTML:   /* what a proxy in front of a dead provider says */
-        *status = forced ? forced : 502;
-        r = static_response("<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html");
-        break;
-    case SIM_MODE_ERROR_OBJECT:
-        *status = forced ? forced : 200;
-        r = json_response(error_doc("sim: upstream overloaded", NULL, 502));
-        break;
-    case SIM_MODE_TRUNCATED: {
-        cJSON *doc = sim_completion_doc(request, model, v, SIM_MODE_OK);
-        char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
-        cJSON_Delete(doc);
-        *status = forced ? forced : 200;
-        r = truncated_response(text);
-        break;
-    }
-    default:
-        if (sim_mode_is_hostile(mode)) {
-            r = sim_hostile_response(conn, request, model, v, mode, forced, status);
-        } else if (mode == SIM_MODE_OK && forced >= 300) {
-            char message[64];
-            snprintf(message, sizeof message, "sim: status %u", forced);
-            *status = forced;
-            r = json_response(error_doc(b->error_message ? b->error_message : message,
-                                        "sim_error", (int)forced));
-        } else {
-            *status = forced ? forced : 200;
-            r = json_response(sim_completion_doc(request, model, v, mode));
-        }
-        break;
-    }
-    if (r && v->failing && b->retry_after &&
-        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, b->retry_after) != MHD_YES) {
-        MHD_destroy_response(r);
-        r = NULL;
-    }
-    return r;
-}
-
-/* The client closed its end while we were waiting? */
-static bool peer_gone(struct MHD_Connection *conn)
+bool sim_peer_gone(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -334,28 +117,6 @@ static bool peer_gone(struct MHD_Connection *conn)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-/* Act on a decided exchange: wait (suspended) until due, then reply or close. */
-static enum MHD_Result proceed(struct MHD_Connection *conn, exchange *ex)
-{
-    uint64_t now = sim_now_ns();
-    if (ex->outcome == OUTCOME_HANG || now < ex->due_ns) {
-        uint64_t wake = now + LIVENESS_CHECK_NS;
-        if (ex->outcome != OUTCOME_HANG && ex->due_ns < wake)
-            wake = ex->due_ns;
-        ex->phase = PHASE_WAITING;
-        return sim_timer_suspend(conn, wake) ? MHD_YES : MHD_NO;
-    }
-    if (ex->outcome == OUTCOME_CLOSE)
-        return MHD_NO;
-    if (ex->outcome == OUTCOME_RAW) {   /* no response queued: the socket is ours to write */
-        sim_raw_send(conn, ex->raw, ex->raw_len);
-        return MHD_NO;                  /* and libmicrohttpd closes it */
-    }
-    struct MHD_Response *r = ex->response;
-    ex->response = NULL;
-    return queue_reply(conn, ex->status, r);
-}
-
 /* Is [p, end) only JSON whitespace? */
 static bool only_whitespace(const char *p, const char *end)
 {
@@ -365,8 +126,7 @@ static bool only_whitespace(const char *p, const char *end)
     return true;
 }
 
-/* Parse the body as a JSON object; NULL if it is not one. */
-static cJSON *parse_body(const exchange *ex)
+cJSON *sim_parse_body(const sim_exchange *ex)
 {
     if (!ex->body)
         return NULL;
@@ -379,70 +139,66 @@ static cJSON *parse_body(const exchange *ex)
     return doc;
 }
 
-static enum MHD_Result handle_chat(struct MHD_Connection *conn, exchange *ex)
-{
-    cJSON *request = parse_body(ex);
-    if (!request) {
-        sim_state_record_invalid();
-        return reply_error(conn, 400, "invalid_request_error",
-                           "sim: the request body is not a JSON object");
-    }
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(request, "model");
-    if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
-        sim_state_record_invalid();
-        cJSON_Delete(request);
-        return reply_error(conn, 400, "invalid_request_error",
-                           "sim: \"model\" must be a non-empty string");
-    }
-    const char *auth =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+/* ---------------------------------------------------------------- decided exchanges */
 
-    sim_verdict v;
-    sim_state_record(model->valuestring, ex->body, ex->body_len, auth, &v);
-    const sim_behaviour *b = v.behaviour;
-    enum sim_mode mode = v.failing ? b->mode : SIM_MODE_OK;
-    ex->due_ns = sim_now_ns() + (uint64_t)b->latency_ms * 1000000ULL;
-    if (mode == SIM_MODE_HANG) {
-        ex->outcome = OUTCOME_HANG;
-    } else if (mode == SIM_MODE_CLOSE) {
-        ex->outcome = OUTCOME_CLOSE;
-    } else if (sim_hostile_is_raw(mode)) {
-        ex->outcome = OUTCOME_RAW;
-        ex->raw = sim_hostile_raw(request, model->valuestring, &v, mode,
-                                  (unsigned int)b->status, &ex->raw_len);
-    } else {
-        ex->outcome = OUTCOME_REPLY;
-        ex->response = chat_reply(conn, request, model->valuestring, &v, &ex->status);
+enum MHD_Result sim_http_proceed(struct MHD_Connection *conn, sim_exchange *ex)
+{
+    uint64_t now = sim_now_ns();
+    if (ex->outcome == SIM_OUTCOME_HANG || now < ex->due_ns) {
+        uint64_t wake = now + SIM_LIVENESS_CHECK_NS;
+        if (ex->outcome != SIM_OUTCOME_HANG && ex->due_ns < wake)
+            wake = ex->due_ns;
+        ex->phase = SIM_PHASE_WAITING;
+        return sim_timer_suspend(conn, wake) ? MHD_YES : MHD_NO;
     }
-    sim_behaviour_release(v.behaviour);
-    cJSON_Delete(request);
-    if ((ex->outcome == OUTCOME_REPLY && !ex->response) || (ex->outcome == OUTCOME_RAW && !ex->raw))
-        return MHD_NO;   /* out of memory */
-    return proceed(conn, ex);
+    ex->phase = SIM_PHASE_SENT;
+    if (ex->outcome == SIM_OUTCOME_CLOSE)
+        return MHD_NO;
+    if (ex->outcome == SIM_OUTCOME_RESET) {   /* not a byte: the RST is the answer */
+        sim_socket_reset(conn);
+        return MHD_NO;
+    }
+    if (ex->outcome == SIM_OUTCOME_RAW) {   /* no response queued: the socket is ours */
+        if (ex->chat)
+            sim_chat_sent(ex->chat, ex->status);
+        sim_raw_send(conn, ex->raw, ex->raw_len);
+        return MHD_NO;                      /* and libmicrohttpd closes it */
+    }
+    struct MHD_Response *r = ex->response;
+    ex->response = NULL;
+    enum MHD_Result rc = sim_queue_reply(conn, ex->status, r);
+    if (rc == MHD_YES && ex->chat)
+        sim_chat_sent(ex->chat, ex->status);
+    return rc;
 }
 
 /* Where the "redirect" mode points: answers any method with a completion, counted as
  * model "sim/redirect-target", so a test can tell whether a client followed. */
-static enum MHD_Result handle_redirected(struct MHD_Connection *conn, exchange *ex)
+static enum MHD_Result handle_redirected(struct MHD_Connection *conn, sim_exchange *ex)
 {
     static const char target[] = "sim/redirect-target";
-    cJSON *request = parse_body(ex);
+    cJSON *request = sim_parse_body(ex);
     const char *auth =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     sim_verdict v;
-    sim_state_record(target, ex->body ? ex->body : "", ex->body ? ex->body_len : 0, auth, &v);
-    struct MHD_Response *r = json_response(sim_completion_doc(request, target, &v, SIM_MODE_OK));
+    uint64_t serial = sim_state_count_request();
+    sim_state_record(target, serial, ex->body, ex->body_len, auth, false, false, &v);
+    v.failing = false;   /* the target answers, whatever its behaviour */
+    v.mode = SIM_MODE_OK;
+    v.status = 0;
+    struct MHD_Response *r =
+        sim_json_response(sim_completion_doc(request, target, &v, SIM_MODE_OK));
     sim_behaviour_release(v.behaviour);
     cJSON_Delete(request);
-    return queue_reply(conn, 200, r);
+    return sim_queue_reply(conn, 200, r);
 }
 
 /* ---------------------------------------------------------------- control and stats */
 
-static enum MHD_Result handle_set_behaviour(struct MHD_Connection *conn, exchange *ex)
+static enum MHD_Result handle_set_behaviour(struct MHD_Connection *conn, sim_exchange *ex)
 {
     char err[256];
-    cJSON *doc = parse_body(ex);
+    cJSON *doc = sim_parse_body(ex);
     if (!doc)
         return reply_error(conn, 400, "invalid_request_error",
                            "sim: the request body is not a JSON object");
@@ -464,41 +220,63 @@ static enum MHD_Result handle_set_behaviour(struct MHD_Connection *conn, exchang
     sim_log("behaviour of \"%s\": %.*s", model->valuestring,
             (int)sim_utf8_cut(ex->body, ex->body_len, 400), ex->body);
     cJSON_Delete(doc);
-    return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
+    return reply_ok(conn);
 }
 
 static enum MHD_Result handle_stats(struct MHD_Connection *conn)
 {
     char *text = sim_state_stats_json();
-    return queue_reply(conn, 200, text ? sim_text_response(text, strlen(text), json_type) : NULL);
+    return sim_queue_reply(conn, 200,
+                           text ? sim_text_response(text, strlen(text), json_type) : NULL);
+}
+
+/* url without a leading "/api/v1" or "/v1": the name of an API endpoint. */
+static const char *api_path(const char *url)
+{
+    if (strncmp(url, "/api/v1/", 8) == 0)
+        return url + 7;
+    if (strncmp(url, "/v1/", 4) == 0)
+        return url + 3;
+    return url;
 }
 
 static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url,
-                                const char *method, exchange *ex)
+                                const char *method, sim_exchange *ex)
 {
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    const char *api = api_path(url);
 
     if (ex->body_too_large)
         return reply_error(conn, 413, "invalid_request_error",
                            "sim: request body over %d bytes", BODY_MAX);
-    if (post && (strcmp(url, "/v1/chat/completions") == 0 ||
-                 strcmp(url, "/chat/completions") == 0))
-        return handle_chat(conn, ex);
+    if (post && strcmp(api, "/chat/completions") == 0)
+        return sim_chat_handle(conn, ex);
+    if (get && strcmp(api, "/models") == 0)
+        return sim_or_models(conn);
+    if (get && (strcmp(api, "/key") == 0 || strcmp(api, "/auth/key") == 0))
+        return sim_or_key(conn);
+    if (get && strcmp(api, "/generation") == 0)
+        return sim_or_generation(conn);
     if (post && (strcmp(url, "/control/behaviour") == 0 ||
                  strcmp(url, "/control/behavior") == 0))
         return handle_set_behaviour(conn, ex);
+    if (post && strcmp(url, "/control/models") == 0)
+        return sim_or_control_models(conn, ex);
+    if (post && strcmp(url, "/control/key") == 0)
+        return sim_or_control_key(conn, ex);
     if (post && strcmp(url, "/control/reset") == 0) {
         sim_state_reset();
+        sim_or_reset();
         sim_log("reset");
-        return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
+        return reply_ok(conn);
     }
     if ((post || get) && strcmp(url, "/sim/redirected") == 0)
         return handle_redirected(conn, ex);
     if (get && strcmp(url, "/stats") == 0)
         return handle_stats(conn);
     if (get && strcmp(url, "/health") == 0)
-        return queue_reply(conn, 200, static_response("{\"ok\":true}", json_type));
+        return reply_ok(conn);
     return reply_error(conn, 404, "not_found", "sim: no such endpoint: %.32s %.200s",
                        method, url);
 }
@@ -506,7 +284,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *conn, const char *url,
 /* ---------------------------------------------------------------- entry points */
 
 /* Append a chunk of request body; over BODY_MAX the body is dropped and flagged. */
-static void body_append(exchange *ex, const char *data, size_t len)
+static void body_append(sim_exchange *ex, const char *data, size_t len)
 {
     if (ex->body_too_large)
         return;
@@ -542,7 +320,7 @@ enum MHD_Result sim_http_handle(void *cls, struct MHD_Connection *conn, const ch
                                 const char *upload_data, size_t *upload_data_size,
                                 void **req_cls)
 {
-    exchange *ex = *req_cls;
+    sim_exchange *ex = *req_cls;
     if (!ex) {
         if (!(ex = calloc(1, sizeof *ex)))
             return MHD_NO;
@@ -554,11 +332,13 @@ enum MHD_Result sim_http_handle(void *cls, struct MHD_Connection *conn, const ch
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (ex->phase == PHASE_WAITING) {   /* resumed by the timer */
-        if (atomic_load(&sim_stopping) || peer_gone(conn))
+    if (ex->phase == SIM_PHASE_WAITING) {   /* resumed by the timer */
+        if (atomic_load(&sim_stopping) || sim_peer_gone(conn))
             return MHD_NO;
-        return proceed(conn, ex);
+        return sim_http_proceed(conn, ex);
     }
+    if (ex->phase == SIM_PHASE_SENT)   /* a late call after the reply: nothing to do */
+        return MHD_YES;
     if (atomic_load(&sim_stopping))
         return MHD_NO;
     return dispatch(conn, url, method, ex);
@@ -567,9 +347,13 @@ enum MHD_Result sim_http_handle(void *cls, struct MHD_Connection *conn, const ch
 void sim_http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                         enum MHD_RequestTerminationCode toe)
 {
-    exchange *ex = *req_cls;
+    sim_exchange *ex = *req_cls;
     if (!ex)
         return;
+    if (ex->chat) {
+        sim_chat_completed(ex->chat, toe);
+        sim_chat_free(ex->chat);
+    }
     if (ex->response)
         MHD_destroy_response(ex->response);
     free(ex->raw);

@@ -1,5 +1,5 @@
-/* sim.c — routefs-sim: an OpenAI-compatible fake provider with scripted latency and
- * faults, for routefs's tests, benchmarks and offline demo.
+/* sim.c — routefs-sim: an OpenAI- and OpenRouter-compatible fake provider with scripted
+ * latency, faults and billing, for routefs's tests, benchmarks and offline demo.
  *
  * This file is the process: command line, the libmicrohttpd daemon (a small pool of
  * epoll threads), the announced port, and a clean stop on SIGTERM/SIGINT.  The main
@@ -30,139 +30,7 @@
 
 bool sim_quiet;
 atomic_bool sim_stopping;
-
-static const char usage_text[] =
-"NAME\n"
-"    routefs-sim - an OpenAI-compatible fake provider for routefs tests and demos\n"
-"\n"
-"SYNOPSIS\n"
-"    routefs-sim [--host ADDR] [--port N] [--port-file FILE] [--script FILE]\n"
-"                [--latency-ms N] [--threads N] [--quiet] [--help] [--version]\n"
-"\n"
-"DESCRIPTION\n"
-"    Serves chat completions whose content echoes the prompt, with latency and failures\n"
-"    scripted per model, and counts what it received.  Delays do not hold threads:\n"
-"    thousands of slow requests can be in flight at once.  Stops cleanly on SIGTERM or\n"
-"    SIGINT.\n"
-"\n"
-"OPTIONS\n"
-"    --host ADDR        address to listen on (default 127.0.0.1; IPv6 and names work)\n"
-"    --port N           port (default 0: any free port)\n"
-"    --port-file FILE   once listening, write the port and a newline to FILE, atomically\n"
-"                       (tests wait for this file)\n"
-"    --script FILE      a JSON object mapping model names to behaviours; \"*\" is the\n"
-"                       default for models not named\n"
-"    --latency-ms N     latency of the default behaviour \"*\" (overrides the script's)\n"
-"    --threads N        HTTP worker threads (default 2)\n"
-"    --quiet            no informational lines on stderr\n"
-"    --help, --version\n"
-"\n"
-"    On start it prints \"routefs-sim listening on HOST:PORT\" on stdout.\n"
-"\n"
-"ENDPOINTS\n"
-"    POST /v1/chat/completions, POST /chat/completions\n"
-"        An OpenAI chat completion.  Content is \"sim[MODEL]: \" and the first 200 bytes\n"
-"        of the last user message; usage counts bytes/4+1 tokens.  The behaviour of\n"
-"        body.model (else \"*\") applies.  A body that is not a JSON object with a\n"
-"        \"model\" string gets 400.\n"
-"    POST /control/behaviour   {\"model\": M, ...behaviour}  replace M's behaviour\n"
-"                              (M = \"*\": the default); 400 on an unknown field\n"
-"    POST /control/reset       startup behaviours back, all counts zeroed\n"
-"    GET  /stats               {\"total\": N, \"max_rps\": R, \"models\": {M: {\"requests\": n,\n"
-"                              \"last_body\": TEXT, \"last_auth\": HEADER or null,\n"
-"                              \"max_rps\": r}}}  (max_rps: most requests in one\n"
-"                              wall-clock second; last_body: at most 64 KiB; total\n"
-"                              also counts chat requests refused with 400; models\n"
-"                              lists those that received a chat request)\n"
-"    GET  /health              {\"ok\":true}\n"
-"    GET|POST /sim/redirected  a completion for model \"sim/redirect-target\" (counted\n"
-"                              in /stats): where mode \"redirect\" points\n"
-"    Anything else gets a JSON 404.\n"
-"\n"
-"BEHAVIOURS\n"
-"    A behaviour is a JSON object; every field is optional.\n"
-"    latency_ms N        wait N ms before doing anything (default 0)\n"
-"    status N            answer with HTTP status N; with mode \"ok\" and N >= 300 the body\n"
-"                        is {\"error\":{\"message\":...,\"type\":\"sim_error\",\"code\":N}};\n"
-"                        with another mode, N replaces that mode's status\n"
-"    error_message S     the message of that error (default \"sim: status N\")\n"
-"    retry_after S       send \"Retry-After: S\" (string or number of seconds)\n"
-"    mode M              ok (default); hang: never answer; close: drop the connection\n"
-"                        without a response; malformed: 200 with invalid JSON;\n"
-"                        truncated: 200 whose body stops halfway through Content-Length;\n"
-"                        error_object: 200 with {\"error\":{...,\"code\":502}};\n"
-"                        finish_error: finish_reason \"error\" and content \"\";\n"
-"                        no_choices: \"choices\": []; empty_content: content null;\n"
-"                        html: 502 with a text/html page;\n"
-"                        or one of the hostile-provider corpus (HOSTILE MODES below)\n"
-"    fail_first N        status/mode/retry_after apply to the first N requests of each\n"
-"                        model since the behaviour was set; later ones are plain \"ok\"\n"
-"    fail_for_ms N       ... only during N ms after the behaviour was set (with\n"
-"                        fail_first too, failing stops when either runs out)\n"
-"    content S           the reply content instead of the echo\n"
-"    cost X              usage.cost = X\n"
-"    provider S          the reply's \"provider\" (default \"Sim\")\n"
-"    served_model S      the reply's \"model\" (default the requested model)\n"
-"    A hung or delayed connection whose client went away is closed within 0.5 s.\n"
-"\n""HOSTILE MODES\n"
-"    Bad answers a provider (or a proxy in front of one) can give.  Unless noted the\n"
-"    status is 200 and the body is the normal completion, altered.\n"
-"    missing_choices     no \"choices\" key at all\n"
-"    choices_not_array   \"choices\": {\"0\": {...choice...}}\n"
-"    message_not_object  \"message\": \"the text\" (a string)\n"
-"    content_number      \"content\": 42\n"
-"    invalid_utf8        content with raw bytes 0xff 0xfe and a cut sequence 0xc3 0x28\n"
-"    nul_content         content \"...\\u0000 and the part after the NUL\"\n"
-"    dup_keys            a valid \"choices\", then a second, empty \"choices\" key\n"
-"    usage_garbage       usage: prompt_tokens -5, completion_tokens \"many\",\n"
-"                        total_tokens and cost 1e999 (infinite)\n"
-"    top_array           the completion inside a JSON array: [{...}]\n"
-"    object_error        {\"object\":\"error\",\"message\":...,\"code\":503} (vLLM style)\n"
-"    empty_body          no body (Content-Length: 0)\n"
-"    trailing_garbage    the completion, then a second JSON document\n"
-"    bom                 a UTF-8 byte order mark, then the completion\n"
-"    binary_body         the 256 byte values 0x00..0xff as application/json\n"
-"    deep_nesting        {\"choices\":[[[...]]]} 100000 levels deep (valid JSON)\n"
-"    text_plain          the completion as Content-Type: text/plain\n"
-"    gzip                the completion gzip'd, Content-Encoding: gzip, unasked\n"
-"    sse                 text/event-stream \"data: {chunk}\" events and [DONE], unasked\n"
-"    redirect            302 to /sim/redirected (which would answer: see ENDPOINTS)\n"
-"    retry_after_years   429 with Retry-After: 99999999 (retry_after S overrides)\n"
-"    status_204          204 No Content;  status_304: 304 Not Modified\n"
-"    interim_only        103 Early Hints, then no final response ever\n"
-"    headers_only        Content-Length: N, no body, connection closed (raw)\n"
-"    short_length        Content-Length: half the body; the whole body is sent (raw)\n"
-"    conflicting_length  two Content-Length headers, half then the true length\n"
-"    reset               half the body, then a TCP reset (RST)\n"
-"    huge                20 MiB of valid JSON with Content-Length (content of 'x')\n"
-"    huge_chunked        the same, chunked (no Content-Length)\n"
-"    drip                the completion one byte every 200 ms\n"
-"    chunked_forever     chunked: the start of the completion, then one space every\n"
-"                        200 ms, never ending\n"
-"    long_header         a response with one 512 KiB header line (raw)\n"
-"    no_status_line      the completion with no status line or headers (HTTP/0.9; raw)\n"
-"    status N replaces the mode's own status (for raw modes: in the status line).\n"
-"    Raw modes write their bytes straight to the socket, past libmicrohttpd (which\n"
-"    cannot frame them: a lying Content-Length, a header line over its per-connection\n"
-"    memory, no status line), then close the connection.  libmicrohttpd cannot send a\n"
-"    1xx followed by a final response at all.\n"
-"\n"
-
-"EXAMPLES\n"
-"    routefs-sim --port-file /tmp/sim.port --script faults.json &\n"
-"    P=$(cat /tmp/sim.port)\n"
-"    curl -s localhost:$P/control/behaviour \\\n"
-"         -d '{\"model\":\"a\",\"status\":429,\"retry_after\":\"1\",\"fail_first\":2}'\n"
-"    curl -s localhost:$P/v1/chat/completions \\\n"
-"         -d '{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n"
-"    curl -s localhost:$P/stats | jq .models.a.requests\n"
-"\n"
-"    A script:  {\"*\": {\"latency_ms\": 20},\n"
-"                \"anthropic/claude-3.5-sonnet\": {\"status\": 503, \"fail_for_ms\": 5000},\n"
-"                \"openai/gpt-4o\": {\"cost\": 0.0021, \"provider\": \"OpenAI\"}}\n"
-"\n"
-"EXIT STATUS\n"
-"    0 after SIGTERM or SIGINT; 1 when it cannot start; 2 on a usage error.\n";
+static uint64_t started_ns;
 
 void sim_log(const char *fmt, ...)
 {
@@ -186,6 +54,11 @@ uint64_t sim_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t sim_uptime_ms(void)
+{
+    return (sim_now_ns() - started_ns) / 1000000ULL;
+}
+
 size_t sim_utf8_cut(const char *s, size_t len, size_t max)
 {
     if (len <= max)
@@ -198,8 +71,9 @@ size_t sim_utf8_cut(const char *s, size_t len, size_t max)
 }
 
 /* MHD's own error messages, silenced by --quiet.  What MHD prints when we close a
- * connection on purpose ("close", "truncated", "reset", raw modes) or when a client gave
- * up on a paced body ("drip", "chunked_forever", "huge") is not an error. */
+ * connection on purpose ("close", "truncated", "reset", raw modes, cut and stalled
+ * streams) or when a client gave up on a paced body ("drip", "chunked_forever", "huge",
+ * a stream) is not an error. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
@@ -208,6 +82,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof line, fmt, ap);
     if (strstr(line, "Application reported internal error") ||
         strstr(line, "application reported error generating data") ||
+        strstr(line, "application error generating response") ||
         strstr(line, "The socket is no longer available for sending"))
         return;
     fprintf(stderr, "routefs-sim: libmicrohttpd: %s%s", line,
@@ -336,6 +211,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
+    started_ns = sim_now_ns();
     const char *host = "127.0.0.1", *port_file = NULL, *script_path = NULL;
     long port = 0, latency_ms = -1, threads = 2;
     int opt;
@@ -359,7 +235,7 @@ int main(int argc, char **argv)
                 goto usage_error;
             break;
         case 'h':
-            fputs(usage_text, stdout);
+            fputs(sim_usage_text, stdout);
             return 0;
         case 'V':
             puts("routefs-sim " ROUTEFS_VERSION);
@@ -376,15 +252,19 @@ int main(int argc, char **argv)
         return 1;
     char err[256];
     int rc = sim_state_init(script, latency_ms, err, sizeof err);
+    if (rc == 0)
+        rc = sim_or_init(cJSON_GetObjectItemCaseSensitive(script, "models"), err, sizeof err);
     cJSON_Delete(script);
     if (rc < 0) {
         fprintf(stderr, "routefs-sim: %s: %s\n", script_path ? script_path : "startup", err);
+        sim_or_free();
         sim_state_free();
         return 1;
     }
 
     struct sockaddr_storage addr;
     if (resolve_host(host, (unsigned int)port, &addr) < 0) {
+        sim_or_free();
         sim_state_free();
         return 1;
     }
@@ -397,6 +277,7 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGINT);
     if ((rc = pthread_sigmask(SIG_BLOCK, &stop_signals, NULL)) != 0) {
         fprintf(stderr, "routefs-sim: pthread_sigmask: %s\n", strerror(rc));
+        sim_or_free();
         sim_state_free();
         return 1;
     }
@@ -408,6 +289,7 @@ int main(int argc, char **argv)
         connection_limit = fds > 2 * FD_RESERVE ? (unsigned int)(fds - FD_RESERVE) : 64;
 
     if (sim_timer_start() < 0) {
+        sim_or_free();
         sim_state_free();
         return 1;
     }
@@ -437,6 +319,7 @@ int main(int argc, char **argv)
     if (!daemon) {
         fprintf(stderr, "routefs-sim: cannot listen on %s:%ld\n", host, port);
         sim_timer_stop();
+        sim_or_free();
         sim_state_free();
         return 1;
     }
@@ -467,6 +350,7 @@ int main(int argc, char **argv)
     atomic_store(&sim_stopping, true);
     sim_timer_stop();
     MHD_stop_daemon(daemon);
+    sim_or_free();
     sim_state_free();
     return rc;
 

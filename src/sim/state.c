@@ -1,4 +1,4 @@
-/* state.c — behaviours and per-model statistics of routefs-sim.
+/* state.c — installed behaviours and per-model statistics of routefs-sim.
  *
  * One mutex guards everything here.  Critical sections stay short: request bodies are
  * copied before the lock is taken and the copies they replace are freed after it is
@@ -6,7 +6,6 @@
  * handful of them, and a few thousand would still be cheap. */
 #include "sim.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 
 #define MODEL_BUCKETS 1024
+#define ARRIVALS_KEPT 2000   /* arrival times kept per model for /stats */
 
 /* Everything the sim knows about one model name. */
 typedef struct model_entry {
@@ -28,6 +28,11 @@ typedef struct model_entry {
     uint64_t max_rps;
     uint64_t fail_generation;   /* behaviour generation that fail_count counts against */
     uint64_t fail_count;        /* requests since that behaviour was installed */
+    uint64_t streams, cancelled, tokens_sent;
+    double charged_usd;
+    int64_t in_flight, max_in_flight;
+    uint64_t *arrivals;         /* ring of ARRIVALS_KEPT ms-since-start, or NULL */
+    size_t arrivals_next, arrivals_len;
 } model_entry;
 
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,215 +43,17 @@ static uint64_t serial_counter;
 static uint64_t generation_counter;
 static int64_t total_rps_second;
 static uint64_t total_rps_count, total_max_rps;
+static double total_charged_usd;
+
+/* Requests to the OpenRouter endpoints, by name. */
+static const char *const endpoint_names[] = {"/api/v1/models", "/api/v1/key",
+                                             "/api/v1/generation"};
+#define ENDPOINTS (sizeof endpoint_names / sizeof endpoint_names[0])
+static uint64_t endpoint_counts[ENDPOINTS];
 
 /* Kept to rebuild the startup behaviours on /control/reset. */
 static cJSON *startup_script;
 static long startup_latency_ms = -1;
-
-/* ---------------------------------------------------------------- behaviours */
-
-static const struct {
-    const char *name;
-    enum sim_mode mode;
-} mode_names[] = {
-    {"ok", SIM_MODE_OK},
-    {"hang", SIM_MODE_HANG},
-    {"close", SIM_MODE_CLOSE},
-    {"malformed", SIM_MODE_MALFORMED},
-    {"truncated", SIM_MODE_TRUNCATED},
-    {"error_object", SIM_MODE_ERROR_OBJECT},
-    {"finish_error", SIM_MODE_FINISH_ERROR},
-    {"no_choices", SIM_MODE_NO_CHOICES},
-    {"empty_content", SIM_MODE_EMPTY_CONTENT},
-    {"html", SIM_MODE_HTML},
-    {"missing_choices", SIM_MODE_MISSING_CHOICES},
-    {"choices_not_array", SIM_MODE_CHOICES_NOT_ARRAY},
-    {"message_not_object", SIM_MODE_MESSAGE_NOT_OBJECT},
-    {"content_number", SIM_MODE_CONTENT_NUMBER},
-    {"invalid_utf8", SIM_MODE_INVALID_UTF8},
-    {"nul_content", SIM_MODE_NUL_CONTENT},
-    {"dup_keys", SIM_MODE_DUP_KEYS},
-    {"usage_garbage", SIM_MODE_USAGE_GARBAGE},
-    {"top_array", SIM_MODE_TOP_ARRAY},
-    {"object_error", SIM_MODE_OBJECT_ERROR},
-    {"empty_body", SIM_MODE_EMPTY_BODY},
-    {"trailing_garbage", SIM_MODE_TRAILING_GARBAGE},
-    {"bom", SIM_MODE_BOM},
-    {"binary_body", SIM_MODE_BINARY_BODY},
-    {"deep_nesting", SIM_MODE_DEEP_NESTING},
-    {"text_plain", SIM_MODE_TEXT_PLAIN},
-    {"gzip", SIM_MODE_GZIP},
-    {"sse", SIM_MODE_SSE},
-    {"redirect", SIM_MODE_REDIRECT},
-    {"retry_after_years", SIM_MODE_RETRY_AFTER_YEARS},
-    {"status_204", SIM_MODE_STATUS_204},
-    {"status_304", SIM_MODE_STATUS_304},
-    {"interim_only", SIM_MODE_INTERIM_ONLY},
-    {"headers_only", SIM_MODE_HEADERS_ONLY},
-    {"short_length", SIM_MODE_SHORT_LENGTH},
-    {"conflicting_length", SIM_MODE_CONFLICTING_LENGTH},
-    {"reset", SIM_MODE_RESET},
-    {"huge", SIM_MODE_HUGE},
-    {"huge_chunked", SIM_MODE_HUGE_CHUNKED},
-    {"drip", SIM_MODE_DRIP},
-    {"chunked_forever", SIM_MODE_CHUNKED_FOREVER},
-    {"long_header", SIM_MODE_LONG_HEADER},
-    {"no_status_line", SIM_MODE_NO_STATUS_LINE},
-};
-
-static void behaviour_destroy(sim_behaviour *b)
-{
-    free(b->retry_after);
-    free(b->error_message);
-    free(b->content);
-    free(b->provider);
-    free(b->served_model);
-    free(b);
-}
-
-void sim_behaviour_release(sim_behaviour *b)
-{
-    if (b && atomic_fetch_sub(&b->refs, 1) == 1)
-        behaviour_destroy(b);
-}
-
-static sim_behaviour *behaviour_ref(sim_behaviour *b)
-{
-    atomic_fetch_add(&b->refs, 1);
-    return b;
-}
-
-static sim_behaviour *behaviour_new(void)
-{
-    sim_behaviour *b = calloc(1, sizeof *b);
-    if (!b)
-        return NULL;
-    b->fail_first = -1;
-    b->fail_for_ms = -1;
-    atomic_init(&b->refs, 1);
-    return b;
-}
-
-/* A whole number in [lo, hi] from a JSON number; false when it is anything else. */
-static bool json_whole(const cJSON *item, double lo, double hi, long *out)
-{
-    if (!cJSON_IsNumber(item))
-        return false;
-    double v = item->valuedouble;
-    if (!(v >= lo && v <= hi) || v != floor(v))
-        return false;
-    *out = (long)v;
-    return true;
-}
-
-/* Copy a JSON string field into *dst; false (with err) when it is not a string. */
-static bool json_string_field(const cJSON *item, char **dst, char *err, size_t errlen)
-{
-    if (!cJSON_IsString(item)) {
-        snprintf(err, errlen, "\"%s\" must be a string", item->string);
-        return false;
-    }
-    free(*dst);
-    *dst = strdup(item->valuestring);
-    if (!*dst) {
-        snprintf(err, errlen, "out of memory");
-        return false;
-    }
-    return true;
-}
-
-sim_behaviour *sim_behaviour_parse(const cJSON *obj, bool skip_model, char *err, size_t errlen)
-{
-    if (!cJSON_IsObject(obj)) {
-        snprintf(err, errlen, "a behaviour must be a JSON object");
-        return NULL;
-    }
-    sim_behaviour *b = behaviour_new();
-    if (!b) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    const cJSON *item;
-    cJSON_ArrayForEach(item, obj) {
-        const char *key = item->string;
-        long whole;
-        if (skip_model && strcmp(key, "model") == 0) {
-            continue;
-        } else if (strcmp(key, "latency_ms") == 0) {
-            if (!json_whole(item, 0, 86400000.0, &whole))
-                goto bad_number;
-            b->latency_ms = whole;
-        } else if (strcmp(key, "status") == 0) {
-            if (!json_whole(item, 100, 599, &whole))
-                goto bad_number;
-            b->status = (int)whole;
-        } else if (strcmp(key, "fail_first") == 0) {
-            if (!json_whole(item, 0, 1e15, &whole))
-                goto bad_number;
-            b->fail_first = whole;
-        } else if (strcmp(key, "fail_for_ms") == 0) {
-            if (!json_whole(item, 0, 1e15, &whole))
-                goto bad_number;
-            b->fail_for_ms = whole;
-        } else if (strcmp(key, "cost") == 0) {
-            if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble)) {
-                snprintf(err, errlen, "\"cost\" must be a number");
-                goto fail;
-            }
-            b->has_cost = true;
-            b->cost = item->valuedouble;
-        } else if (strcmp(key, "mode") == 0) {
-            size_t i, n = sizeof mode_names / sizeof mode_names[0];
-            if (!cJSON_IsString(item)) {
-                snprintf(err, errlen, "\"mode\" must be a string");
-                goto fail;
-            }
-            for (i = 0; i < n && strcmp(mode_names[i].name, item->valuestring) != 0; i++)
-                ;
-            if (i == n) {
-                snprintf(err, errlen, "unknown mode \"%.64s\"", item->valuestring);
-                goto fail;
-            }
-            b->mode = mode_names[i].mode;
-        } else if (strcmp(key, "retry_after") == 0) {
-            /* Accept a number too: Retry-After is seconds either way. */
-            if (json_whole(item, 0, 1e9, &whole)) {
-                char text[32];
-                snprintf(text, sizeof text, "%ld", whole);
-                free(b->retry_after);
-                if (!(b->retry_after = strdup(text))) {
-                    snprintf(err, errlen, "out of memory");
-                    goto fail;
-                }
-            } else if (!json_string_field(item, &b->retry_after, err, errlen)) {
-                goto fail;
-            }
-        } else if (strcmp(key, "error_message") == 0) {
-            if (!json_string_field(item, &b->error_message, err, errlen))
-                goto fail;
-        } else if (strcmp(key, "content") == 0) {
-            if (!json_string_field(item, &b->content, err, errlen))
-                goto fail;
-        } else if (strcmp(key, "provider") == 0) {
-            if (!json_string_field(item, &b->provider, err, errlen))
-                goto fail;
-        } else if (strcmp(key, "served_model") == 0) {
-            if (!json_string_field(item, &b->served_model, err, errlen))
-                goto fail;
-        } else {
-            snprintf(err, errlen, "unknown behaviour field \"%.64s\"", key);
-            goto fail;
-        }
-        continue;
-    bad_number:
-        snprintf(err, errlen, "\"%s\" must be a whole number in range", key);
-        goto fail;
-    }
-    return b;
-fail:
-    behaviour_destroy(b);
-    return NULL;
-}
 
 /* ---------------------------------------------------------------- model table */
 
@@ -291,6 +98,7 @@ static void models_clear(void)
             free(m->name);
             free(m->last_body);
             free(m->last_auth);
+            free(m->arrivals);
             free(m);
             m = next;
         }
@@ -301,6 +109,8 @@ static void models_clear(void)
     total_requests = 0;
     total_rps_second = 0;
     total_rps_count = total_max_rps = 0;
+    total_charged_usd = 0;
+    memset(endpoint_counts, 0, sizeof endpoint_counts);
 }
 
 /* Stamp b as installed now.  Caller holds state_lock. */
@@ -335,6 +145,8 @@ static int install_startup_locked(char *err, size_t errlen)
     const cJSON *item;
     bool have_default = false;
     cJSON_ArrayForEach(item, startup_script) {
+        if (strcmp(item->string, "models") == 0)   /* the /api/v1/models list */
+            continue;
         sim_behaviour *b = sim_behaviour_parse(item, false, err, errlen);
         if (!b) {
             char why[200];
@@ -357,7 +169,7 @@ static int install_startup_locked(char *err, size_t errlen)
         sim_behaviour_release(old);
     }
     if (!have_default) {
-        sim_behaviour *b = behaviour_new();
+        sim_behaviour *b = sim_behaviour_new();
         if (!b) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -433,42 +245,97 @@ static void rps_count(int64_t now_s, int64_t *second, uint64_t *count, uint64_t 
         *max = *count;
 }
 
-void sim_state_record_invalid(void)
+uint64_t sim_state_count_request(void)
 {
     int64_t now_s = (int64_t)time(NULL);
     pthread_mutex_lock(&state_lock);
     total_requests++;
-    serial_counter++;
+    uint64_t serial = ++serial_counter;
     rps_count(now_s, &total_rps_second, &total_rps_count, &total_max_rps);
     pthread_mutex_unlock(&state_lock);
+    return serial;
 }
 
-void sim_state_record(const char *model, const char *body, size_t body_len, const char *auth,
-                      sim_verdict *out)
+void sim_state_record_invalid(void)
+{
+    (void)sim_state_count_request();
+}
+
+bool sim_verdict_is_error(const sim_verdict *v)
+{
+    const sim_behaviour *b = v->behaviour;
+    return v->failing && (v->status >= 300 || v->mode != SIM_MODE_OK || b->key_limit ||
+                          b->echo_auth != SIM_ECHO_NONE);
+}
+
+/* Decide status and mode for the n-th request (1-based) since b was installed. */
+static void decide(const sim_behaviour *b, uint64_t n, uint64_t now_ns, sim_verdict *out)
+{
+    out->failing = true;
+    out->mode = b->mode;
+    out->status = (unsigned int)b->status;
+    if (b->fail_first >= 0 && n > (uint64_t)b->fail_first)
+        out->failing = false;
+    if (b->fail_for_ms >= 0 && now_ns - b->installed_ns >= (uint64_t)b->fail_for_ms * 1000000ULL)
+        out->failing = false;
+    if (out->failing && b->fail_pattern_len > 0) {
+        uint64_t i = n - 1;
+        if (b->fail_pattern_repeat)
+            i %= b->fail_pattern_len;
+        if (i >= b->fail_pattern_len) {
+            out->failing = false;
+        } else {
+            const sim_pattern_step *step = &b->fail_pattern[i];
+            out->mode = step->mode;
+            if (step->status)
+                out->status = (unsigned int)step->status;
+            if (out->mode == SIM_MODE_OK && (step->status == 0 || step->status < 300))
+                out->failing = false;   /* an "ok" or 2xx entry: a plain answer */
+        }
+    }
+    if (!out->failing) {
+        out->mode = SIM_MODE_OK;
+        out->status = 0;
+    }
+}
+
+void sim_state_record(const char *model, uint64_t serial, const char *body, size_t body_len,
+                      const char *auth, bool stream, bool refused, sim_verdict *out)
 {
     /* Copies made before taking the lock; NULL on allocation failure just loses the
      * "last" value, never the count. */
-    size_t keep = sim_utf8_cut(body, body_len, SIM_LAST_BODY_MAX);
+    size_t keep = body ? sim_utf8_cut(body, body_len, SIM_LAST_BODY_MAX) : 0;
     char *body_copy = malloc(keep + 1);
     if (body_copy) {
-        memcpy(body_copy, body, keep);
+        if (keep)
+            memcpy(body_copy, body, keep);
         body_copy[keep] = '\0';
     }
     char *auth_copy = auth ? strdup(auth) : NULL;
     int64_t now_s = (int64_t)time(NULL);
     uint64_t now_ns = sim_now_ns();
+    uint64_t arrival_ms = sim_uptime_ms();
 
+    memset(out, 0, sizeof *out);
+    out->serial = serial;
     pthread_mutex_lock(&state_lock);
-    total_requests++;
-    out->serial = ++serial_counter;
-    rps_count(now_s, &total_rps_second, &total_rps_count, &total_max_rps);
     model_entry *m = model_lookup(model, true);
     sim_behaviour *b = m && m->behaviour ? m->behaviour : default_behaviour;
-    out->behaviour = behaviour_ref(b);
-    out->failing = true;
+    out->behaviour = sim_behaviour_ref(b);
+    uint64_t n = 1;
     if (m) {
         m->requests++;
+        if (stream)
+            m->streams++;
         rps_count(now_s, &m->rps_second, &m->rps_count, &m->max_rps);
+        if (!m->arrivals)
+            m->arrivals = malloc(ARRIVALS_KEPT * sizeof *m->arrivals);
+        if (m->arrivals) {
+            m->arrivals[m->arrivals_next] = arrival_ms;
+            m->arrivals_next = (m->arrivals_next + 1) % ARRIVALS_KEPT;
+            if (m->arrivals_len < ARRIVALS_KEPT)
+                m->arrivals_len++;
+        }
         if (body_copy) {
             char *swap = m->last_body;
             m->last_body = body_copy;
@@ -481,40 +348,155 @@ void sim_state_record(const char *model, const char *body, size_t body_len, cons
             m->fail_generation = b->generation;
             m->fail_count = 0;
         }
-        m->fail_count++;
-        if (b->fail_first >= 0 && m->fail_count > (uint64_t)b->fail_first)
-            out->failing = false;
+        if (!refused)
+            m->fail_count++;
+        n = m->fail_count ? m->fail_count : 1;
     }
     pthread_mutex_unlock(&state_lock);
 
-    if (b->fail_for_ms >= 0 && now_ns - b->installed_ns >= (uint64_t)b->fail_for_ms * 1000000ULL)
-        out->failing = false;
+    decide(b, n, now_ns, out);
     free(body_copy);
     free(auth_copy);
 }
 
-/* ---------------------------------------------------------------- stats */
+void sim_state_in_flight(const char *model, int delta)
+{
+    pthread_mutex_lock(&state_lock);
+    model_entry *m = model_lookup(model, true);
+    if (m) {
+        m->in_flight += delta;
+        if (m->in_flight > m->max_in_flight)
+            m->max_in_flight = m->in_flight;
+    }
+    pthread_mutex_unlock(&state_lock);
+}
+
+void sim_state_charge(const char *model, double usd)
+{
+    pthread_mutex_lock(&state_lock);
+    model_entry *m = model_lookup(model, true);
+    if (m)
+        m->charged_usd += usd;
+    total_charged_usd += usd;
+    pthread_mutex_unlock(&state_lock);
+}
+
+void sim_state_stream_done(const char *model, uint64_t tokens_sent, bool cancelled)
+{
+    pthread_mutex_lock(&state_lock);
+    model_entry *m = model_lookup(model, true);
+    if (m) {
+        m->tokens_sent += tokens_sent;
+        if (cancelled)
+            m->cancelled++;
+    }
+    pthread_mutex_unlock(&state_lock);
+}
+
+void sim_state_count_endpoint(const char *name)
+{
+    pthread_mutex_lock(&state_lock);
+    for (size_t i = 0; i < ENDPOINTS; i++)
+        if (strcmp(endpoint_names[i], name) == 0)
+            endpoint_counts[i]++;
+    pthread_mutex_unlock(&state_lock);
+}
+
+/* ---------------------------------------------------------------- reports */
+
+static int compare_ids(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    const cJSON *ix = cJSON_GetObjectItemCaseSensitive(x, "id");
+    const cJSON *iy = cJSON_GetObjectItemCaseSensitive(y, "id");
+    return strcmp(ix->valuestring, iy->valuestring);
+}
+
+cJSON *sim_state_priced_models(void)
+{
+    cJSON *list = cJSON_CreateArray();
+    bool ok = list != NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&state_lock);
+    for (size_t i = 0; ok && i < MODEL_BUCKETS; i++)
+        for (model_entry *m = models[i]; ok && m; m = m->next) {
+            if (!m->behaviour || !m->behaviour->has_price)
+                continue;
+            cJSON *entry = cJSON_CreateObject();
+            ok = entry && cJSON_AddStringToObject(entry, "id", m->name) &&
+                 cJSON_AddNumberToObject(entry, "prompt", m->behaviour->price_prompt) &&
+                 cJSON_AddNumberToObject(entry, "completion", m->behaviour->price_completion) &&
+                 cJSON_AddItemToArray(list, entry);
+            if (!ok)
+                cJSON_Delete(entry);
+            n++;
+        }
+    pthread_mutex_unlock(&state_lock);
+    /* Hash order is no order: sort by id so the list reads the same every time. */
+    cJSON **items = ok && n ? malloc(n * sizeof *items) : NULL;
+    if (!ok || (n && !items)) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = cJSON_DetachItemFromArray(list, 0);
+    if (n)
+        qsort(items, n, sizeof *items, compare_ids);
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(list, items[i]);   /* cannot fail for a detached item */
+    free(items);
+    return list;
+}
+
+/* The stats entry of m into entry.  Caller holds state_lock. */
+static bool model_stats(const model_entry *m, cJSON *entry)
+{
+    bool ok = cJSON_AddNumberToObject(entry, "requests", (double)m->requests) &&
+              (m->last_body ? cJSON_AddStringToObject(entry, "last_body", m->last_body)
+                            : cJSON_AddNullToObject(entry, "last_body")) &&
+              (m->last_auth ? cJSON_AddStringToObject(entry, "last_auth", m->last_auth)
+                            : cJSON_AddNullToObject(entry, "last_auth")) &&
+              cJSON_AddNumberToObject(entry, "max_rps", (double)m->max_rps) &&
+              cJSON_AddNumberToObject(entry, "streams", (double)m->streams) &&
+              cJSON_AddNumberToObject(entry, "cancelled", (double)m->cancelled) &&
+              cJSON_AddNumberToObject(entry, "tokens_sent", (double)m->tokens_sent) &&
+              cJSON_AddNumberToObject(entry, "charged_usd", m->charged_usd) &&
+              cJSON_AddNumberToObject(entry, "in_flight", (double)m->in_flight) &&
+              cJSON_AddNumberToObject(entry, "max_in_flight", (double)m->max_in_flight);
+    cJSON *arrivals = ok ? cJSON_AddArrayToObject(entry, "arrivals_ms") : NULL;
+    if (!arrivals)
+        return false;
+    size_t first = (m->arrivals_next + ARRIVALS_KEPT - m->arrivals_len) % ARRIVALS_KEPT;
+    for (size_t i = 0; i < m->arrivals_len; i++) {   /* oldest first */
+        cJSON *t = cJSON_CreateNumber((double)m->arrivals[(first + i) % ARRIVALS_KEPT]);
+        if (!t || !cJSON_AddItemToArray(arrivals, t)) {
+            cJSON_Delete(t);
+            return false;
+        }
+    }
+    return true;
+}
 
 char *sim_state_stats_json(void)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON *per_model = cJSON_CreateObject();
+    cJSON *endpoints = NULL;
     bool ok = doc && per_model;
 
     pthread_mutex_lock(&state_lock);
     ok = ok && cJSON_AddNumberToObject(doc, "total", (double)total_requests);
     ok = ok && cJSON_AddNumberToObject(doc, "max_rps", (double)total_max_rps);
+    ok = ok && cJSON_AddNumberToObject(doc, "charged_usd", total_charged_usd);
+    ok = ok && (endpoints = cJSON_AddObjectToObject(doc, "endpoints"));
+    for (size_t i = 0; ok && i < ENDPOINTS; i++)
+        ok = cJSON_AddNumberToObject(endpoints, endpoint_names[i], (double)endpoint_counts[i]);
     for (size_t i = 0; ok && i < MODEL_BUCKETS; i++) {
         for (model_entry *m = models[i]; ok && m; m = m->next) {
             if (m->requests == 0)   /* known only through a behaviour: not a model seen */
                 continue;
             cJSON *entry = cJSON_AddObjectToObject(per_model, m->name);
-            ok = entry && cJSON_AddNumberToObject(entry, "requests", (double)m->requests) &&
-                 (m->last_body ? cJSON_AddStringToObject(entry, "last_body", m->last_body)
-                               : cJSON_AddNullToObject(entry, "last_body")) &&
-                 (m->last_auth ? cJSON_AddStringToObject(entry, "last_auth", m->last_auth)
-                               : cJSON_AddNullToObject(entry, "last_auth")) &&
-                 cJSON_AddNumberToObject(entry, "max_rps", (double)m->max_rps);
+            ok = entry && model_stats(m, entry);
         }
     }
     pthread_mutex_unlock(&state_lock);

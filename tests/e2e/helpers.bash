@@ -9,6 +9,8 @@
 #   teardown() { rfs_teardown; }       unmount, stop routefs and the sim, remove the dir
 #   sim_behave MODEL JSON, sim_reset, sim_stats, sim_count MODEL, sim_total,
 #   sim_last_body MODEL, sim_last_auth MODEL
+#   sim_models_set JSON, sim_key_set JSON, sim_charged [MODEL], sim_model_stat MODEL KEY,
+#   sim_arrivals MODEL, sim_endpoint_count NAME, sim_generation ID [AUTH], sim_sse BODY ...
 #   wait_for SECONDS CMD...            poll CMD every 50 ms until it succeeds or time runs out
 
 if [ -f /usr/lib/bats/bats-support/load.bash ]; then
@@ -213,6 +215,128 @@ sim_total() { sim_stats | jq -r '.total // 0'; }
 # sim_last_body MODEL — the raw JSON body of the last request for MODEL.
 sim_last_body() { sim_stats | jq -r --arg m "$1" '.models[$m].last_body // empty'; }
 sim_last_auth() { sim_stats | jq -r --arg m "$1" '.models[$m].last_auth // "null"'; }
+
+# --- simulator: OpenRouter extras, billing, streams ---------------------------------
+
+# sim_models_set JSON — replace the sim's /api/v1/models list ({"data": [...]}).
+sim_models_set() { curl -sf --max-time 5 -X POST "$SIM_URL/control/models" -d "$1" >/dev/null; }
+# sim_key_set JSON — the sim's key settings: limit, limit_reset, label, any extra field.
+sim_key_set() { curl -sf --max-time 5 -X POST "$SIM_URL/control/key" -d "$1" >/dev/null; }
+# sim_charged [MODEL] — USD the sim billed for MODEL's 2xx answers (no MODEL: in total).
+sim_charged() {
+    if [ $# -gt 0 ]; then
+        sim_stats | jq -r --arg m "$1" '.models[$m].charged_usd // 0'
+    else
+        sim_stats | jq -r '.charged_usd // 0'
+    fi
+}
+# sim_model_stat MODEL KEY — one per-model /stats value (0 when MODEL saw no request).
+sim_model_stat() { sim_stats | jq -r --arg m "$1" --arg k "$2" '.models[$m][$k] // 0'; }
+# sim_arrivals MODEL — MODEL's request arrival times (ms since the sim started), a line each.
+sim_arrivals() { sim_stats | jq -r --arg m "$1" '(.models[$m].arrivals_ms // [])[]'; }
+# sim_endpoint_count NAME — requests to an OpenRouter endpoint ("/api/v1/models", ...).
+sim_endpoint_count() { sim_stats | jq -r --arg e "$1" '.endpoints[$e] // 0'; }
+# sim_generation ID [AUTH] — GET /api/v1/generation?id=ID; prints the body, then the status.
+sim_generation() {
+    curl -s --max-time 5 -w '\n%{http_code}' -H "Authorization: ${2:-Bearer sk-sim-test}" \
+        "$SIM_URL/api/v1/generation?id=$1"
+}
+# sim_sse BODY [HEADER...] — POST BODY to ${SIM_SSE_PATH:-/v1/chat/completions} and print
+# one JSON line per thing received, each with "t" (ms since the request was sent):
+#   {"type":"status","status":N,"content_type":...,"generation_id":...}
+#   {"type":"data","json":{...}} | {"type":"data","invalid":"TEXT"} | {"type":"done"}
+#   {"type":"comment","text":...}  and last  {"type":"end","how":"eof"|"cut"|"no_response"}
+sim_sse() {
+    SIM_SSE_PATH="${SIM_SSE_PATH:-/v1/chat/completions}" python3 - "$SIM_URL" "$@" <<'PY'
+# A raw HTTP/1.1 client: the chunked framing is read here, so a body that stops without
+# its last chunk ("cut") is told from one that ended ("eof").
+import json, os, socket, sys, time, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+body = sys.argv[2].encode()
+head = ["POST %s HTTP/1.1" % os.environ["SIM_SSE_PATH"], "Host: %s:%d" % (url.hostname, url.port),
+        "Content-Type: application/json", "Content-Length: %d" % len(body), "Connection: close"]
+head += [h.strip() for h in sys.argv[3:]]
+t0 = time.monotonic()
+def out(d):
+    d["t"] = int((time.monotonic() - t0) * 1000)
+    print(json.dumps(d), flush=True)
+class Cut(Exception):
+    pass
+try:
+    sock = socket.create_connection((url.hostname, url.port), timeout=30)
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    f = sock.makefile("rb")
+    status_line = f.readline()
+    if not status_line:
+        raise OSError("no response")
+except OSError as e:
+    out({"type": "end", "how": "no_response", "error": str(e)})
+    sys.exit(0)
+headers = {}
+while True:
+    line = f.readline().decode("latin-1").rstrip("\r\n")
+    if not line:
+        break
+    k, _, v = line.partition(":")
+    headers[k.strip().lower()] = v.strip()
+out({"type": "status", "status": int(status_line.split()[1]),
+     "content_type": headers.get("content-type"), "generation_id": headers.get("x-generation-id")})
+def body_pieces():
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        n = int(headers.get("content-length", "-1"))
+        data = f.read(n) if n >= 0 else f.read()
+        if n >= 0 and len(data) < n:
+            yield data
+            raise Cut()
+        yield data
+        return
+    while True:
+        size_line = f.readline()
+        if not size_line.endswith(b"\n"):
+            raise Cut()
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return
+        data = f.read(size)
+        if len(data) < size or f.read(2) != b"\r\n":
+            yield data
+            raise Cut()
+        yield data
+buf = b""
+def lines_of(text):
+    global buf
+    buf += text
+    while b"\n" in buf:
+        line, buf = buf.split(b"\n", 1)
+        yield line.decode("utf-8", "replace").rstrip("\r")
+def event(line):
+    if not line:
+        return
+    if line.startswith(":"):
+        out({"type": "comment", "text": line[1:].strip()})
+    elif line.startswith("data:"):
+        data = line[5:].strip()
+        if data == "[DONE]":
+            out({"type": "done"})
+            return
+        try:
+            out({"type": "data", "json": json.loads(data)})
+        except ValueError:
+            out({"type": "data", "invalid": data})
+    else:
+        out({"type": "other", "text": line})
+how = "eof"
+try:
+    for piece in body_pieces():
+        for line in lines_of(piece):
+            event(line)
+except (Cut, OSError, ValueError):
+    how = "cut"
+if buf:
+    event(buf.decode("utf-8", "replace"))
+out({"type": "end", "how": how})
+PY
+}
 
 # --- routefs helpers -----------------------------------------------------------------
 
