@@ -396,6 +396,8 @@ static void step_send(void *ud)
         return;
     }
     a->sent_wall_ms = now_wall_ms();
+    LOG_DEBUG("%s: attempt %d on %s/%s (reserved $%.6f)", pl->key, pl->attempt_no,
+              hop->provider, hop->model, a->worst_usd);
     sp_mark_sent(R.d.store, pl->key, pl->gen);
     long id = upstream_submit(R.d.up, rq, on_answer, a, &err);
     if (id < 0) {
@@ -522,6 +524,8 @@ static void on_answer(upstream_result *res, void *ud)
     r.tokens = -1;
     int healthy = 0, model_specific = 0;
     judge(res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
+    LOG_DEBUG("%s: %s/%s answered %ld in %ld ms: %s", pl->key, hop->provider, hop->model,
+              res->http_status, res->latency_ms, router_outcome_name(r.outcome));
     metrics_attempt(pl->tier_name, hop->provider, router_outcome_name(r.outcome),
                     res->latency_ms);
     breakers_record(R.d.breakers, hop->provider, hop->model, healthy,
