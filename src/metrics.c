@@ -113,6 +113,20 @@ static void sb_label(sbuf *b, const char *name, const char *value)
     sb_put(b, "\"");
 }
 
+char *metrics_label_value(const char *value)
+{
+    sbuf b = {0};
+    sb_put(&b, "{");   /* sb_label's "first label" marker, dropped below */
+    sb_label(&b, "v", value);
+    char *s = sb_take(&b);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);   /* {v="..." -> ... */
+    memmove(s, s + 4, n - 5);
+    s[n - 5] = '\0';
+    return s;
+}
+
 /* ---- counting (M_lock held) ---- */
 
 static void counter_add(const char *series, uint64_t amount)

@@ -39,6 +39,10 @@ void metrics_breaker(const char *provider, const char *model, const char *to);
 /* A state-store operation failed (a write, commit or sync that the store reported). */
 void metrics_store_failure(void);
 
+/* value escaped for a label value of the exposition format (\\, \", \n), for the gauges
+ * that vfiles.c renders; malloc'd (caller frees), NULL when out of memory.  NULL -> "". */
+char *metrics_label_value(const char *value);
+
 /* The exposition text of every family above; malloc'd (caller frees), NULL when out of
  * memory. */
 char *metrics_render(void);

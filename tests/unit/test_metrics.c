@@ -84,6 +84,19 @@ static void test_label_values_escaped(void **state)
     free(t);
 }
 
+static void test_label_value_helper(void **state)
+{
+    char *v = metrics_label_value("a\"b\\c\nd");
+    assert_string_equal(v, "a\\\"b\\\\c\\nd");
+    free(v);
+    v = metrics_label_value(NULL);
+    assert_string_equal(v, "");
+    free(v);
+    v = metrics_label_value("plain/model:free");
+    assert_string_equal(v, "plain/model:free");
+    free(v);
+}
+
 static void test_long_label_not_truncated(void **state)
 {
     char model[3000];
@@ -159,6 +172,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_family_has_help_and_type, reset, reset),
         cmocka_unit_test_setup_teardown(test_label_values_escaped, reset, reset),
+        cmocka_unit_test_setup_teardown(test_label_value_helper, reset, reset),
         cmocka_unit_test_setup_teardown(test_long_label_not_truncated, reset, reset),
         cmocka_unit_test_setup_teardown(test_spend_is_exact_and_monotonic, reset, reset),
         cmocka_unit_test_setup_teardown(test_counts_order_and_histogram, reset, reset),
