@@ -29,12 +29,13 @@ void metrics_attempt(const char *tier, const char *provider, const char *outcome
 void metrics_job(const char *tier, const char *outcome);
 /* A job fell back from provider to a later hop of tier's route. */
 void metrics_fallback(const char *tier, const char *provider);
-/* A cost was settled: usd (>= 0; negative, NaN and infinite amounts are ignored, since a
- * counter never goes down) for tier, the provider that served and its model.  Kept in
- * nano-USD, so sums are exact.  A 0 cost still creates the series (free models show). */
+/* A cost was settled: usd for tier, the provider that served and its model.  Negative,
+ * NaN, infinite and absurd (> $1e9) amounts are ignored: a counter never goes down.  Kept
+ * in nano-USD, so sums are exact.  A 0 cost still creates the series (free models show).
+ * Call it where budget_settle records a cost (has_cost), once per settled record. */
 void metrics_spend(const char *tier, const char *provider, const char *model, double usd);
 /* A breaker changed state.  model NULL or "" = the provider-wide breaker (label model="").
- * to: "open", "half_open" or "closed". */
+ * to: "open", "half_open" or "closed" (RF_BREAKER_OPEN, _HALF_OPEN, _CLOSED). */
 void metrics_breaker(const char *provider, const char *model, const char *to);
 /* A state-store operation failed (a write, commit or sync that the store reported). */
 void metrics_store_failure(void);

@@ -353,8 +353,11 @@ static void section_providers(rp_buf *b, const rp_data *d)
         rp_printf(b, "<tr><td class=\"empty\" colspan=\"10\">%s more providers not shown</td></tr>",
                   fmt_count(c, (int64_t)d->providers_more));
     rp_put(b, "</tbody></table></div></div>");
+    if (d->nproviders > RP_MAX_PROVIDER_CHARTS)
+        rp_printf(b, "<p class=\"meta\">Per day, the %d busiest providers:</p>",
+                  RP_MAX_PROVIDER_CHARTS);
     rp_put(b, "<div class=\"two\">");
-    for (size_t i = 0; i < d->nproviders; i++) {
+    for (size_t i = 0; i < d->nproviders && i < RP_MAX_PROVIDER_CHARTS; i++) {
         rp_put(b, "<div class=\"card provider-card\"><h3>");
         rp_esc(b, d->providers[i].name, RP_TEXT_MAX);
         rp_put(b, "</h3><div class=\"scroll end\">");

@@ -23,6 +23,7 @@
 #define RP_MAX_TIERS_STACKED 8     /* tiers drawn in the daily chart; the rest is "other" */
 #define RP_MAX_BREAKDOWN 25        /* rows per spend breakdown table */
 #define RP_MAX_PROVIDERS 20        /* providers in the request / latency section */
+#define RP_MAX_PROVIDER_CHARTS 12  /* of them, with a per-day chart */
 #define RP_MAX_EVENTS 20           /* last breaker openings listed */
 #define RP_MAX_COSTLY 20           /* most expensive requests */
 #define RP_MAX_JOBS 50             /* parked and failed jobs listed, each */
@@ -45,7 +46,8 @@ void rp_printf(rp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2,
  * end in "…".  Safe in text and in double-quoted attributes.  NULL prints nothing. */
 void rp_esc(rp_buf *b, const char *s, size_t max);
 
-/* "$12.34", "$0.0123", "$0.000012", "$0.00"; buf of at least 32 bytes; returns buf. */
+/* "$12.34", "$20,000.00", "$0.0123", "$0.000012", "$0.00"; buf of at least 32 bytes (an
+ * amount too large for it is cut: past $10^20 nothing is sensible); returns buf. */
 char *rp_money(char *buf, double usd);
 static inline double rp_usd(int64_t nusd) { return (double)nusd / 1e9; }
 /* UTC: "2024-05-03" for a day number, "2024-05-03 14:22 UTC" for ms; buf >= 32 bytes. */

@@ -182,10 +182,20 @@ char *rp_money(char *buf, double usd)
         if (decimals > 6)
             decimals = 6;
     }
-    int n = snprintf(buf, 32, "%s$%.*f", sign, decimals, usd);
-    char *dot = strchr(buf, '.');
-    while (dot && n > 0 && buf[n - 1] == '0' && (buf + n - 1) - dot > 2)
-        buf[--n] = '\0';
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%.*f", decimals, usd);
+    char *dot = strchr(digits, '.');
+    while (dot && n > 0 && digits[n - 1] == '0' && (digits + n - 1) - dot > 2)
+        digits[--n] = '\0';
+    /* thousands separators in the dollars: $20,000.00 */
+    size_t whole = dot ? (size_t)(dot - digits) : (size_t)n, o = 0;
+    o += (size_t)snprintf(buf, 32, "%s$", sign);
+    for (size_t i = 0; i < (size_t)n && o < 30; i++) {
+        if (i < whole && i && (whole - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
     return buf;
 }
 

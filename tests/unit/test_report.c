@@ -619,7 +619,8 @@ static void test_huge_ledger_bounded(void **state)
     assert_int_equal(count(r, "<tr>"), RP_MAX_EVENTS + 1);
     free(r);
     assert_non_null(strstr(page, "30 more providers not shown"));
-    assert_int_equal(count(page, "<svg class=\"chart provider-days\""), RP_MAX_PROVIDERS);
+    assert_int_equal(count(page, "<svg class=\"chart provider-days\""), RP_MAX_PROVIDER_CHARTS);
+    assert_int_equal(count(page, "<svg class=\"latency\""), RP_MAX_PROVIDERS);
     free(page);
 }
 
@@ -659,7 +660,12 @@ static void test_money_and_dates(void **state)
     char m[32];
     assert_string_equal(rp_money(m, 0), "$0.00");
     assert_string_equal(rp_money(m, 1.234), "$1.23");
-    assert_string_equal(rp_money(m, 1234.5), "$1234.50");
+    assert_string_equal(rp_money(m, 1234.5), "$1,234.50");
+    assert_string_equal(rp_money(m, 20000), "$20,000.00");
+    assert_string_equal(rp_money(m, 999.999), "$1,000.00");
+    assert_string_equal(rp_money(m, 123456789.126), "$123,456,789.13");
+    assert_string_equal(rp_money(m, 100), "$100.00");
+    assert_string_equal(rp_money(m, -1234), "-$1,234.00");
     assert_string_equal(rp_money(m, 0.5), "$0.50");
     assert_string_equal(rp_money(m, 0.125), "$0.125");
     assert_string_equal(rp_money(m, 0.0123), "$0.0123");
