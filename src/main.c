@@ -1,6 +1,6 @@
 /* main.c — the command line: mount (routefs MOUNTPOINT ...), `routefs check FILE`,
- * `routefs schema`, signals (SIGHUP re-reads the config), start-up and orderly shutdown of
- * the modules. */
+ * `routefs schema`, `routefs report STATE`, signals (SIGHUP re-reads the config), start-up
+ * and orderly shutdown of the modules. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +28,7 @@
 #include "prices.h"
 #include "prompts.h"
 #include "results.h"
+#include "report.h"
 #include "router.h"
 #include "runner.h"
 #include "scratch.h"
@@ -62,6 +63,7 @@ static void usage(FILE *f)
             "       routefs check FILE   (see 'routefs check --help')\n"
             "       routefs schema       print config.json's JSON Schema\n"
             "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
+            "       routefs report STATE [--config FILE] [--days N] > report.html\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -323,6 +325,8 @@ int main(int argc, char **argv)
         return cmd_schema(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "export"))
         return export_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "report"))
+        return report_main(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)

@@ -261,27 +261,36 @@ static char *render_metrics(size_t *len)
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
-        for (int s = JOB_WRITING; s <= JOB_COMMITTING; s++)
-            tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", cfg->tiers[i].name,
+        char *tier = metrics_label_value(cfg->tiers[i].name);   /* names may hold " and \ */
+        for (int s = JOB_WRITING; tier && s <= JOB_COMMITTING; s++)
+            tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", tier,
                       job_state_name((job_state)s), counts[s]);
+        free(tier);
     }
     rf_provider_health *health = NULL;
     long nhealth = breakers_health(V.breakers, now_mono_ms(), &health);
+    char **pname = nhealth > 0 ? calloc((size_t)nhealth, sizeof *pname) : NULL;
+    for (long k = 0; pname && k < nhealth; k++)
+        pname[k] = metrics_label_value(health[k].provider);
+    long nshow = pname ? nhealth : 0;   /* out of memory: no provider series, not broken ones */
     tb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
                    "# TYPE routefs_provider_up gauge\n");
-    for (long k = 0; k < nhealth; k++)
-        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", health[k].provider,
+    for (long k = 0; k < nshow; k++)
+        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", pname[k] ? pname[k] : "",
                   health[k].breaker_closed);
     tb_printf(&tb, "# HELP routefs_provider_requests_total Attempts sent to the provider.\n"
                    "# TYPE routefs_provider_requests_total counter\n");
-    for (long k = 0; k < nhealth; k++)
+    for (long k = 0; k < nshow; k++)
         tb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %" PRIu64 "\n",
-                  health[k].provider, health[k].requests);
+                  pname[k] ? pname[k] : "", health[k].requests);
     tb_printf(&tb, "# HELP routefs_provider_failures_total Failed attempts.\n"
                    "# TYPE routefs_provider_failures_total counter\n");
-    for (long k = 0; k < nhealth; k++)
+    for (long k = 0; k < nshow; k++)
         tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %" PRIu64 "\n",
-                  health[k].provider, health[k].failures);
+                  pname[k] ? pname[k] : "", health[k].failures);
+    for (long k = 0; pname && k < nhealth; k++)
+        free(pname[k]);
+    free(pname);
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     store_health h;
     store_health_get(V.st, &h);
@@ -290,11 +299,8 @@ static char *render_metrics(size_t *len)
                    "routefs_store_up %d\n"
                    "# HELP routefs_store_held_ops Writes held in memory while the store fails.\n"
                    "# TYPE routefs_store_held_ops gauge\n"
-                   "routefs_store_held_ops %zu\n"
-                   "# HELP routefs_store_failures_total Times the store started failing.\n"
-                   "# TYPE routefs_store_failures_total counter\n"
-                   "routefs_store_failures_total %" PRIu64 "\n",
-              !h.failing, h.held, h.failures);
+                   "routefs_store_held_ops %zu\n",
+              !h.failing, h.held);
     double today = 0, month = 0, reserved = 0;
     budget_totals(V.spend, &today, &month, &reserved);
     tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"

@@ -3,9 +3,12 @@
 # Only when something is missing does it run apt-get (as root, or through sudo).
 set -eu
 
+# libsqlite3-dev: the state store and report.html; sqlite3: tests build state databases;
+# chromium: tests/e2e/report.bats draws report.html; prometheus: its promtool checks
+# metrics.prom and examples/monitoring (tests/e2e/metrics.bats, monitoring.bats).
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
-vim-tiny python3 libsqlite3-dev sqlite3"
+vim-tiny python3 libsqlite3-dev sqlite3 chromium prometheus"
 
 missing=""
 for p in $PKGS; do

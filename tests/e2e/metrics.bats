@@ -1,5 +1,7 @@
 #!/usr/bin/env bats
-# metrics.prom: Prometheus text exposition, valid for node_exporter's textfile collector.
+# metrics.prom: Prometheus text exposition, valid for node_exporter's textfile collector
+# (our own format checks and `promtool check metrics`), with escaped label values, and
+# naming every metric that examples/monitoring's dashboard and alert rules use.
 
 load helpers
 
@@ -47,6 +49,24 @@ print("ok: %d families" % len(typed))
 PY
 }
 
+# need_promtool — skip when promtool (Debian package prometheus) is missing; on CI it must
+# be there (tests/install-deps.sh installs it).
+need_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    if [ -n "${CI:-}" ]; then
+        echo "promtool is missing on CI (tests/install-deps.sh installs prometheus)" >&2
+        return 1
+    fi
+    skip "promtool is not installed (sh tests/install-deps.sh)"
+}
+
+# promtool_check FILE — promtool's parser and linter; any complaint fails.
+promtool_check() {
+    local out
+    out="$(promtool check metrics <"$1" 2>&1)" || { echo "$out"; return 1; }
+    [ -z "$out" ] || { echo "promtool: $out"; return 1; }
+}
+
 @test "metrics.prom is valid exposition text and counts jobs, attempts, retries, fallbacks, latency, spend and breakers" {
     rfs_config <<'JSON'
 {
@@ -84,4 +104,77 @@ JSON
     grep -q '^routefs_spend_usd{window="today"} ' "$m"
     grep -q '^routefs_cap_usd{window="daily"} 5' "$m"
     grep -q '^routefs_provider_up{provider="sim"} ' "$m"
+    # the monotonic families are there from the start, with HELP and TYPE
+    grep -q '^# TYPE routefs_spend_usd_total counter$' "$m"
+    grep -q '^# TYPE routefs_breaker_transitions_total counter$' "$m"
+    grep -q '^routefs_store_failures_total 0$' "$m"
+    need_promtool
+    run promtool_check "$m"
+    echo "$output"
+    assert_success
+}
+
+@test "metrics.prom escapes label values from config names (promtool accepts it)" {
+    need_promtool
+    rfs_config <<'JSON'
+{
+  "providers": {"si\\m \"one\"": {"base_url": "http://127.0.0.1:SIM_PORT/v1"}},
+  "tiers": {"q\"uo\\te": {"route": ["sim/a"], "retries": 0}}
+}
+JSON
+    rfs_mount
+    echo "one" >"$MNT/q\"uo\\te/one"
+    run read_out "$MNT/q\"uo\\te/one.out"
+    assert_success
+    cp "$MNT/metrics.prom" "$RFS_DIR/metrics.prom"
+    m="$RFS_DIR/metrics.prom"
+    cat "$m"
+    run check_exposition "$m"
+    assert_success
+    run promtool_check "$m"
+    echo "$output"
+    assert_success
+    grep -qF 'routefs_jobs_total{tier="q\"uo\\te",outcome="done"} 1' "$m"
+    grep -qF 'routefs_attempts_total{tier="q\"uo\\te",provider="si\\m \"one\"",outcome="success"} 1' "$m"
+    grep -qF 'routefs_jobs{tier="q\"uo\\te",state="parked"} 0' "$m"
+    grep -qF 'routefs_provider_up{provider="si\\m \"one\""} 1' "$m"
+}
+
+# Metrics that examples/monitoring uses before routefs renders them (README.md there,
+# "Metrics the rules need"), and node_exporter's own.
+PENDING_METRICS="routefs_breaker_open"
+
+@test "every metric the dashboard and the alert rules use is in metrics.prom" {
+    rfs_config <<'JSON'
+{
+  "providers": {"sim": {"base_url": "http://127.0.0.1:SIM_PORT/v1"}},
+  "budget": {"daily_usd": 5, "monthly_usd": 50},
+  "tiers": {"fast": {"route": ["sim/a"], "retries": 0}}
+}
+JSON
+    rfs_mount
+    echo "one" >"$MNT/fast/one"
+    run read_out "$MNT/fast/one.out"
+    assert_success
+    cp "$MNT/metrics.prom" "$RFS_DIR/metrics.prom"
+    ex="$RFS_REPO/examples/monitoring"
+    used="$( { jq -r '.panels[].targets[]?.expr' "$ex/grafana-dashboard.json"
+               grep -E '^\s+expr:' -A6 "$ex/alerts.yml"; } |
+             grep -oE '\broutefs_[a-z_]+' | sort -u)"
+    [ -n "$used" ]
+    missing=""
+    for name in $used; do
+        family="$(echo "$name" | sed -E 's/_(bucket|sum|count)$//')"
+        grep -q "^# TYPE $family " "$RFS_DIR/metrics.prom" && continue
+        case " $PENDING_METRICS " in *" $family "*) continue ;; esac
+        missing="$missing $name"
+    done
+    echo "used: $used"
+    echo "missing:$missing"
+    [ -z "$missing" ]
+    # and each is documented in examples/monitoring/README.md
+    for name in $used; do
+        family="$(echo "$name" | sed -E 's/_(bucket|sum|count)$//')"
+        grep -q "\`$family" "$ex/README.md" || { echo "not in README: $family"; return 1; }
+    done
 }
