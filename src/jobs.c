@@ -663,6 +663,7 @@ static void on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *
                                                                                 : RO_ANSWERED,
             .outcome = r->outcome, .timed_out = r->timed_out,
             .retry_after_ms = r->retry_after_ms, .retry_in_ms = r->retry_in_ms,
+            .hops_covered = r->hops_covered,
         };
         route_decision d;
         router_after(J.d.breakers, &s, &o, now_mono_ms(), &d);

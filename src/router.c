@@ -79,6 +79,9 @@ static const rf_outcome transport_rules[] = {
 
 rf_outcome router_classify(const rf_attempt *a, long retry_after_max_ms)
 {
+    if (a->transport == RF_TE_NONE && a->content_policy && a->http_status >= 400 &&
+        a->http_status < 500)
+        return RF_OUT_FAIL_JOB;   /* refused for its content: another model will not help */
     if (a->transport != RF_TE_NONE) {
         if ((size_t)a->transport < sizeof transport_rules / sizeof transport_rules[0])
             return transport_rules[a->transport];
@@ -286,14 +289,14 @@ void router_first(rf_breakers *b, const route_state *s, int64_t now_ms, route_de
     d->new_hop = 1;
 }
 
-/* Give up on the current hop. */
-static void next_hop(rf_breakers *b, const route_state *s, int64_t now_ms, route_decision *d)
+/* Give up on the current hop (and the hops its request covered). */
+static void next_hop(rf_breakers *b, const route_state *s, int covered, int64_t now_ms,
+                     route_decision *d)
 {
-    choose_from(b, s, s->hop_index + 1, now_ms, d);
+    choose_from(b, s, s->hop_index + (size_t)(covered > 0 ? covered : 1), now_ms, d);
     d->new_hop = 1;
-    if (s->hop_sent && (d->action == RD_SEND || d->action == RD_PARK ||
-                        d->action == RD_EXHAUSTED))
-        d->fell_from = d->action == RD_SEND ? (long)s->hop_index : -1;
+    if (s->hop_sent && d->action == RD_SEND)
+        d->fell_from = (long)s->hop_index;
 }
 
 void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, int64_t now_ms,
@@ -312,7 +315,7 @@ void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, 
             /* e.g. a half-open breaker's one probe is out: fall back if the route allows,
              * else wait for it */
             if (t->allow_fallbacks && s->hop_index + 1 < t->route_len) {
-                next_hop(b, s, now_ms, d);
+                next_hop(b, s, o->hops_covered, now_ms, d);
                 if (d->action == RD_SEND)
                     return;
             }
@@ -323,7 +326,7 @@ void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, 
             d->delay_ms = o->retry_in_ms;
             return;
         }
-        next_hop(b, s, now_ms, d);
+        next_hop(b, s, o->hops_covered, now_ms, d);
         return;
     case RO_ANSWERED:
         break;
@@ -339,7 +342,7 @@ void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, 
         /* A timeout moves on at once: retrying a silent provider only multiplies the wait.
          * Once this failure has opened the hop's breaker, waiting out a backoff would only
          * delay the fallback the breaker forces anyway. */
-        if (!o->timed_out && s->hop_attempts + 1 <= t->retries &&
+        if ((!o->timed_out || t->retry_on_timeout) && s->hop_attempts + 1 <= t->retries &&
             breakers_ready_at(b, hop->provider, hop->model, now_ms) <= now_ms) {
             d->action = RD_SEND;
             d->hop_index = s->hop_index;
@@ -347,11 +350,11 @@ void router_after(rf_breakers *b, const route_state *s, const route_outcome *o, 
                                             o->retry_after_ms, s->seed);
             return;
         }
-        next_hop(b, s, now_ms, d);
+        next_hop(b, s, o->hops_covered, now_ms, d);
         return;
     case RF_OUT_NEXT_HOP:
     case RF_OUT_NEXT_HOP_DOWN:
-        next_hop(b, s, now_ms, d);
+        next_hop(b, s, o->hops_covered, now_ms, d);
         return;
     }
 }

@@ -33,6 +33,7 @@ typedef struct rf_attempt {
     int parse_status;        /* openai_status for 2xx bodies; 0 otherwise */
     int context_length;      /* 4xx body says context length exceeded */
     int unsupported_param;   /* 4xx body says a parameter is unsupported */
+    int content_policy;      /* refused for its content: the job fails, no hop will do */
     long retry_after_ms;     /* from Retry-After; -1 when absent */
 } rf_attempt;
 
@@ -103,6 +104,7 @@ typedef struct route_outcome {
     int timed_out;           /* any timeout: retried only when the tier asks for it */
     long retry_after_ms;     /* -1 none */
     long retry_in_ms;        /* RO_SKIPPED: > 0 = the same hop again after that long */
+    int hops_covered;        /* route hops the attempt covered (OpenRouter "models"), >= 1 */
 } route_outcome;
 
 typedef enum {

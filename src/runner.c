@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "plimit.h"
 #include "store_prompts.h"
+#include "stream.h"
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
 #define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
@@ -48,6 +49,9 @@ struct attempt {
     double worst_usd;
     int max_tokens;
     int64_t sent_wall_ms;
+    stream_parser *sp;         /* a streamed request's SSE parser (owned), or NULL */
+    size_t live_len;           /* bytes of its text already in the live buffer */
+    int hops_covered;          /* route hops this request covers (OpenRouter "models") */
     attempt *prev, *next;      /* the live list */
 };
 
@@ -126,6 +130,7 @@ void runner_release(attempt *a)
     pthread_mutex_unlock(&R.live_lock);
     attempt_plan_free(a->plan);
     free(a->slot_provider);
+    stream_free(a->sp);
     free(a);
 }
 
@@ -321,27 +326,101 @@ static int reserve(attempt *a)
     return -1;
 }
 
+/* The smaller of a tier's limit and a provider's cap (0 = no limit / no cap). */
+static long capped(long tier_ms, long provider_ms)
+{
+    if (provider_ms > 0 && (tier_ms <= 0 || provider_ms < tier_ms))
+        return provider_ms;
+    return tier_ms;
+}
+
+/* OpenRouter's server-side fallback: the hop's model, then the models of the consecutive
+ * hops on the same OpenRouter provider (when the tier asks for it and their breakers let
+ * them through).  Returns how many route hops the request covers (>= 1). */
+static size_t models_for(const attempt_plan *pl, const rf_provider *p, const char **models,
+                         size_t max)
+{
+    const rf_tier *t = pl->tier;
+    const rf_hop *hop = plan_hop(pl);
+    models[0] = hop->model;
+    size_t n = 1, covered = 1;
+    if (!t->openrouter_models || p->kind != RF_KIND_OPENROUTER || !t->allow_fallbacks)
+        return 1;
+    int64_t now = now_mono_ms();
+    for (size_t i = pl->hop_index + 1; i < t->route_len && n < max; i++) {
+        if (strcmp(t->route[i].provider, hop->provider) != 0)
+            break;
+        covered++;
+        if (breakers_ready_at(R.d.breakers, t->route[i].provider, t->route[i].model, now) <= now)
+            models[n++] = t->route[i].model;
+    }
+    return covered;
+}
+
+/* "{tag}" in a tier's session_id becomes the pipeline tag (empty without one). */
+static char *session_for(const attempt_plan *pl)
+{
+    const char *sid = pl->tier->session_id;
+    if (!sid)
+        return NULL;
+    const char *tag = pl->tag ? pl->tag : "";
+    size_t need = strlen(sid) + 1, tl = strlen(tag);
+    for (const char *q = strstr(sid, "{tag}"); q; q = strstr(q + 5, "{tag}"))
+        need += tl;
+    char *out = malloc(need);
+    if (!out)
+        return NULL;
+    char *w = out;
+    for (const char *q = sid; *q;) {
+        if (!strncmp(q, "{tag}", 5)) {
+            memcpy(w, tag, tl);
+            w += tl;
+            q += 5;
+        } else {
+            *w++ = *q++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+static int on_stream_data(const char *chunk, size_t len, long http_status, void *ud);
+
 /* Build the request for the hop.  NULL with err when it cannot be made: err->code
  * EINVAL/EILSEQ = the prompt is at fault, else the hop is. */
-static upstream_request *build_request(const attempt_plan *pl, const rf_provider *p, rf_err *err)
+static upstream_request *build_request(attempt *a, const rf_provider *p, rf_err *err)
 {
-    const rf_hop *hop = plan_hop(pl);
+    const attempt_plan *pl = a->plan;
+    const rf_tier *t = pl->tier;
     char *user = NULL;
     if (pl->tag && asprintf(&user, "pipeline:%s", pl->tag) < 0) {
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
     }
+    const char *models[16];
+    a->hops_covered = (int)models_for(pl, p, models, sizeof models / sizeof *models);
+    size_t nmodels = 0;
+    while (nmodels < 16 && nmodels < (size_t)a->hops_covered && models[nmodels])
+        nmodels++;
+    char *session = session_for(pl);
+    int openrouter = p->kind == RF_KIND_OPENROUTER;
     openai_request_in in = {
-        .model = hop->model,
+        .model = models[0],
+        .models = a->hops_covered > 1 ? models : NULL,
+        .n_models = a->hops_covered > 1 ? nmodels : 0,
         .prompt = pl->prompt->data,
         .prompt_len = pl->prompt->len,
-        .system_prompt = pl->tier->system_prompt,
-        .max_tokens = pl->tier->max_tokens,
+        .system_prompt = t->system_prompt,
+        .max_tokens = t->max_tokens,
+        .stream = p->stream,
         .user = user,
-        .provider_prefs_json = p->kind == RF_KIND_OPENROUTER ? pl->tier->provider_prefs_json : NULL,
+        .provider_prefs_json = openrouter ? t->provider_prefs_json : NULL,
+        .service_tier = t->service_tier,
+        .session_id = openrouter ? session : NULL,
     };
     char *body = openai_build_request(&in, err);
     free(user);
+    free(session);
     if (!body)
         return NULL;
     char *key = NULL;
@@ -360,11 +439,44 @@ static upstream_request *build_request(const attempt_plan *pl, const rf_provider
     }
     rq->body = body;
     rq->api_key = key;
-    rq->timeout_ms = pl->tier->timeout_ms;
-    if (p->timeout_ms > 0 && p->timeout_ms < rq->timeout_ms)
-        rq->timeout_ms = p->timeout_ms;
+    rq->timeout_ms = capped(t->timeout_ms, p->timeout_ms);
     rq->max_response = RESPONSE_MAX;
+    if (openrouter && t->openrouter_metadata)
+        rq->extra_headers[0] = strdup("X-OpenRouter-Metadata: enabled");
+    if (p->stream) {
+        /* First token and stall limits only mean something when the answer streams. */
+        rq->first_token_timeout_ms = capped(t->first_token_timeout_ms, p->first_token_timeout_ms);
+        rq->stall_timeout_ms = capped(t->stall_timeout_ms, p->stall_timeout_ms);
+        if (!(a->sp = stream_new(RESPONSE_MAX))) {
+            upstream_request_free(rq);
+            rf_err_set(err, ENOMEM, "out of memory");
+            return NULL;
+        }
+        rq->on_data = on_stream_data;
+    }
     return rq;
+}
+
+/* A chunk of a streamed answer (loop thread): parse it, show it in NAME.live. */
+static int on_stream_data(const char *chunk, size_t len, long http_status, void *ud)
+{
+    attempt *a = ud;
+    if (http_status < 200 || http_status >= 300 || !a->sp)
+        return UPSTREAM_DATA_CONTINUE;   /* an error body: collected for the classifier */
+    int r = stream_feed(a->sp, chunk, len);
+    if (r == STREAM_FAILED)
+        return UPSTREAM_DATA_ABORT;      /* do not wait for the rest of a broken stream */
+    if (r == STREAM_PROGRESS) {
+        size_t n = 0;
+        const char *text = stream_text(a->sp, &n);
+        if (n > a->live_len) {
+            live_append(a->plan->live, text + a->live_len, n - a->live_len);
+            a->live_len = n;
+        }
+        live_set_tokens(a->plan->live, stream_tokens(a->sp));
+        return UPSTREAM_DATA_PROGRESS;
+    }
+    return UPSTREAM_DATA_CONTINUE;
 }
 
 static void on_answer(upstream_result *res, void *ud);
@@ -389,7 +501,7 @@ static void step_send(void *ud)
         return;
     rf_err err;
     rf_err_clear(&err);
-    upstream_request *rq = build_request(pl, p, &err);
+    upstream_request *rq = build_request(a, p, &err);
     if (!rq) {
         finish_simple(a, err.code == EINVAL || err.code == EILSEQ ? AR_REFUSED : AR_SKIPPED,
                       err.msg, 0);
@@ -423,34 +535,60 @@ static void describe_failure(const upstream_result *res, const char *detail, cha
         snprintf(buf, len, "HTTP %ld", res->http_status);
 }
 
-/* Classify an answer (pure: no attempt state).  Fills r's outcome, error and comp. */
-static void judge(const upstream_result *res, long retry_after_max_ms, attempt_report *r,
-                  int *healthy, int *model_specific)
+/* Classify an answer.  Fills r's outcome, error, tokens and, on success, comp. */
+static void judge(attempt *a, const upstream_result *res, long retry_after_max_ms,
+                  attempt_report *r, int *healthy, int *model_specific)
 {
-    rf_attempt at = {.transport = res->transport, .http_status = res->http_status,
+    rf_transport_error te = res->transport;
+    int ok_status = res->http_status >= 200 && res->http_status < 300;
+    rf_err perr;
+    rf_err_clear(&perr);
+    openai_error_info info;
+    memset(&info, 0, sizeof info);
+    char detail[sizeof perr.msg] = "";
+    if (a->sp) {
+        r->tokens = stream_tokens(a->sp);
+        /* A stream we aborted (it broke) is judged by what the parser saw; one cut after
+         * it was complete ([DONE] or a finish reason seen) is a complete answer. */
+        if (te == RF_TE_ABORTED || (te == RF_TE_TRUNCATED && stream_ended(a->sp)))
+            te = RF_TE_NONE;
+    }
+    rf_attempt at = {.transport = te, .http_status = te == RF_TE_NONE ? res->http_status : 0,
                      .retry_after_ms = res->retry_after_ms};
-    char detail[sizeof(((rf_err *)0)->msg)] = "";
-    if (res->transport == RF_TE_NONE && res->http_status >= 200 && res->http_status < 300) {
-        rf_err perr;
-        rf_err_clear(&perr);
-        at.parse_status = (int)openai_parse_response(res->body ? res->body : "", res->body_len,
-                                                     &r->comp, &perr);
+    if (te == RF_TE_NONE && ok_status) {
+        if (a->sp)
+            at.parse_status = (int)stream_finish(a->sp, &r->comp, &perr);
+        else
+            at.parse_status = (int)openai_parse_response(res->body ? res->body : "",
+                                                         res->body_len, &r->comp, &perr);
         if (at.parse_status != OPENAI_OK)
             snprintf(detail, sizeof detail, "%s", perr.msg);
-    } else if (res->transport == RF_TE_NONE) {
-        openai_error_info info;
-        openai_parse_error(res->body ? res->body : "", res->body_len, &info);
+        size_t elen = 0;
+        const char *ebody = a->sp ? stream_error_body(a->sp, &elen) : NULL;
+        if (ebody)
+            openai_parse_error_status(0, ebody, elen, &info);   /* a provider error mid-stream */
+    } else if (te == RF_TE_NONE) {
+        openai_parse_error_status((int)res->http_status, res->body ? res->body : "",
+                                  res->body_len, &info);
         at.context_length = info.context_length;
         at.unsupported_param = info.unsupported_param;
+        at.content_policy = info.content_policy;
         snprintf(detail, sizeof detail, "%s", info.msg);
     }
     r->outcome = router_classify(&at, retry_after_max_ms);
-    r->timed_out = res->transport == RF_TE_TIMEOUT;
-    if (r->outcome != RF_OUT_SUCCESS)
-        describe_failure(res, detail, r->error, sizeof r->error);
+    /* A timeout, a cut or a stall moves to the next hop at once (retrying is opt-in). */
+    r->timed_out = te == RF_TE_TIMEOUT || te == RF_TE_FIRST_TOKEN || te == RF_TE_STALL ||
+                   te == RF_TE_TRUNCATED;
+    if (r->outcome != RF_OUT_SUCCESS) {
+        if (te != RF_TE_NONE)
+            snprintf(r->error, sizeof r->error, "%s", res->error[0] ? res->error : "transport error");
+        else
+            describe_failure(res, detail, r->error, sizeof r->error);
+    }
     /* Breakers track provider health: a request refused for its own content (plain 400,
-     * context length, unsupported parameter) says the provider is alive. */
-    int request_fault = r->outcome == RF_OUT_FAIL_JOB || at.context_length || at.unsupported_param;
+     * context length, unsupported parameter, content policy) says the provider is alive. */
+    int request_fault = r->outcome == RF_OUT_FAIL_JOB || at.context_length ||
+                        at.unsupported_param;
     *healthy = r->outcome == RF_OUT_SUCCESS || request_fault;
     *model_specific = res->http_status == 404;
 }
@@ -523,7 +661,8 @@ static void on_answer(upstream_result *res, void *ud)
     r.sent_ms = a->sent_wall_ms;
     r.tokens = -1;
     int healthy = 0, model_specific = 0;
-    judge(res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
+    judge(a, res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
+    r.hops_covered = a->hops_covered > 0 ? a->hops_covered : 1;
     LOG_DEBUG("%s: %s/%s answered %ld in %ld ms: %s", pl->key, hop->provider, hop->model,
               res->http_status, res->latency_ms, router_outcome_name(r.outcome));
     metrics_attempt(pl->tier_name, hop->provider, router_outcome_name(r.outcome),
@@ -544,8 +683,13 @@ static void on_answer(upstream_result *res, void *ud)
         if (c.nonsense)
             LOG_WARN("%s/%s: %s", hop->provider, hop->model, c.note);
         settle(a, &r, &c, &r.comp);
-        if (pl->live && r.comp.content)
+        if (pl->live && !a->sp && r.comp.content)
             live_append(pl->live, r.comp.content, strlen(r.comp.content));
+    } else if (a->sp && r.tokens > 0) {
+        /* A stream that broke after some tokens: the provider probably billed them. */
+        cost_result c;
+        cost_of_partial(r.tokens, a->priced ? &a->price : NULL, pl->prompt->len, &c);
+        settle(a, &r, &c, NULL);
     }
     finish(a, &r);
 }
@@ -562,7 +706,30 @@ static void step_cancel(void *ud)
         const rf_hop *hop = plan_hop(a->plan);
         breakers_release(R.d.breakers, hop->provider, hop->model, now_mono_ms());
         a->breaker_taken = 0;
-        finish_cancelled(a);
+        attempt_report r;
+        memset(&r, 0, sizeof r);
+        r.kind = AR_CANCELLED;
+        r.retry_after_ms = -1;
+        r.tokens = a->sp ? stream_tokens(a->sp) : -1;
+        r.sent_ms = a->sent_wall_ms;
+        snprintf(r.error, sizeof r.error, "cancelled: the prompt changed or was removed");
+        /* What streamed before the abort is billed as an estimate from the tokens seen;
+         * an unstreamed request in flight is billed at its worst case (the provider may
+         * finish and charge it). */
+        cost_result c;
+        if (a->sp)
+            cost_of_partial(r.tokens, a->priced ? &a->price : NULL, a->plan->prompt->len, &c);
+        else {
+            memset(&c, 0, sizeof c);
+            if (a->priced) {
+                c.has_cost = 1;
+                c.nusd = cost_usd_to_nusd(a->worst_usd);
+                c.estimated = 1;
+                snprintf(c.note, sizeof c.note, "cancelled in flight: billed the worst case");
+            }
+        }
+        settle(a, &r, &c, NULL);
+        finish(a, &r);
     } else if (a->phase == AT_TIMER && a->timer_id) {
         upstream_cancel_timer(R.d.up, a->timer_id);
         a->timer_id = 0;

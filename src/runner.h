@@ -64,6 +64,7 @@ typedef struct attempt_report {
     int64_t sent_ms;         /* wall clock */
     long tokens;             /* content chunks received, -1 unknown */
     long retry_in_ms;        /* AR_SKIPPED: > 0 = this hop again after that long */
+    int hops_covered;        /* route hops the request covered (OpenRouter "models"), >= 1 */
     char error[640];         /* one line when not a success */
     openai_completion comp;  /* AR_ANSWER success: the answer (owned) */
     /* billing: set when this attempt was billed (success, or a cancelled stream) */
