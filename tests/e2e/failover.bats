@@ -64,7 +64,7 @@ primary_arrivals() { sim_stats | jq -c '.models.primary.arrivals_ms // []'; }
 
 # attempts_within WINDOW_MS — primary attempts inside the first WINDOW_MS.
 attempts_within() {
-    primary_arrivals | jq --argjson w "$1" 'if length == 0 then 0 else (.[0] + $w) as $end | map(select(. <= $end)) | length end'
+    primary_arrivals | jq --argjson w "$1" 'if length == 0 then 0 else (.[0] + $w) as $lim | map(select(. <= $lim)) | length end'
 }
 
 @test "S01 429 with Retry-After 2: retried after ~2 s, no hammering, answered" {
