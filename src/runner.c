@@ -423,7 +423,7 @@ static void describe_failure(const upstream_result *res, const char *detail, cha
 
 /* Classify an answer (pure: no attempt state).  Fills r's outcome, error and comp. */
 static void judge(const upstream_result *res, long retry_after_max_ms, attempt_report *r,
-                  int *healthy, int *model_specific)
+                  breaker_scope *scope)
 {
     rf_attempt at = {.transport = res->transport, .http_status = res->http_status,
                      .retry_after_ms = res->retry_after_ms};
@@ -446,11 +446,19 @@ static void judge(const upstream_result *res, long retry_after_max_ms, attempt_r
     r->timed_out = res->transport == RF_TE_TIMEOUT;
     if (r->outcome != RF_OUT_SUCCESS)
         describe_failure(res, detail, r->error, sizeof r->error);
-    /* Breakers track provider health: a request refused for its own content (plain 400,
-     * context length, unsupported parameter) says the provider is alive. */
-    int request_fault = r->outcome == RF_OUT_FAIL_JOB || at.context_length || at.unsupported_param;
-    *healthy = r->outcome == RF_OUT_SUCCESS || request_fault;
-    *model_specific = res->http_status == 404;
+    *scope = breakers_scope_of(res->transport, res->http_status, at.parse_status != 0);
+}
+
+/* The provider's breaker settings in the config in force now, so that a live edit applies
+ * from the next failure on; the job's config when there is none.  0 = the defaults. */
+static void breaker_settings(const attempt_plan *pl, const char *provider, int *threshold,
+                             long *cooldown_ms)
+{
+    rf_config *now = R.d.current_config ? R.d.current_config() : NULL;
+    const rf_provider *p = config_provider(now ? now : pl->route_cfg, provider);
+    *threshold = p ? p->failure_threshold : 0;
+    *cooldown_ms = p ? p->cooldown_ms : 0;
+    config_unref(now);
 }
 
 static char *dup_or_null(const char *s)
@@ -520,13 +528,16 @@ static void on_answer(upstream_result *res, void *ud)
     r.latency_ms = res->latency_ms;
     r.sent_ms = a->sent_wall_ms;
     r.tokens = -1;
-    int healthy = 0, model_specific = 0;
-    judge(res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
+    breaker_scope scope = BREAKER_SCOPE_NONE;
+    judge(res, pl->tier->retry_after_max_ms, &r, &scope);
     metrics_attempt(pl->tier_name, hop->provider, router_outcome_name(r.outcome),
                     res->latency_ms);
-    breakers_record(R.d.breakers, hop->provider, hop->model, healthy,
-                    r.outcome == RF_OUT_NEXT_HOP_DOWN, model_specific, res->latency_ms,
-                    healthy ? NULL : r.error, now_mono_ms());
+    breaker_result br = {.scope = scope, .transport = res->transport,
+                         .http_status = res->http_status, .retry_after_ms = res->retry_after_ms,
+                         .latency_ms = res->latency_ms,
+                         .error = scope == BREAKER_SCOPE_NONE ? NULL : r.error};
+    breaker_settings(pl, hop->provider, &br.failure_threshold, &br.cooldown_ms);
+    breakers_record(R.d.breakers, hop->provider, hop->model, &br, now_mono_ms());
     a->breaker_taken = 0;
     if (r.outcome == RF_OUT_SUCCESS) {
         cost_result c;
