@@ -535,9 +535,10 @@ static void describe_failure(const upstream_result *res, const char *detail, cha
         snprintf(buf, len, "HTTP %ld", res->http_status);
 }
 
-/* Classify an answer.  Fills r's outcome, error, tokens and, on success, comp. */
+/* Classify an answer.  Fills r's outcome, error, tokens and, on success, comp; *scope is
+ * what the breakers make of it. */
 static void judge(attempt *a, const upstream_result *res, long retry_after_max_ms,
-                  attempt_report *r, int *healthy, int *model_specific)
+                  attempt_report *r, breaker_scope *scope)
 {
     rf_transport_error te = res->transport;
     int ok_status = res->http_status >= 200 && res->http_status < 300;
@@ -585,12 +586,19 @@ static void judge(attempt *a, const upstream_result *res, long retry_after_max_m
         else
             describe_failure(res, detail, r->error, sizeof r->error);
     }
-    /* Breakers track provider health: a request refused for its own content (plain 400,
-     * context length, unsupported parameter, content policy) says the provider is alive. */
-    int request_fault = r->outcome == RF_OUT_FAIL_JOB || at.context_length ||
-                        at.unsupported_param;
-    *healthy = r->outcome == RF_OUT_SUCCESS || request_fault;
-    *model_specific = res->http_status == 404;
+    *scope = breakers_scope_of(te, res->http_status, at.parse_status != 0);
+}
+
+/* The provider's breaker settings in the config in force now, so that a live edit applies
+ * from the next failure on; the job's config when there is none.  0 = the defaults. */
+static void breaker_settings(const attempt_plan *pl, const char *provider, int *threshold,
+                             long *cooldown_ms)
+{
+    rf_config *now = R.d.current_config ? R.d.current_config() : NULL;
+    const rf_provider *p = config_provider(now ? now : pl->route_cfg, provider);
+    *threshold = p ? p->failure_threshold : 0;
+    *cooldown_ms = p ? p->cooldown_ms : 0;
+    config_unref(now);
 }
 
 static char *dup_or_null(const char *s)
@@ -660,16 +668,19 @@ static void on_answer(upstream_result *res, void *ud)
     r.latency_ms = res->latency_ms;
     r.sent_ms = a->sent_wall_ms;
     r.tokens = -1;
-    int healthy = 0, model_specific = 0;
-    judge(a, res, pl->tier->retry_after_max_ms, &r, &healthy, &model_specific);
     r.hops_covered = a->hops_covered > 0 ? a->hops_covered : 1;
+    breaker_scope scope = BREAKER_SCOPE_NONE;
+    judge(a, res, pl->tier->retry_after_max_ms, &r, &scope);
     LOG_DEBUG("%s: %s/%s answered %ld in %ld ms: %s", pl->key, hop->provider, hop->model,
               res->http_status, res->latency_ms, router_outcome_name(r.outcome));
     metrics_attempt(pl->tier_name, hop->provider, router_outcome_name(r.outcome),
                     res->latency_ms);
-    breakers_record(R.d.breakers, hop->provider, hop->model, healthy,
-                    r.outcome == RF_OUT_NEXT_HOP_DOWN, model_specific, res->latency_ms,
-                    healthy ? NULL : r.error, now_mono_ms());
+    breaker_result br = {.scope = scope, .transport = res->transport,
+                         .http_status = res->http_status, .retry_after_ms = res->retry_after_ms,
+                         .latency_ms = res->latency_ms,
+                         .error = scope == BREAKER_SCOPE_NONE ? NULL : r.error};
+    breaker_settings(pl, hop->provider, &br.failure_threshold, &br.cooldown_ms);
+    breakers_record(R.d.breakers, hop->provider, hop->model, &br, now_mono_ms());
     a->breaker_taken = 0;
     if (r.outcome == RF_OUT_SUCCESS) {
         cost_result c;

@@ -211,17 +211,28 @@ static char *render_status(size_t *len)
                   counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
     }
     rf_provider_health *health = NULL;
-    long nhealth = breakers_health(V.breakers, now_mono_ms(), &health);
+    long nhealth = breakers_health(V.breakers, now_mono_ms(), 1, &health);
     for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
         const rf_provider_health *ph = NULL;
         for (long k = 0; k < nhealth && !ph; k++)
-            if (strcmp(health[k].provider, cfg->providers[i].name) == 0)
+            if (!health[k].model && strcmp(health[k].provider, cfg->providers[i].name) == 0)
                 ph = &health[k];
         tb_printf(&tb, "provider %s: %s", cfg->providers[i].name,
                   ph ? ph->state : "ok (no requests yet)");
         if (ph && !ph->breaker_closed && ph->last_error)
             tb_printf(&tb, " (last error: %s)", ph->last_error);
         tb_printf(&tb, "\n");
+        /* model breakers that are not closed: one model down on a shared provider */
+        for (long k = 0; k < nhealth; k++) {
+            const rf_provider_health *mh = &health[k];
+            if (!mh->model || mh->breaker_closed ||
+                strcmp(mh->provider, cfg->providers[i].name) != 0)
+                continue;
+            tb_printf(&tb, "provider %s model %s: %s", mh->provider, mh->model, mh->state);
+            if (mh->last_error)
+                tb_printf(&tb, " (last error: %s)", mh->last_error);
+            tb_printf(&tb, "\n");
+        }
     }
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     config_unref(cfg);
@@ -230,7 +241,7 @@ static char *render_status(size_t *len)
 
 static char *render_providers(size_t *len)
 {
-    char *pj = breakers_to_json(V.breakers, now_mono_ms());
+    char *pj = breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms());
     if (!pj)
         return NULL;
     char *out = NULL;
@@ -268,7 +279,7 @@ static char *render_metrics(size_t *len)
         free(tier);
     }
     rf_provider_health *health = NULL;
-    long nhealth = breakers_health(V.breakers, now_mono_ms(), &health);
+    long nhealth = breakers_health(V.breakers, now_mono_ms(), 0, &health);
     char **pname = nhealth > 0 ? calloc((size_t)nhealth, sizeof *pname) : NULL;
     for (long k = 0; pname && k < nhealth; k++)
         pname[k] = metrics_label_value(health[k].provider);

@@ -449,24 +449,24 @@ open_breaker() {
         write_and_read "f$i" "fail $i"
         assert_success
     done
-    [ "$(providers_json '.providers.sim.breaker')" = closed ]
-    [ "$(providers_json '.providers.sim.consecutive_failures')" = 4 ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = closed ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].consecutive_failures')" = 4 ]
     write_and_read f5 "fail 5"
     assert_success
     [ "$(sim_count sim/a)" = 5 ]
     jq . "$MNT/providers.json"
-    [ "$(providers_json '.providers.sim.breaker')" = open ]
-    [ "$(providers_json '.providers.sim.state')" = "cooling down" ]
-    [ "$(providers_json '.providers.sim.consecutive_failures')" = 5 ]
-    [ "$(providers_json '.providers.sim.reopens_at | type')" = string ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = open ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].state')" = "cooling down" ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].consecutive_failures')" = 5 ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].reopens_at | type')" = string ]
     # reopens_at: about 30 s from now, in UTC
-    reopen=$(date -u -d "$(providers_json '.providers.sim.reopens_at')" +%s)
+    reopen=$(date -u -d "$(providers_json '.providers.sim.models["sim/a"].reopens_at')" +%s)
     now=$(date -u +%s)
     echo "reopens in $((reopen - now)) s"
     [ $((reopen - now)) -ge 25 ] && [ $((reopen - now)) -le 31 ]
-    [[ $(providers_json '.providers.sim.last_error') == *503* ]]
+    [[ $(providers_json '.providers.sim.models["sim/a"].last_error') == *503* ]]
     [ "$(providers_json '.providers.sim.fallbacks')" -ge 5 ]
-    run grep -E '^provider sim: cooling down' "$MNT/status"
+    run grep -E '^provider sim model sim/a: cooling down' "$MNT/status"
     assert_success
     # the provider is healthy again, but the breaker is open: nothing is sent to it
     sim_behave sim/a '{}'
@@ -485,15 +485,15 @@ open_breaker() {
     rfs_mount
     sim_behave sim/a '{"status": 503}'
     open_breaker
-    [ "$(providers_json '.providers.sim.breaker')" = open ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = open ]
     sim_behave sim/a '{}'
     # still open a little later: skipped
     write_and_read s1 "skip"
     assert_output "sim[sim/b]: skip"
     [ "$(sim_count sim/a)" = 5 ]
     # after the cooldown the breaker is half-open
-    wait_for 34 bash -c '[ "$(jq -r .providers.sim.breaker "$1")" = half-open ]' _ "$MNT/providers.json"
-    [ "$(providers_json '.providers.sim.breaker')" = half-open ]
+    wait_for 34 bash -c '[ "$(jq -r ".providers.sim.models[\"sim/a\"].breaker" "$1")" = half-open ]' _ "$MNT/providers.json"
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = half-open ]
     [ "$(sim_count sim/a)" = 5 ]
     # half-open lets exactly one probe through: of three prompts at once, one goes to
     # sim/a, the others fall back while it is out
@@ -511,10 +511,10 @@ open_breaker() {
     [ "$(sim_count sim/a)" = 6 ]
     [ "$(sim_count sim/b)" = $((b0 + 2)) ]
     jq . "$MNT/providers.json"
-    [ "$(providers_json '.providers.sim.breaker')" = closed ]
-    [ "$(providers_json '.providers.sim.state')" = ok ]
-    [ "$(providers_json '.providers.sim.consecutive_failures')" = 0 ]
-    [ "$(providers_json '.providers.sim.reopens_at')" = null ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = closed ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].state')" = ok ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].consecutive_failures')" = 0 ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].reopens_at')" = null ]
     write_and_read after "after"
     assert_output "sim[sim/a]: after"
     [ "$(sim_count sim/a)" = 7 ]
@@ -531,7 +531,7 @@ open_breaker() {
         assert_output "sim[sim/b]: flap $i"
     done
     [ "$(sim_count sim/a)" = 3 ]
-    [ "$(providers_json '.providers.sim.consecutive_failures')" = 3 ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].consecutive_failures')" = 3 ]
     # wait out the outage
     left=$((2300 - ($(now_ms) - t0)))
     [ "$left" -le 0 ] || sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
@@ -540,8 +540,8 @@ open_breaker() {
     assert_output "sim[sim/a]: back"
     [ "$(sim_count sim/a)" = 4 ]
     [ "$(sim_count sim/b)" = 3 ]
-    [ "$(providers_json '.providers.sim.breaker')" = closed ]
-    [ "$(providers_json '.providers.sim.consecutive_failures')" = 0 ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].breaker')" = closed ]
+    [ "$(providers_json '.providers.sim.models["sim/a"].consecutive_failures')" = 0 ]
     [ "$(meta "$MNT/fast/back.meta" .fallback)" = false ]
 }
 
@@ -853,13 +853,13 @@ JSON
     assert_output "sim[sim/b]: three"
     jq . "$MNT/providers.json"
     p='.providers.sim'
-    for f in state breaker reopens_at consecutive_failures last_error latency_ms requests failures fallbacks models; do
+    for f in state breaker reopens_at consecutive_failures cooldown_ms opened last_error latency_ms requests failures fallbacks models; do
         [ "$(providers_json "$p | has(\"$f\")")" = true ] || { echo "missing $f"; false; }
     done
     [ "$(providers_json "$p.state")" = ok ]
     [ "$(providers_json "$p.breaker")" = closed ]
     [ "$(providers_json "$p.reopens_at")" = null ]
-    [ "$(providers_json "$p.consecutive_failures")" = 1 ]
+    [ "$(providers_json "$p.models[\"sim/a\"].consecutive_failures")" = 1 ]
     [[ $(providers_json "$p.last_error") == *503* ]]
     [ "$(providers_json "$p.requests")" = 3 ]
     [ "$(providers_json "$p.failures")" = 1 ]
