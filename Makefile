@@ -1,11 +1,15 @@
 # routefs — build, test, run.  `make help` lists the targets.
 
 CC       ?= gcc
-PKGS     := fuse3 libcurl libcjson
+PKGS     := fuse3 libcurl libcjson libsystemd
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+# libgcc_s is linked whether or not a symbol needs it: glibc's pthread_cancel (which
+# fuse_session_loop_mt calls when it stops) loads it on first use and aborts when it
+# cannot, e.g. with no descriptor left (see src/service.c).
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm -ldl \
+            -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 SIM_LIBS := $(shell pkg-config --libs libmicrohttpd libcjson 2>/dev/null) -pthread -lm
 PREFIX   ?= /usr/local
 BUILD    ?= build

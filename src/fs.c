@@ -32,6 +32,7 @@
 #include "log.h"
 #include "names.h"
 #include "paths.h"
+#include "service.h"
 #include "vfiles.h"
 
 #define PROMPT_MAX (1024 * 1024)   /* a prompt larger than this is refused with EFBIG */
@@ -1147,6 +1148,19 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_buf(req, names, len);
 }
 
+/* service hook: the umount control, setxattr("user.routefs.control", "umount") on the
+ * mount root (service.c; `routefs umount`).  Every other extended attribute is not
+ * supported, as before this handler existed. */
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+    if (ino != FUSE_ROOT_ID || strcmp(name, SERVICE_CONTROL_XATTR) != 0) {
+        fuse_reply_err(req, ENOTSUP);
+        return;
+    }
+    fuse_reply_err(req, -service_control(value, size));
+}
+
 static const struct fuse_lowlevel_ops fs_ops = {
     .init = op_init,
     .lookup = op_lookup,
@@ -1171,6 +1185,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
     .statfs = op_statfs,
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,
+    .setxattr = op_setxattr,   /* service hook */
 };
 
 struct fuse_session *fs_session_new(struct fuse_args *args, store *st, budget *spend,
