@@ -3,9 +3,13 @@
 # Only when something is missing does it run apt-get (as root, or through sudo).
 set -eu
 
+# libsystemd-dev: sd_notify (Type=notify).  shellcheck: the lint suite.  mandoc and
+# groff-base: the man page checks (tests/e2e/docs.bats).  logrotate and util-linux (mount,
+# unshare, prlimit): the examples/ checks in tests/e2e/service.bats.  perl-base: a reader
+# that does not retry EINTR.
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
-vim-tiny python3"
+vim-tiny python3 libsystemd-dev shellcheck mandoc groff-base logrotate util-linux perl-base"
 
 missing=""
 for p in $PKGS; do

@@ -280,6 +280,14 @@ mount_on_stderr() {
 
 # --- pthread_cancel at a low open-file limit -------------------------------------------
 
+# mount_with_fd_limit N — mount in the foreground with at most N open files (soft = hard).
+mount_with_fd_limit() {
+    prlimit --nofile="$1:$1" "$ROUTEFS_BIN" "$MNT" --config "$RFS_DIR/config.json" \
+        --state "$STATE" --log "$RFS_LOG" -f </dev/null >>"$RFS_DIR/routefs.stderr" 2>&1 3>&- &
+    RFS_PID=$!
+    wait_for 10 mountpoint -q "$MNT"
+}
+
 @test "libgcc_s is loaded at start: a SIGTERM with every descriptor in use exits 0 (no pthread_cancel abort)" {
     command -v prlimit >/dev/null || skip "prlimit (util-linux) is not installed"
     sim_behave sim/a '{"latency_ms": 20000}'
@@ -289,10 +297,7 @@ mount_on_stderr() {
   "tiers": {"fast": {"route": ["sim/a"], "retries": 0, "timeout_ms": 30000, "concurrency": 64}}
 }
 JSON
-    prlimit --nofile=40:40 "$ROUTEFS_BIN" "$MNT" --config "$RFS_DIR/config.json" \
-        --state "$STATE" --log "$RFS_LOG" -f </dev/null >>"$RFS_DIR/routefs.stderr" 2>&1 3>&- &
-    RFS_PID=$!
-    wait_for 10 mountpoint -q "$MNT"
+    mount_with_fd_limit 40
     grep -q "libgcc_s" "/proc/$RFS_PID/maps"
     local i
     for ((i = 0; i < 40; i++)); do
@@ -305,4 +310,56 @@ JSON
     cat "$RFS_DIR/routefs.stderr"
     [ "$DAEMON_RC" -eq 0 ]
     refute grep -q "pthread_cancel" "$RFS_DIR/routefs.stderr"
+}
+
+# --- the examples: /etc/fstab, logrotate ------------------------------------------------
+
+@test "examples/fstab.example: mount -T with its line mounts through mount.fuse3 (routefs in /usr/local/bin), routefs umount stops it" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root (mount(8) and a private mount namespace)"
+    command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"
+    [ -x /sbin/mount.fuse3 ] || [ -x /usr/sbin/mount.fuse3 ] || skip "mount.fuse3 is not installed"
+    # The example's line, with this test's paths; the rest of its options as they are.
+    local line
+    line=$(grep -E '^[^#].*fuse\.routefs' "$RFS_REPO/examples/fstab.example")
+    echo "example: $line"
+    read -r _src _mnt fstype opts _rest <<<"$line"
+    [ "$fstype" = fuse.routefs ]
+    opts=$(sed -e "s#state=[^,]*#state=$STATE#" -e "s#log=[^,]*#log=$RFS_LOG#" <<<"$opts")
+    printf '%s %s %s %s 0 0\n' "$RFS_DIR/config.json" "$MNT" "$fstype" "$opts" >"$RFS_DIR/fstab"
+    mkdir -p "$RFS_DIR/bin"
+    ln -s "$ROUTEFS_BIN" "$RFS_DIR/bin/routefs"
+    # In a private mount namespace, the built routefs appears as /usr/local/bin/routefs
+    # (sh's default PATH); nothing outside the namespace sees the mount or the binary.
+    # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
+    run timeout 60 unshare --mount --propagation private sh -c '
+        mount --bind "$1/bin" /usr/local/bin || exit 90
+        mount -T "$1/fstab" "$2" || exit 91
+        grep -q " $2 fuse.routefs " /proc/self/mounts || exit 92
+        ls "$2/fast" >/dev/null || exit 93
+        routefs umount "$2" || { fusermount3 -u -z "$2"; exit 94; }
+        ! grep -q " $2 " /proc/self/mounts || exit 95' sh "$RFS_DIR" "$MNT" 3>&-
+    echo "status $status: $output"
+    cat "$RFS_LOG"
+    assert_success
+    grep -q "mounted at $MNT" "$RFS_LOG"
+    grep -q "routefs umount: unmounting" "$RFS_LOG"
+}
+
+@test "examples/logrotate/routefs: a forced rotation renames the log and the daemon writes to a new one" {
+    command -v logrotate >/dev/null || skip "logrotate is not installed"
+    rfs_mount
+    # The example with this test's log file, and a signal to this daemon only (pkill -x
+    # would reach every routefs on the machine).
+    sed -e "s#/var/log/routefs.log#$RFS_LOG#" \
+        -e "s#pkill -HUP -x routefs#kill -HUP $RFS_PID#" \
+        "$RFS_REPO/examples/logrotate/routefs" >"$RFS_DIR/logrotate.conf"
+    grep -q "kill -HUP $RFS_PID" "$RFS_DIR/logrotate.conf"
+    run timeout 20 logrotate --force --state "$RFS_DIR/logrotate.state" "$RFS_DIR/logrotate.conf"
+    echo "$output"
+    assert_success
+    [ -f "$RFS_LOG.1" ]
+    grep -q "mounted at" "$RFS_LOG.1"
+    wait_for 5 grep -q "SIGHUP: log file reopened" "$RFS_LOG"
+    refute grep -q "mounted at" "$RFS_LOG"
+    [ "$(stat -c %a "$RFS_LOG")" = 600 ]
 }
