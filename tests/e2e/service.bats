@@ -185,6 +185,9 @@ reader_result() {
 
 # --- SIGHUP ---------------------------------------------------------------------------
 
+# _count_is N PATTERN FILE — FILE has exactly N lines matching PATTERN.
+_count_is() { [ "$(grep -c "$2" "$3")" -eq "$1" ]; }
+
 @test "SIGHUP reopens the log file after logrotate moved it away, and re-reads the config" {
     rfs_mount
     grep -q "mounted at" "$RFS_LOG"
@@ -200,7 +203,7 @@ reader_result() {
     echo "x" >"$MNT/fast/bad.txt"
     wait_state "$MNT/fast/bad.txt" failed 10
     kill -HUP "$RFS_PID"
-    wait_for 5 [ "$(grep -c "config reloaded" "$RFS_LOG")" -eq 2 ]
+    wait_for 5 _count_is 2 "config reloaded" "$RFS_LOG"
     [ "$(grep -c "mounted at" "$RFS_LOG.1")" -eq 1 ]
     refute grep -q "config reloaded" "$RFS_LOG.1"
     kill -0 "$RFS_PID"
