@@ -22,8 +22,9 @@
 #   NIGHTLY_TIER     tier (default high-volume)
 #   NIGHTLY_DATE     the day (default: today, UTC, YYYY-MM-DD: the day spend.json counts)
 #   NIGHTLY_TIMEOUT  give up waiting after this long (default 4h; s/m/h suffixes)
-#   NIGHTLY_MOUNT_WAIT  seconds to wait for the mount to appear (default 30: started by
-#                    systemd right after routefs.service, the mount may be a moment late)
+#   NIGHTLY_MOUNT_WAIT  seconds to wait for the mount to appear (default 30: from cron,
+#                    or right after a mount started some other way, it may be a moment
+#                    late; routefs.service is Type=notify, so After= it the mount is up)
 #
 # Needs jq.  Exit status: 0 all done, 1 some prompts failed, 2 usage error, no mount or
 # no routefs binary (nothing is submitted then), 3 timed out, 4 the mount went away while
