@@ -57,7 +57,7 @@ static struct {
     pthread_t main_thread;        /* the thread that runs fuse_session_loop_mt */
     volatile sig_atomic_t stop_signal;   /* the first SIGTERM/SIGINT, 0 if none */
     volatile sig_atomic_t stopping;      /* the loop has returned: ignore stop signals */
-    int stop_cause;               /* stop_cause; atomics */
+    int stop_cause;               /* a stop_cause, read and written atomically */
     int reload_pipe[2];
     pthread_t reloader;
     int reloader_started;
@@ -197,9 +197,16 @@ static void *reload_thread(void *arg)
 
 int service_reload_start(rf_err *err)
 {
-    if (pipe2(S.reload_pipe, O_CLOEXEC) != 0) {
+    /* The handler's end never blocks: a full pipe already holds a pending reload. */
+    if (pipe2(S.reload_pipe, O_CLOEXEC) != 0 ||
+        fcntl(S.reload_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+        int e = errno;
+        if (S.reload_pipe[0] >= 0) {
+            close(S.reload_pipe[0]);
+            close(S.reload_pipe[1]);
+        }
         S.reload_pipe[0] = S.reload_pipe[1] = -1;
-        return rf_err_set(err, errno, "SIGHUP reloads are off: pipe: %s", strerror(errno));
+        return rf_err_set(err, e, "SIGHUP reloads are off: pipe: %s", strerror(e));
     }
     /* The thread inherits our signal mask: block what it must not take, so that stop
      * signals land where they wake the loop at once. */
@@ -228,8 +235,10 @@ void service_reload_stop(void)
     set_handler(SIGHUP, SIG_IGN, 0);
     if (S.reloader_started) {
         char stop = 0;
-        ssize_t w = write(S.reload_pipe[1], &stop, 1);
-        (void)w;
+        while (write(S.reload_pipe[1], &stop, 1) < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};   /* full: it drains */
+            nanosleep(&ts, NULL);
+        }
         pthread_join(S.reloader, NULL);
         S.reloader_started = 0;
     }
