@@ -1,11 +1,15 @@
 # routefs — build, test, run.  `make help` lists the targets.
 
 CC       ?= gcc
-PKGS     := fuse3 libcurl libcjson sqlite3
+PKGS     := fuse3 libcurl libcjson sqlite3 libsystemd
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+# libgcc_s is linked whether or not a symbol needs it: glibc's pthread_cancel (which
+# fuse_session_loop_mt calls when it stops) loads it on first use and aborts when it
+# cannot, e.g. with no descriptor left (see src/service.c).
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm -ldl \
+            -Wl,--push-state,--no-as-needed -lgcc_s -Wl,--pop-state
 SIM_LIBS := $(shell pkg-config --libs libmicrohttpd libcjson 2>/dev/null) -pthread -lm
 PREFIX   ?= /usr/local
 BUILD    ?= build
@@ -24,7 +28,7 @@ SIM_OBJ  := $(SIM_SRC:src/sim/%.c=$(BUILD)/sim/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all help deps run stop test test-build test-unit test-e2e test-asan bench bench-outage install uninstall clean
+.PHONY: all help deps run stop test test-build test-unit test-e2e test-asan lint bench bench-outage install uninstall clean
 
 all: $(BUILD)/routefs $(BUILD)/routefs-sim
 
@@ -34,6 +38,7 @@ help:
 	@echo "make stop       unmount ./mnt and stop the demo simulator"
 	@echo "make test       build and run every test suite (unit + end-to-end)"
 	@echo "make test-asan  the same under AddressSanitizer + UBSan"
+	@echo "make lint       shellcheck on every shell script (also part of make test)"
 	@echo "make bench      the throughput / overhead benchmark (tests/bench/bench.sh)"
 	@echo "make bench-outage  a blackholed / refused primary against a healthy batch"
 	@echo "make install    install binaries, man pages and examples (PREFIX=$(PREFIX), DESTDIR)"
@@ -86,6 +91,9 @@ test: deps
 
 test-build: all $(UNIT_BIN)
 
+lint:
+	@sh tests/run-tests.sh lint $(BUILD)
+
 test-asan:
 	@$(MAKE) --no-print-directory SAN=1 test
 
@@ -97,14 +105,18 @@ bench-outage: all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
-	           $(DESTDIR)$(PREFIX)/share/routefs/examples
+	           $(DESTDIR)$(PREFIX)/share/routefs/examples \
+	           $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 $(BUILD)/routefs $(BUILD)/routefs-sim $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 src/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 examples/completion/routefs.bash \
+	        $(DESTDIR)$(PREFIX)/share/bash-completion/completions/routefs
 	cp -R examples/. $(DESTDIR)$(PREFIX)/share/routefs/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/routefs $(DESTDIR)$(PREFIX)/bin/routefs-sim \
-	      $(DESTDIR)$(PREFIX)/share/man/man1/routefs.1 $(DESTDIR)$(PREFIX)/share/man/man1/routefs-sim.1
+	      $(DESTDIR)$(PREFIX)/share/man/man1/routefs.1 $(DESTDIR)$(PREFIX)/share/man/man1/routefs-sim.1 \
+	      $(DESTDIR)$(PREFIX)/share/bash-completion/completions/routefs
 	rm -rf $(DESTDIR)$(PREFIX)/share/routefs
 
 clean:

@@ -26,6 +26,7 @@
 #include "prompts.h"
 #include "results.h"
 #include "scratch.h"
+#include "service.h"
 #include "vfiles.h"
 
 static struct {
@@ -503,10 +504,15 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_buf(req, names, (size_t)n);
 }
 
-/* user.routefs.rerun on a prompt: run it again although its content is unchanged. */
+/* user.routefs.rerun on a prompt: run it again although its content is unchanged;
+ * user.routefs.control on the root: `routefs umount` (service.c). */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags)
 {
+    if (ino == FUSE_ROOT_ID && !strcmp(name, SERVICE_CONTROL_XATTR)) {
+        fuse_reply_err(req, -service_control(value, size));
+        return;
+    }
     char path[PATH_MAX];
     pathinfo pi;
     int r = inodes_path(ino, path, sizeof path);

@@ -1,6 +1,7 @@
 /* main.c — the command line: mount (routefs MOUNTPOINT ...), `routefs check FILE`,
- * `routefs schema`, `routefs report STATE`, signals (SIGHUP re-reads the config), start-up
- * and orderly shutdown of the modules. */
+ * `routefs schema`, `routefs wait`, `routefs umount`, `routefs report`, `routefs export`,
+ * start-up and orderly shutdown of the modules.  Signals, systemd notification and the
+ * umount control are service.c's; the calls into it are marked "service hook". */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,6 +33,7 @@
 #include "router.h"
 #include "runner.h"
 #include "scratch.h"
+#include "service.h"
 #include "store.h"
 #include "upstream.h"
 #include "version.h"
@@ -62,8 +64,10 @@ static void usage(FILE *f)
             "               [-o OPTS]\n"
             "       routefs check FILE   (see 'routefs check --help')\n"
             "       routefs schema       print config.json's JSON Schema\n"
-            "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
+            "       routefs wait [--timeout S] [--each] PATH...   (see 'routefs wait --help')\n"
+            "       routefs umount [--timeout S] MOUNTPOINT   (see 'routefs umount --help')\n"
             "       routefs report STATE [--config FILE] [--days N] > report.html\n"
+            "       routefs export STATE DIR [--tier TIER]...\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -80,7 +84,9 @@ static void usage(FILE *f)
             "  -V, --version      print the version\n"
             "\n"
             "check FILE validates a config offline and exits nonzero when it is invalid.\n"
-            "Unmount with: fusermount3 -u MOUNTPOINT\n");
+            "Unmount with: routefs umount MOUNTPOINT (wakes waiting readers), or\n"
+            "fusermount3 -u MOUNTPOINT (refused with EBUSY while a reader waits).\n"
+            "SIGTERM/SIGINT unmount and exit 0; SIGHUP reopens the log and re-reads the config.\n");
 }
 
 static char *default_state_dir(void)
@@ -292,29 +298,6 @@ static void raise_fd_limit(void)
     }
 }
 
-/* ---- SIGHUP: re-read the config file ---- */
-
-static int reload_pipe[2] = {-1, -1};
-
-static void on_sighup(int sig)
-{
-    char c = 1;
-    ssize_t w = write(reload_pipe[1], &c, 1);
-    (void)w;   /* a full pipe already holds a pending reload */
-}
-
-static void *reload_thread(void *arg)
-{
-    (void)pthread_setname_np(pthread_self(), "rfs-reload");  /* for top -H, perf; cosmetic */
-    char c;
-    while (read(reload_pipe[0], &c, 1) == 1 && c == 1) {
-        rf_err err;
-        rf_err_clear(&err);
-        liveconf_reload(&err);   /* logs and records its own refusal */
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "wait"))
@@ -327,6 +310,8 @@ int main(int argc, char **argv)
         return export_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "umount"))   /* service hook: the umount command */
+        return service_umount_main(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)
@@ -343,8 +328,6 @@ int main(int argc, char **argv)
     budget *spend = NULL;
     int mounted = 0, jobs_ready = 0, prices_ready = 0;
     char config_file[PATH_MAX];
-    pthread_t reloader;
-    int reloader_started = 0;
     char *abs_config = NULL, *abs_mnt = NULL;   /* owned */
 
     /* Absolute paths: the daemon changes to / when it detaches, and SIGHUP re-reads. */
@@ -411,8 +394,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "routefs: %s\n", err.msg);
         goto out;
     }
-    if (fuse_set_signal_handlers(se) != 0) {
-        fprintf(stderr, "routefs: cannot install signal handlers\n");
+    /* service hook: SIGTERM/SIGINT end the loop (exit 0), SIGPIPE ignored, libgcc_s
+     * loaded for the loop's pthread_cancel; instead of fuse_set_signal_handlers. */
+    if (service_signals_install(se, &err) < 0) {
+        fprintf(stderr, "routefs: %s\n", err.msg);
         goto out;
     }
     if (fuse_session_mount(se, o.mountpoint) != 0) {
@@ -447,35 +432,21 @@ int main(int argc, char **argv)
     vfiles_config_applied();
 
     liveconf_init(config_file);
-    if (pipe2(reload_pipe, O_CLOEXEC) == 0 &&
-        pthread_create(&reloader, NULL, reload_thread, NULL) == 0) {
-        reloader_started = 1;
-        struct sigaction sa = {.sa_handler = on_sighup};
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART;
-        sigaction(SIGHUP, &sa, NULL);   /* replaces fuse's "exit on SIGHUP" */
-    }
+    /* service hook: SIGHUP reopens the log and re-reads the config (rfs-reload) */
+    if (service_reload_start(&err) < 0)
+        LOG_WARN("%s", err.msg);
 
     LOG_INFO("routefs %s mounted at %s (state %s, config %s, %zu tiers)", ROUTEFS_VERSION,
              o.mountpoint, store_path(st), config_file, cfg->tiers_len);
     jobs_recover();
+    service_ready(o.mountpoint, cfg->tiers_len);   /* service hook: sd_notify READY=1 */
 
     struct fuse_loop_config loop = {.clone_fd = 0, .max_idle_threads = 10};
     status = fuse_session_loop_mt(se, &loop) == 0 ? 0 : 1;
-    LOG_INFO("unmounting");
+    service_stopping();   /* service hook: logs why, sd_notify STOPPING=1 */
 
 out:
-    if (reloader_started) {
-        signal(SIGHUP, SIG_IGN);
-        char stop = 0;
-        ssize_t w = write(reload_pipe[1], &stop, 1);
-        (void)w;
-        pthread_join(reloader, NULL);
-    }
-    if (reload_pipe[0] >= 0) {
-        close(reload_pipe[0]);
-        close(reload_pipe[1]);
-    }
+    service_reload_stop();      /* service hook: no SIGHUP reloads from here on */
     upstream_stop(up);          /* no more attempts, timers or runner steps after this */
     if (jobs_ready) {
         jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
@@ -485,7 +456,7 @@ out:
     if (se) {
         if (mounted)
             fuse_session_unmount(se);
-        fuse_remove_signal_handlers(se);
+        service_signals_remove();   /* service hook: instead of fuse_remove_signal_handlers */
     }
     fs_session_destroy();
     prompts_shutdown();

@@ -1,6 +1,6 @@
-/* wait.c — `routefs wait [--timeout S] PATH...`: block until every job under PATHs has
- * ended, for scripts, make and cron jobs that submit a batch and want to know when it is
- * over and whether it went well.
+/* wait.c — `routefs wait [--timeout S] [--each] PATH...`: block until every job under
+ * PATHs has ended, for scripts, make and cron jobs that submit a batch and want to know
+ * when it is over and whether it went well.
  *
  * A PATH is a prompt file (NAME.out, NAME.meta and NAME.err stand for their prompt, so a
  * glob like M/tier/a* works), a tier or tag directory (walked recursively), or the mount
@@ -23,19 +23,16 @@
  * Progress goes to stderr (stdout stays free for the caller): on a terminal a bar with
  * done / failed / pending, the rate of the last seconds and an ETA, redrawn about five
  * times a second; otherwise a plain line every --interval seconds.  Then a summary line
- * and one line per failed job with its error.
+ * and one line per failed job with its error.  With --each, stdout gets the path of each
+ * prompt whose job is done, one per line and flushed as it is seen to end (for `| xargs`);
+ * the path is spelled from the PATH argument that found it.
  *
- * Exit status: 0 every job done, 1 some failed, 2 usage error, timeout or the mount went
- * away, 128+N interrupted by signal N. */
-#include "names.h"
+ * Exit status: 0 every job done, 1 some failed, 2 usage error, 3 timeout, 4 the mount (or
+ * a directory waited on) went away, 128+N interrupted by signal N. */
 #include "wait.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -43,64 +40,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "hmap.h"
+#include "wait_impl.h"
 
 #define POLL_MS            200       /* redraw / poll period: about five times a second */
 #define SCAN_MAX_GAP_MS    5000      /* a slow walk never delays the next beyond this */
-#define EMPTY_GRACE_MS     1000      /* an empty prompt older than this is no job */
-#define META_MAX           (1 << 20) /* a .meta larger than this is not ours */
 #define DEFAULT_INTERVAL_S 5.0       /* plain progress line period when not a terminal */
 #define RATE_SAMPLES       11        /* one a second: the rate is over the last ~10 s */
 #define LIST_MAX           20        /* failed / pending jobs named in the final report */
-#define FUSE_SUPER_MAGIC   0x65735546
-
-#define EXIT_OK      0
-#define EXIT_FAILED  1
-#define EXIT_USAGE   2
-
-typedef enum {
-    J_PENDING,   /* no result yet (or the .meta could not be read this time) */
-    J_EMPTY,     /* an empty prompt without results: no job, not counted */
-    J_GONE,      /* the prompt was deleted while we waited: not counted */
-    J_DONE,      /* final */
-    J_FAILED     /* final */
-} wjob_state;
-
-typedef struct wjob {
-    char *path;          /* absolute path of the prompt; owned */
-    const char *shown;   /* the path under the mount root (points into path) */
-    wjob_state state;
-    char phase[16];      /* pending: the .meta "state" (writing, queued, running, parked...) */
-    char *error;         /* failed: why; owned, may be NULL */
-    unsigned gen;        /* the last walk that found the prompt */
-} wjob;
-
-typedef struct target {
-    char *path;          /* absolute, symlinks resolved; owned */
-    char *root;          /* the mount root it is under; owned */
-    dev_t dev;           /* the mount's device: a change means it was unmounted */
-    int depth;           /* components below the root: 0 root, 1 tier, 2+ tag or prompt */
-    int is_dir;
-} target;
-
-typedef struct counts {
-    size_t done, failed, pending, parked, total, gone;
-} counts;
 
 static struct {
-    target *targets;
-    size_t ntargets;
-    hmap *by_path;       /* absolute prompt path -> wjob */
-    wjob **jobs;         /* in order of discovery */
-    size_t njobs, cap;
-    unsigned gen;
-    int fatal;           /* set by a walk: the mount is gone */
-    char fatal_msg[PATH_MAX + 128];
     struct { int64_t t; size_t ended; } samples[RATE_SAMPLES];
     size_t nsamples, sample_head;
 } W;
@@ -117,14 +68,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -132,82 +75,6 @@ static void sleep_ms(int64_t ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
     /* EINTR: a signal arrived; the main loop looks at got_signal. */
     (void)nanosleep(&ts, NULL);
-}
-
-/* ".out", ".meta" or ".err" when name is a result file, else NULL. */
-static const char *result_suffix(const char *name)
-{
-    int r = name_result_kind(name);
-    return r >= 0 ? name_result_suffix[r] : NULL;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-static void set_fatal(const char *path, int err)
-{
-    if (W.fatal)
-        return;
-    W.fatal = 1;
-    snprintf(W.fatal_msg, sizeof W.fatal_msg, "%s: %s (did the routefs daemon stop?)", path,
-             strerror(err));
-}
-
-/* Read a small file whole, NUL-terminated.  0, or -errno. */
-static int read_small(const char *path, char **out, size_t *len)
-{
-    *out = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return -errno;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap >= META_MAX) {
-                free(buf);
-                close(fd);
-                return -EFBIG;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                free(buf);
-                close(fd);
-                return -ENOMEM;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return -e;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    if (close(fd) != 0) {
-        int e = errno;
-        free(buf);
-        return -e;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
 }
 
 /* "1.5s", "12s", "3m05s", "2h10m". */
@@ -245,370 +112,6 @@ static double parse_seconds(const char *s)
     if (!strcmp(end, "d"))
         return v * 86400;
     return -1;
-}
-
-/* ---- targets: the paths on the command line ---- */
-
-/* The root of the mount path is on: climb while the parent is on the same device.
- * Then make sure it is a routefs mount (a FUSE file system with spend.json at the root). */
-static int find_mount_root(const char *abs, char **root, dev_t *dev, const char *arg)
-{
-    struct stat st;
-    if (stat(abs, &st) != 0) {
-        fprintf(stderr, "routefs wait: %s: %s\n", arg, strerror(errno));
-        return -1;
-    }
-    char cur[PATH_MAX];
-    if (snprintf(cur, sizeof cur, "%s", abs) >= (int)sizeof cur) {
-        fprintf(stderr, "routefs wait: %s: %s\n", arg, strerror(ENAMETOOLONG));
-        return -1;
-    }
-    while (strcmp(cur, "/") != 0) {
-        char parent[PATH_MAX];
-        memcpy(parent, cur, strlen(cur) + 1);
-        char *slash = strrchr(parent, '/');
-        if (slash == parent)
-            slash[1] = '\0';
-        else
-            *slash = '\0';
-        struct stat ps;
-        if (stat(parent, &ps) != 0) {
-            fprintf(stderr, "routefs wait: %s: %s\n", parent, strerror(errno));
-            return -1;
-        }
-        if (ps.st_dev != st.st_dev)
-            break;
-        memcpy(cur, parent, strlen(parent) + 1);
-    }
-    struct statfs sf;
-    char probe[PATH_MAX + 16];
-    struct stat ps;
-    snprintf(probe, sizeof probe, "%s/spend.json", strcmp(cur, "/") ? cur : "");
-    if (statfs(cur, &sf) != 0 || sf.f_type != FUSE_SUPER_MAGIC || stat(probe, &ps) != 0) {
-        fprintf(stderr, "routefs wait: %s: not inside a routefs mount\n", arg);
-        return -1;
-    }
-    if (!(*root = strdup(cur))) {
-        fprintf(stderr, "routefs wait: out of memory\n");
-        return -1;
-    }
-    *dev = st.st_dev;
-    return 0;
-}
-
-static int path_depth(const char *abs, const char *root)
-{
-    size_t rl = strlen(root);
-    const char *p = abs + (rl == 1 ? 0 : rl);   /* "/x/y" under "/": from the start */
-    int depth = 0;
-    for (; *p; p++)
-        if (*p == '/' && p[1] && p[1] != '/')
-            depth++;
-    return depth;
-}
-
-static void free_targets(void)
-{
-    for (size_t i = 0; i < W.ntargets; i++) {
-        free(W.targets[i].path);
-        free(W.targets[i].root);
-    }
-    free(W.targets);
-    W.targets = NULL;
-    W.ntargets = 0;
-}
-
-/* Resolve one command-line path into a target.  0 added, 1 skipped, -1 usage error. */
-static int add_target(const char *arg)
-{
-    char *abs = realpath(arg, NULL);
-    if (!abs) {
-        fprintf(stderr, "routefs wait: %s: %s\n", arg, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (lstat(abs, &st) != 0) {
-        fprintf(stderr, "routefs wait: %s: %s\n", arg, strerror(errno));
-        free(abs);
-        return -1;
-    }
-    if (S_ISREG(st.st_mode)) {
-        const char *suffix = result_suffix(base_name(abs));
-        if (suffix) {
-            /* NAME.out / .meta / .err: wait for NAME */
-            abs[strlen(abs) - strlen(suffix)] = '\0';
-            if (lstat(abs, &st) != 0 || !S_ISREG(st.st_mode)) {
-                fprintf(stderr, "routefs wait: %s: its prompt %s is gone\n", arg, abs);
-                free(abs);
-                return -1;
-            }
-        } else if (name_is_temp(base_name(abs))) {
-            fprintf(stderr, "routefs wait: %s: skipped: a temporary name never starts a job\n",
-                    arg);
-            free(abs);
-            return 1;
-        }
-    } else if (!S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "routefs wait: %s: not a prompt file or a directory\n", arg);
-        free(abs);
-        return -1;
-    }
-    target t = {.path = abs, .is_dir = S_ISDIR(st.st_mode)};
-    if (find_mount_root(abs, &t.root, &t.dev, arg) < 0) {
-        free(abs);
-        return -1;
-    }
-    t.depth = path_depth(abs, t.root);
-    if (!t.is_dir && t.depth < 2) {
-        fprintf(stderr, "routefs wait: %s: not a prompt: files at the mount root are not jobs\n",
-                arg);
-        free(t.path);
-        free(t.root);
-        return -1;
-    }
-    target *p = realloc(W.targets, (W.ntargets + 1) * sizeof *W.targets);
-    if (!p) {
-        fprintf(stderr, "routefs wait: out of memory\n");
-        free(t.path);
-        free(t.root);
-        return -1;
-    }
-    W.targets = p;
-    W.targets[W.ntargets++] = t;
-    return 0;
-}
-
-/* ---- jobs ---- */
-
-static wjob *job_get(const char *path, const target *t)
-{
-    wjob *j = hmap_get(W.by_path, path);
-    if (j)
-        return j;
-    if (W.njobs == W.cap) {
-        size_t cap = W.cap ? W.cap * 2 : 64;
-        wjob **p = realloc(W.jobs, cap * sizeof *p);
-        if (!p)
-            return NULL;
-        W.jobs = p;
-        W.cap = cap;
-    }
-    if (!(j = calloc(1, sizeof *j)))
-        return NULL;
-    if (!(j->path = strdup(path))) {
-        free(j);
-        return NULL;
-    }
-    size_t rl = strlen(t->root);
-    j->shown = j->path + (rl == 1 ? 1 : rl + 1);
-    j->state = J_PENDING;
-    if (hmap_put(W.by_path, path, j) < 0) {
-        free(j->path);
-        free(j);
-        return NULL;
-    }
-    W.jobs[W.njobs++] = j;
-    return j;
-}
-
-static void job_set_error(wjob *j, const char *msg)
-{
-    free(j->error);
-    j->error = msg ? strdup(msg) : NULL;
-    if (j->error) {
-        char *nl = strchr(j->error, '\n');
-        if (nl)
-            *nl = '\0';
-    }
-}
-
-/* A failed job's reason when its .meta has none: the first line of NAME.err. */
-static void job_error_from_err_file(wjob *j)
-{
-    char path[PATH_MAX + 8];
-    char *text = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s.err", j->path);
-    if (read_small(path, &text, &len) == 0 && len > 0)
-        job_set_error(j, text);
-    free(text);
-}
-
-/* No NAME.meta: a job about to be registered, a failed one with only NAME.err, or an
- * empty prompt that will never be a job. */
-static void refresh_without_meta(wjob *j)
-{
-    char path[PATH_MAX + 8];
-    struct stat st;
-    snprintf(path, sizeof path, "%s.err", j->path);
-    if (stat(path, &st) == 0) {
-        j->state = J_FAILED;
-        job_error_from_err_file(j);
-        return;
-    }
-    if (lstat(j->path, &st) != 0) {
-        if (errno == ENOTCONN)
-            set_fatal(j->path, errno);
-        else if (errno == ENOENT)
-            j->state = J_GONE;
-        return;   /* anything else: try again on the next walk */
-    }
-    snprintf(path, sizeof path, "%s.out", j->path);
-    struct stat out;
-    int64_t age = wall_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
-    if (st.st_size == 0 && age >= EMPTY_GRACE_MS && stat(path, &out) != 0 && errno == ENOENT)
-        j->state = J_EMPTY;
-    else
-        j->state = J_PENDING;
-    j->phase[0] = '\0';
-}
-
-/* Read NAME.meta and update the job's state. */
-static void refresh(wjob *j)
-{
-    char path[PATH_MAX + 8];
-    char *text = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s.meta", j->path);
-    int r = read_small(path, &text, &len);
-    if (r == -ENOENT) {
-        refresh_without_meta(j);
-        return;
-    }
-    if (r == -ENOTCONN) {
-        set_fatal(path, ENOTCONN);
-        return;
-    }
-    j->state = J_PENDING;
-    if (r < 0)
-        return;   /* e.g. a prompt being replaced this instant: the next walk sees it */
-    cJSON *doc = cJSON_ParseWithLength(text, len);
-    free(text);
-    const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
-    if (cJSON_IsString(state)) {
-        const char *s = state->valuestring;
-        if (!strcmp(s, "done")) {
-            j->state = J_DONE;
-        } else if (!strcmp(s, "failed")) {
-            j->state = J_FAILED;
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
-            if (cJSON_IsString(e))
-                job_set_error(j, e->valuestring);
-            else
-                job_error_from_err_file(j);
-        } else {
-            snprintf(j->phase, sizeof j->phase, "%s", s);
-        }
-    }
-    cJSON_Delete(doc);
-}
-
-/* A prompt found by a walk (or named on the command line).  -1: out of memory. */
-static int visit(const char *path, const target *t)
-{
-    wjob *j = job_get(path, t);
-    if (!j)
-        return -1;
-    j->gen = W.gen;
-    if (j->state != J_DONE && j->state != J_FAILED)
-        refresh(j);
-    return 0;
-}
-
-/* Walk a directory depth components below the mount root.  -1: out of memory. */
-static int walk(const char *dir, int depth, const target *t)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOTCONN)
-            set_fatal(dir, errno);
-        return 0;   /* a tag directory removed meanwhile, or unreadable: nothing to wait for */
-    }
-    int r = 0;
-    struct dirent *de;
-    char path[PATH_MAX];
-    for (;;) {
-        errno = 0;
-        if (!(de = readdir(d))) {
-            if (errno == ENOTCONN)
-                set_fatal(dir, errno);
-            break;
-        }
-        const char *name = de->d_name;
-        if (!strcmp(name, ".") || !strcmp(name, ".."))
-            continue;
-        if (snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") ? dir : "", name) >=
-            (int)sizeof path)
-            continue;
-        unsigned char type = de->d_type;
-        if (type == DT_UNKNOWN) {
-            struct stat st;
-            if (lstat(path, &st) != 0)
-                continue;
-            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
-        }
-        if (type == DT_DIR)
-            r = walk(path, depth + 1, t);
-        else if (type == DT_REG && depth >= 1 && name_is_prompt(name))
-            r = visit(path, t);
-        if (r < 0 || W.fatal)
-            break;
-    }
-    if (closedir(d) != 0 && errno == ENOTCONN)
-        set_fatal(dir, errno);
-    return r;
-}
-
-/* One pass over every target.  -1: out of memory or the mount is gone (W.fatal). */
-static int scan(void)
-{
-    W.gen++;
-    for (size_t i = 0; i < W.ntargets && !W.fatal; i++) {
-        const target *t = &W.targets[i];
-        struct stat st;
-        if (stat(t->root, &st) != 0 || st.st_dev != t->dev) {
-            W.fatal = 1;
-            snprintf(W.fatal_msg, sizeof W.fatal_msg, "%s is no longer mounted", t->root);
-            break;
-        }
-        if (t->is_dir && stat(t->path, &st) != 0) {
-            W.fatal = 1;   /* a tier removed from the config, or a tag directory deleted */
-            snprintf(W.fatal_msg, sizeof W.fatal_msg, "%s: %s", t->path, strerror(errno));
-            break;
-        }
-        int r = t->is_dir ? walk(t->path, t->depth, t) : visit(t->path, t);
-        if (r < 0) {
-            snprintf(W.fatal_msg, sizeof W.fatal_msg, "out of memory");
-            W.fatal = 1;
-        }
-    }
-    if (W.fatal)
-        return -1;
-    for (size_t i = 0; i < W.njobs; i++)
-        if (W.jobs[i]->gen != W.gen)
-            W.jobs[i]->state = J_GONE;   /* deleted (with its results) while we waited */
-    return 0;
-}
-
-static counts count_jobs(void)
-{
-    counts c = {0};
-    for (size_t i = 0; i < W.njobs; i++) {
-        const wjob *j = W.jobs[i];
-        switch (j->state) {
-        case J_DONE: c.done++; break;
-        case J_FAILED: c.failed++; break;
-        case J_PENDING:
-            c.pending++;
-            if (!strcmp(j->phase, "parked"))
-                c.parked++;
-            break;
-        case J_GONE: c.gone++; break;
-        case J_EMPTY: break;
-        }
-    }
-    c.total = c.done + c.failed + c.pending;
-    return c;
 }
 
 /* ---- rate and ETA ---- */
@@ -722,18 +225,19 @@ static int by_shown(const void *a, const void *b)
 /* Name up to LIST_MAX jobs in state s, sorted: "routefs wait: failed: tier/a.txt: why". */
 static void list_jobs(wjob_state s, const char *label)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < W.njobs; i++)
-        n += W.jobs[i]->state == s;
+    size_t njobs = 0, n = 0;
+    wjob *const *jobs = wscan_jobs(&njobs);
+    for (size_t i = 0; i < njobs; i++)
+        n += jobs[i]->state == s;
     if (n == 0)
         return;
     wjob **sel = malloc(n * sizeof *sel);
     if (!sel)
         return;
     size_t k = 0;
-    for (size_t i = 0; i < W.njobs; i++)
-        if (W.jobs[i]->state == s)
-            sel[k++] = W.jobs[i];
+    for (size_t i = 0; i < njobs; i++)
+        if (jobs[i]->state == s)
+            sel[k++] = jobs[i];
     qsort(sel, n, sizeof *sel, by_shown);
     for (size_t i = 0; i < n && i < LIST_MAX; i++) {
         const wjob *j = sel[i];
@@ -750,6 +254,13 @@ static void list_jobs(wjob_state s, const char *label)
 }
 
 /* ---- the command ---- */
+
+/* --each: one finished prompt per line, at once, for a pipe into xargs. */
+static void print_done(const char *path)
+{
+    printf("%s\n", path);
+    fflush(stdout);
+}
 
 static void on_signal(int sig)
 {
@@ -773,7 +284,7 @@ static int install_signals(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: routefs wait [--timeout S] [--interval S] [--quiet] PATH...\n"
+            "usage: routefs wait [--timeout S] [--interval S] [--quiet] [--each] PATH...\n"
             "\n"
             "Wait until every job under PATHs has ended.  A PATH is a prompt file in a tier\n"
             "(NAME.out, .meta or .err stand for their prompt), a tier or tag directory\n"
@@ -785,9 +296,13 @@ static void usage(FILE *f)
             "  -i, --interval S   seconds between progress lines when stderr is not a\n"
             "                     terminal (default 5; 0: only the summary)\n"
             "  -q, --quiet        no progress and no summary; failures are still named\n"
+            "  -e, --each         print the path of each prompt whose job is done on stdout,\n"
+            "                     one per line, as it ends (for | xargs); failed ones are\n"
+            "                     named on stderr at the end\n"
             "  -h, --help         this text\n"
             "\n"
-            "Exit status: 0 all jobs done, 1 some failed, 2 usage error or timeout.\n");
+            "Exit status: 0 every job done, 1 some failed, 2 usage error, 3 timed out,\n"
+            "4 the mount (or a directory waited on) went away, 128+N signal N.\n");
 }
 
 int wait_main(int argc, char **argv)
@@ -795,12 +310,13 @@ int wait_main(int argc, char **argv)
     static const struct option longopts[] = {
         {"timeout", required_argument, NULL, 't'}, {"interval", required_argument, NULL, 'i'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
+        {"each", no_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     double timeout_s = -1, interval_s = DEFAULT_INTERVAL_S;
-    int quiet = 0, c;
+    int quiet = 0, each = 0, c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "t:i:qh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:i:qeh", longopts, NULL)) != -1) {
         switch (c) {
         case 't':
             if ((timeout_s = parse_seconds(optarg)) < 0) {
@@ -817,6 +333,7 @@ int wait_main(int argc, char **argv)
             }
             break;
         case 'q': quiet = 1; break;
+        case 'e': each = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
             if (optopt && optopt != '?')
@@ -834,17 +351,19 @@ int wait_main(int argc, char **argv)
     }
 
     int status = EXIT_USAGE;
-    if (!(W.by_path = hmap_new())) {
+    if (wscan_init() < 0) {
         fprintf(stderr, "routefs wait: out of memory\n");
         return EXIT_USAGE;
     }
     for (int i = optind; i < argc; i++)
-        if (add_target(argv[i]) < 0)
+        if (wscan_add_target(argv[i]) < 0)
             goto out;
     if (install_signals() != 0) {
         fprintf(stderr, "routefs wait: cannot install signal handlers: %s\n", strerror(errno));
         goto out;
     }
+    if (each)
+        wscan_on_done(print_done);
 
     const char *term = getenv("TERM");
     int bar = !quiet && isatty(STDERR_FILENO) && !(term && !strcmp(term, "dumb"));
@@ -856,17 +375,17 @@ int wait_main(int argc, char **argv)
     for (;;) {
         int64_t now = mono_ms();
         if (now >= next_scan) {
-            if (scan() < 0) {
+            if (wscan_scan() < 0) {
                 if (drawn)
                     clear_bar();
-                fprintf(stderr, "routefs wait: %s\n", W.fatal_msg);
+                fprintf(stderr, "routefs wait: %s\n", wscan_fatal(&status));
                 goto out;
             }
             int64_t after = mono_ms(), cost = after - now;
             next_scan = now + (cost * 4 > POLL_MS ? cost * 4 : POLL_MS);
             if (next_scan > now + SCAN_MAX_GAP_MS)
                 next_scan = now + SCAN_MAX_GAP_MS;
-            cn = count_jobs();
+            cn = wscan_count();
             rate_sample(after, cn.done + cn.failed);
             now = after;
         }
@@ -908,7 +427,7 @@ int wait_main(int argc, char **argv)
                 took, cn.pending, cn.total, cn.done, cn.failed);
         list_jobs(J_PENDING, "pending");
         list_jobs(J_FAILED, "failed");
-        status = EXIT_USAGE;
+        status = EXIT_TIMEOUT;
     } else {
         char gone[64] = "";
         if (cn.gone)
@@ -924,13 +443,6 @@ int wait_main(int argc, char **argv)
     }
 
 out:
-    for (size_t i = 0; i < W.njobs; i++) {
-        free(W.jobs[i]->path);
-        free(W.jobs[i]->error);
-        free(W.jobs[i]);
-    }
-    free(W.jobs);
-    hmap_free(W.by_path);
-    free_targets();
+    wscan_free();
     return status;
 }

@@ -1,8 +1,9 @@
-/* wait.h — `routefs wait [--timeout S] PATH...`: block until every job under the given
- * prompt files and tier/tag directories has ended, showing progress on stderr.
+/* wait.h — `routefs wait [--timeout S] [--each] PATH...`: block until every job under the
+ * given prompt files and tier/tag directories has ended, showing progress on stderr.
  *
- * Exit status: 0 when every job is done, 1 when any failed, 2 on a usage error, a
- * timeout or a mount that went away, 128+N when interrupted by signal N. */
+ * Exit status: 0 when every job is done, 1 when any failed, 2 on a usage error, 3 on a
+ * timeout, 4 when the mount (or a directory waited on) went away, 128+N when interrupted
+ * by signal N.  --each prints the path of each prompt whose job is done on stdout. */
 #ifndef RF_WAIT_H
 #define RF_WAIT_H
 

@@ -3,12 +3,17 @@
 # Only when something is missing does it run apt-get (as root, or through sudo).
 set -eu
 
-# libsqlite3-dev: the state store and report.html; sqlite3: tests build state databases;
+# libsqlite3-dev: the state store and report.html; sqlite3: tests look into state databases.
 # chromium: tests/e2e/report.bats draws report.html; prometheus: its promtool checks
 # metrics.prom and examples/monitoring (tests/e2e/metrics.bats, monitoring.bats).
+# libsystemd-dev: sd_notify (Type=notify).  shellcheck: the lint suite.  mandoc and
+# groff-base: the man page checks (tests/e2e/docs.bats).  logrotate and util-linux (mount,
+# unshare, prlimit): the examples/ checks in tests/e2e/service.bats.  perl-base: a reader
+# that does not retry EINTR.
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
-vim-tiny python3 libsqlite3-dev sqlite3 chromium prometheus"
+vim-tiny python3 libsqlite3-dev sqlite3 chromium prometheus libsystemd-dev shellcheck
+mandoc groff-base logrotate util-linux perl-base"
 
 missing=""
 for p in $PKGS; do

@@ -2,9 +2,10 @@
 # Run routefs's test suites and print one closing line: "N passed, N failed[, N skipped]".
 #
 #   sh tests/run-tests.sh MODE [BUILD]
-#     MODE   unit | e2e | all
+#     MODE   unit | e2e | lint | all (lint, unit, then e2e)
 #     BUILD  the build directory (default: build); unit tests are BUILD/unit/test_*,
 #            the end-to-end tests run BUILD/routefs against BUILD/routefs-sim.
+#            lint is tests/shellcheck.sh: each shell script checked counts as one test.
 #
 # Every suite's output is shown as it runs.  Exit status 1 when anything failed.
 # Each unit binary and each bats file is bounded in time (UNIT_TIMEOUT, E2E_TIMEOUT seconds);
@@ -17,8 +18,8 @@ UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
 
 case $MODE in
-    unit|e2e|all) ;;
-    *) echo "usage: $0 unit|e2e|all [BUILD]" >&2; exit 2 ;;
+    unit|e2e|lint|all) ;;
+    *) echo "usage: $0 unit|e2e|lint|all [BUILD]" >&2; exit 2 ;;
 esac
 
 cd "$(dirname "$0")/.." || exit 2
@@ -147,10 +148,31 @@ run_e2e() {
     fi
 }
 
+# Lint: tests/shellcheck.sh on every shell script, one test per file.
+run_lint() {
+    echo "== lint: shellcheck"
+    log="$TMP/lint.log"
+    { timeout -k 10 300 sh "$ROOT/tests/shellcheck.sh"; echo $? >"$TMP/rc"; } 2>&1 | tee "$log"
+    rc=$(cat "$TMP/rc")
+    p=$(sed -n 's/^shellcheck: ok \([0-9][0-9]*\) \/ failed \([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)
+    f=$(sed -n 's/^shellcheck: ok \([0-9][0-9]*\) \/ failed \([0-9][0-9]*\)$/\2/p' "$log" | tail -n1)
+    if [ -z "$p" ] || [ -z "$f" ]; then
+        echo "!! lint: tests/shellcheck.sh exited with status $rc without its summary"
+        p=0
+        f=1
+    elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "!! lint: tests/shellcheck.sh exited with status $rc"
+        f=1
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+}
+
 case $MODE in
     unit) run_unit ;;
     e2e)  run_e2e ;;
-    all)  run_unit; run_e2e ;;
+    lint) run_lint ;;
+    all)  run_lint; run_unit; run_e2e ;;
 esac
 
 if [ "$SKIPPED" -gt 0 ]; then

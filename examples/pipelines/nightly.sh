@@ -15,21 +15,23 @@
 #
 # Environment:
 #   ROUTEFS_MOUNT    the mount point (default ~/llm)
-#   ROUTEFS_BIN      the routefs binary (default: routefs from PATH)
+#   ROUTEFS_BIN      the routefs binary (default: routefs from PATH, else the one built
+#                    in this source tree, ../../build/routefs from this script)
 #   NIGHTLY_INBOX    where the day's prompts are (default ~/nightly/inbox)
 #   NIGHTLY_OUTBOX   where results go (default ~/nightly/results)
 #   NIGHTLY_TIER     tier (default high-volume)
 #   NIGHTLY_DATE     the day (default: today, UTC, YYYY-MM-DD: the day spend.json counts)
 #   NIGHTLY_TIMEOUT  give up waiting after this long (default 4h; s/m/h suffixes)
-#   NIGHTLY_MOUNT_WAIT  seconds to wait for the mount to appear (default 30: started by
-#                    systemd right after routefs.service, the mount may be a moment late)
+#   NIGHTLY_MOUNT_WAIT  seconds to wait for the mount to appear (default 30: from cron,
+#                    or right after a mount started some other way, it may be a moment
+#                    late; routefs.service is Type=notify, so After= it the mount is up)
 #
 # Needs jq.  Exit status: 0 all done, 1 some prompts failed, 2 usage error, no mount or
-# timeout (the summary is printed in every case but a usage error).
+# no routefs binary (nothing is submitted then), 3 timed out, 4 the mount went away while
+# waiting (the exit status of `routefs wait`; the summary is printed after a wait).
 set -eu
 
 MOUNT=${ROUTEFS_MOUNT:-$HOME/llm}
-ROUTEFS_BIN=${ROUTEFS_BIN:-routefs}
 INBOX=${NIGHTLY_INBOX:-$HOME/nightly/inbox}
 OUTBOX=${NIGHTLY_OUTBOX:-$HOME/nightly/results}
 TIER=${NIGHTLY_TIER:-high-volume}
@@ -40,11 +42,23 @@ TAG="nightly-$DATE"
 
 die() { echo "nightly: $*" >&2; exit 2; }
 
+# The routefs binary: $ROUTEFS_BIN (a path or a command name), else routefs on PATH, else
+# the one built in this source tree.  Checked before anything is submitted.
+find_routefs() {
+    case ${ROUTEFS_BIN:-} in
+        '') command -v routefs 2>/dev/null || printf '%s\n' "$(dirname "$0")/../../build/routefs" ;;
+        */*) printf '%s\n' "$ROUTEFS_BIN" ;;
+        *) command -v "$ROUTEFS_BIN" 2>/dev/null || printf '%s\n' "$ROUTEFS_BIN" ;;
+    esac
+}
+
 case $DATE in
     [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
     *) die "NIGHTLY_DATE must be YYYY-MM-DD, not '$DATE'" ;;
 esac
 command -v jq >/dev/null 2>&1 || die "jq is not installed"
+ROUTEFS_BIN=$(find_routefs)
+[ -x "$ROUTEFS_BIN" ] || die "routefs not found (tried $ROUTEFS_BIN): install it, build it (make) or set ROUTEFS_BIN"
 i=0
 while [ ! -f "$MOUNT/spend.json" ] && [ "$i" -lt "$MOUNT_WAIT" ]; do
     sleep 1

@@ -11,7 +11,8 @@
 #
 # Environment:
 #   ROUTEFS_MOUNT     the mount point (default ~/llm)
-#   ROUTEFS_BIN       the routefs binary (default: routefs from PATH)
+#   ROUTEFS_BIN       the routefs binary (default: routefs from PATH, else the one built
+#                     in this source tree, ../../build/routefs from this script)
 #   RSS_TIER          tier (default high-volume)
 #   RSS_TAG           tag directory inside the tier (default rss)
 #   RSS_INSTRUCTION   put before each item (default: a two-sentence summary request;
@@ -20,12 +21,12 @@
 #   RSS_TIMEOUT       give up waiting after this long (default 1h; s/m/h suffixes)
 #
 # Exit status: 0 every item summarised, 1 some failed (the others are in OUT_DIR),
-# 2 usage error, timeout or no mount.  Submitting an item again (same name) starts a new
+# 2 usage error, no mount or no routefs binary (nothing is submitted then), 3 timed out,
+# 4 the mount went away (the exit status of `routefs wait`).  Submitting an item again (same name) starts a new
 # job: name items uniquely (e.g. by feed GUID) and clear ITEMS_DIR between runs.
 set -eu
 
 MOUNT=${ROUTEFS_MOUNT:-$HOME/llm}
-ROUTEFS_BIN=${ROUTEFS_BIN:-routefs}
 TIER=${RSS_TIER:-high-volume}
 TAG=${RSS_TAG:-rss}
 PARALLEL=${RSS_PARALLEL:-8}
@@ -34,10 +35,22 @@ INSTRUCTION=${RSS_INSTRUCTION-Summarise this feed item in two sentences for a ne
 
 die() { echo "rss-summarise: $*" >&2; exit 2; }
 
+# The routefs binary: $ROUTEFS_BIN (a path or a command name), else routefs on PATH, else
+# the one built in this source tree.  Checked before anything is submitted.
+find_routefs() {
+    case ${ROUTEFS_BIN:-} in
+        '') command -v routefs 2>/dev/null || printf '%s\n' "$(dirname "$0")/../../build/routefs" ;;
+        */*) printf '%s\n' "$ROUTEFS_BIN" ;;
+        *) command -v "$ROUTEFS_BIN" 2>/dev/null || printf '%s\n' "$ROUTEFS_BIN" ;;
+    esac
+}
+
 [ $# -eq 2 ] || { echo "usage: rss-summarise.sh ITEMS_DIR OUT_DIR" >&2; exit 2; }
 ITEMS=$1
 OUT=$2
 [ -d "$ITEMS" ] || die "$ITEMS: not a directory"
+ROUTEFS_BIN=$(find_routefs)
+[ -x "$ROUTEFS_BIN" ] || die "routefs not found (tried $ROUTEFS_BIN): install it, build it (make) or set ROUTEFS_BIN"
 [ -f "$MOUNT/spend.json" ] || die "$MOUNT: routefs is not mounted there (set ROUTEFS_MOUNT)"
 [ -d "$MOUNT/$TIER" ] || die "$MOUNT/$TIER: no such tier in the mounted config"
 
@@ -81,7 +94,7 @@ done
 status=0
 "$ROUTEFS_BIN" wait --timeout "$TIMEOUT" "$@" || status=$?
 if [ "$status" -ge 2 ]; then
-    exit "$status"   # timed out (it said which are pending) or the mount went away
+    exit "$status"   # 3 timed out (it said which are pending), 4 the mount went away
 fi
 
 # Collect: NAME.out of every finished item; a failed one has NAME.err instead.

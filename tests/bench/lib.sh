@@ -99,6 +99,7 @@ bench_prompts() {
     done
 }
 
+# shellcheck disable=SC2034  # t_cp, t_fs, failed: results for the caller (see the top)
 bench_copy_and_read() {
     local tier=$1 t0 read_rc
     t0=$(now_ns)

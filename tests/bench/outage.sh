@@ -87,4 +87,5 @@ printf '%-10s %10s %8s %14s %10s %12s %8s\n' batch "wall ms" failed "via seconda
 awk -F'\t' -v h="$healthy_ms" '{ printf "%-10s %10s %8s %14s %10s %12s %8.2f\n", $1, $2, $3, $4, $5, $6, (h > 0 ? $2 / h : 0) }' \
     "$WORK/results.tsv"
 echo
+# shellcheck disable=SC2017  # ceil(N/C), then times L: the division must come first
 echo "physical limit of one batch: ceil(N/C)*L = $(( (N + C - 1) / C * L )) ms"

@@ -81,6 +81,54 @@ pmake() { timeout 60 make --no-print-directory -C "$WORK" -f "$PIPELINES/Makefil
     assert_output --partial "not mounted"
 }
 
+# tree_copy — the example scripts in a copy of the source tree layout under $WORK/tree
+# (examples/pipelines/), without a build/ directory; prints the copy's pipelines dir.
+tree_copy() {
+    mkdir -p "$WORK/tree/examples/pipelines"
+    cp "$PIPELINES"/*.sh "$WORK/tree/examples/pipelines/"
+    echo "$WORK/tree/examples/pipelines"
+}
+
+@test "rss-summarise.sh: routefs not on PATH: the binary built in the source tree is used" {
+    items "$WORK/items" 2
+    local dir
+    dir=$(tree_copy)
+    mkdir -p "$WORK/tree/build"
+    ln -s "$ROUTEFS_BIN" "$WORK/tree/build/routefs"
+    run env -u ROUTEFS_BIN PATH=/usr/bin:/bin timeout 60 "$dir/rss-summarise.sh" "$WORK/items" "$WORK/out" 3>&-
+    echo "$output"
+    assert_success
+    assert_output --partial "2 of 2 items summarised"
+}
+
+@test "rss-summarise.sh and nightly.sh: no routefs binary anywhere: exit 2 before any prompt is sent" {
+    items "$WORK/items" 3
+    mkdir -p "$WORK/inbox"
+    printf 'q\n' >"$WORK/inbox/q.txt"
+    local dir
+    dir=$(tree_copy)
+    run env -u ROUTEFS_BIN PATH=/usr/bin:/bin timeout 20 "$dir/rss-summarise.sh" "$WORK/items" "$WORK/out" 3>&-
+    echo "$output"
+    [ "$status" -eq 2 ]
+    assert_output --partial "routefs not found"
+    run env ROUTEFS_BIN="$WORK/nowhere/routefs" NIGHTLY_INBOX="$WORK/inbox" NIGHTLY_OUTBOX="$WORK/outbox" \
+        timeout 20 "$PIPELINES/nightly.sh" 3>&-
+    echo "$output"
+    [ "$status" -eq 2 ]
+    assert_output --partial "routefs not found (tried $WORK/nowhere/routefs)"
+    [ "$(sim_total)" = 0 ]
+    [ -z "$(find "$MNT/high-volume" -type f)" ]
+}
+
+@test "rss-summarise.sh: a timeout passes on routefs wait's exit status 3" {
+    items "$WORK/items" 1
+    sim_behave sim/fast '{"latency_ms": 4000}'
+    RSS_TIMEOUT=0.5 run timeout 20 "$PIPELINES/rss-summarise.sh" "$WORK/items" "$WORK/out" 3>&-
+    echo "$output"
+    [ "$status" -eq 3 ]
+    assert_output --partial "timed out"
+}
+
 # --- Makefile -------------------------------------------------------------------------------
 
 @test "Makefile: prompts/*.txt -> results/*.txt; a second make does nothing; touching one re-runs only it" {
@@ -147,12 +195,16 @@ pmake() { timeout 60 make --no-print-directory -C "$WORK" -f "$PIPELINES/Makefil
 
 # --- nightly.sh -----------------------------------------------------------------------------
 
+# nightly DATE — nightly.sh for DATE with $WORK/inbox and $WORK/outbox, bounded, fd 3 closed.
+nightly() {
+    NIGHTLY_INBOX="$WORK/inbox" NIGHTLY_OUTBOX="$WORK/outbox" NIGHTLY_DATE=$1 \
+        timeout 60 "$PIPELINES/nightly.sh" 3>&-
+}
+
 @test "nightly.sh: submits into a dated tag, waits, copies results, summarises spend; a rerun sends nothing" {
     mkdir -p "$WORK/inbox"
     for i in 1 2 3 4 5; do printf 'nightly question %d\n' "$i" >"$WORK/inbox/q$i.txt"; done
-    export NIGHTLY_INBOX="$WORK/inbox" NIGHTLY_OUTBOX="$WORK/outbox" NIGHTLY_DATE=2024-01-02
-
-    run timeout 60 "$PIPELINES/nightly.sh" 3>&-
+    run nightly 2024-01-02
     echo "$output"
     assert_success
     assert_output --partial "5 prompt(s) submitted to high-volume/nightly-2024-01-02"
@@ -167,7 +219,7 @@ pmake() { timeout 60 make --no-print-directory -C "$WORK" -f "$PIPELINES/Makefil
     [ "$(jq -r '.by_tag["nightly-2024-01-02"].requests' "$MNT/spend.json")" = 5 ]
     [ "$(sim_count sim/fast)" = 5 ]
 
-    run timeout 60 "$PIPELINES/nightly.sh" 3>&-
+    run nightly 2024-01-02
     echo "$output"
     assert_success
     assert_output --partial "0 prompt(s) submitted"
@@ -178,17 +230,16 @@ pmake() { timeout 60 make --no-print-directory -C "$WORK" -f "$PIPELINES/Makefil
 @test "nightly.sh: a failed prompt is reported and resubmitted on the next run" {
     mkdir -p "$WORK/inbox"
     for i in 1 2 3; do printf 'q %d\n' "$i" >"$WORK/inbox/q$i.txt"; done
-    export NIGHTLY_INBOX="$WORK/inbox" NIGHTLY_OUTBOX="$WORK/outbox" NIGHTLY_DATE=2024-01-03
     sim_behave sim/fast '{"status": 500, "fail_first": 1}'
 
-    run timeout 60 "$PIPELINES/nightly.sh" 3>&-
+    run nightly 2024-01-03
     echo "$output"
     [ "$status" -eq 1 ]
     assert_output --partial "2 done, 1 failed"
     assert_output --partial "failed: q"
     [ "$(wc -l <"$WORK/outbox/2024-01-03/FAILED")" -eq 1 ]
 
-    run timeout 60 "$PIPELINES/nightly.sh" 3>&-
+    run nightly 2024-01-03
     echo "$output"
     assert_success
     assert_output --partial "1 prompt(s) submitted"

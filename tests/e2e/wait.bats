@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# `routefs wait`: exit status, timeout, progress output (plain and on a terminal),
-# on a real mount against routefs-sim.  Every run is bounded by `timeout`.
+# `routefs wait`: exit status (0 done, 1 failed, 2 usage, 3 timeout, 4 mount gone, 128+N
+# signal), --each, progress output (plain and on a terminal), on a real mount against
+# routefs-sim.  Every run is bounded by `timeout`.
 
 load helpers
 
@@ -34,7 +35,7 @@ submit() {
     assert_success
     assert_output --partial "5 jobs: 5 done, 0 failed"
     for n in a b c d e; do
-        [ "$(meta "$MNT/fast/$n.txt.meta" .state)" = done ]
+        [ "$(meta "$MNT/fast/$n.txt.meta" .state)" = "done" ]
     done
 }
 
@@ -52,7 +53,7 @@ submit() {
     [ -f "$MNT/other/bad.txt.err" ]
 }
 
-@test "wait: --timeout on a slow job: exit 2, says it timed out and what is pending" {
+@test "wait: --timeout on a slow job: exit 3, says it timed out and what is pending" {
     rfs_mount
     sim_behave sim/c '{"latency_ms": 4000}'
     submit other slow.txt
@@ -60,7 +61,7 @@ submit() {
     run rfs_wait --timeout 0.5 "$MNT/other"
     t1=$(now_ms)
     echo "$output"
-    [ "$status" -eq 2 ]
+    [ "$status" -eq 3 ]
     assert_output --partial "timed out"
     assert_output --partial "pending: other/slow.txt"
     echo "elapsed: $((t1 - t0)) ms"
@@ -100,7 +101,7 @@ submit() {
     wait "$pid"
     cat "$RFS_DIR/wait.out"
     [[ "$(tail -n 1 "$RFS_DIR/wait.out")" == *"2 jobs: 2 done, 0 failed"* ]]
-    [ "$(meta "$MNT/other/batch/two.txt.meta" .state)" = done ]
+    [ "$(meta "$MNT/other/batch/two.txt.meta" .state)" = "done" ]
 }
 
 @test "wait: a prompt deleted while it waits is forgotten, and the summary says so" {
@@ -137,7 +138,7 @@ submit() {
     [ "$status" -eq 2 ]
 }
 
-@test "wait: the mount going away ends the wait with exit 2" {
+@test "wait: the mount going away ends the wait with exit 4" {
     rfs_mount
     sim_behave sim/c '{"latency_ms": 10000}'
     submit other slow.txt
@@ -148,7 +149,7 @@ submit() {
     local rc=0
     wait "$pid" || rc=$?
     cat "$RFS_DIR/wait.out"
-    [ "$rc" -eq 2 ]
+    [ "$rc" -eq 4 ]
     grep -q "no longer mounted\|not connected" "$RFS_DIR/wait.out"
 }
 
@@ -164,8 +165,9 @@ submit() {
     # at least two progress lines while pending, then the summary last
     [ "$(grep -c '^routefs wait: 0/2 ended: 0 done, 0 failed, 2 pending' <<<"$output")" -ge 2 ]
     [[ ${lines[-1]} == *"2 jobs: 2 done, 0 failed"* ]]
-    ! grep -q $'\r' <<<"$output"
-    ! grep -q $'\e' <<<"$output"
+    # no carriage return and no escape sequence anywhere (bats' `!` would not fail a test)
+    [[ $output != *$'\r'* ]]
+    [[ $output != *$'\e'* ]]
 }
 
 @test "wait: on a terminal: a progress bar redrawn in place, then the summary" {
@@ -193,4 +195,59 @@ submit() {
     run rfs_wait --quiet "$MNT/fast"
     assert_success
     assert_output ""
+}
+
+# --- --each -----------------------------------------------------------------------------
+
+@test "wait --each: stdout gets each done prompt's path as it ends, spelled as given; progress stays on stderr" {
+    rfs_mount
+    sim_behave sim/c '{"status": 500}'
+    mkdir -p "$MNT/fast/tag"
+    submit fast a.txt
+    submit fast/tag b.txt
+    submit other bad.txt
+    cd "$RFS_DIR"
+    timeout 20 "$ROUTEFS_BIN" wait --each --interval 0 mnt/fast/ mnt/other \
+        >"$RFS_DIR/each.out" 2>"$RFS_DIR/each.err" 3>&- || echo "status $?" >"$RFS_DIR/each.rc"
+    echo "stdout:"; cat "$RFS_DIR/each.out"
+    echo "stderr:"; cat "$RFS_DIR/each.err"
+    [ "$(cat "$RFS_DIR/each.rc")" = "status 1" ]          # one failed
+    [ "$(sort "$RFS_DIR/each.out")" = "$(printf '%s\n' mnt/fast/a.txt mnt/fast/tag/b.txt)" ]
+    grep -q "3 jobs: 2 done, 1 failed" "$RFS_DIR/each.err"
+    grep -q "failed: other/bad.txt" "$RFS_DIR/each.err"
+    # the paths work as they are printed
+    xargs -I{} cat {}.out <"$RFS_DIR/each.out" >"$RFS_DIR/results"
+    grep -qF "sim[sim/a]: prompt a.txt" "$RFS_DIR/results"   # results end without a newline
+    grep -qF "sim[sim/a]: prompt b.txt" "$RFS_DIR/results"
+}
+
+@test "wait --each: a path is printed as soon as its job ends, not at the end" {
+    rfs_mount
+    sim_behave sim/c '{"latency_ms": 3000}'
+    submit fast quick.txt
+    submit other slow.txt
+    timeout 20 "$ROUTEFS_BIN" wait --each --quiet "$MNT/fast/quick.txt" "$MNT/other/slow.txt" \
+        >"$RFS_DIR/each.out" 2>&1 3>&- &
+    local pid=$!
+    wait_for 2 grep -q "quick.txt" "$RFS_DIR/each.out"
+    kill -0 "$pid"                                   # still waiting for slow.txt
+    [ "$(wc -l <"$RFS_DIR/each.out")" -eq 1 ]
+    wait "$pid"
+    [ "$(wc -l <"$RFS_DIR/each.out")" -eq 2 ]
+    [ "$(tail -n 1 "$RFS_DIR/each.out")" = "$MNT/other/slow.txt" ]
+}
+
+@test "wait: SIGTERM while waiting exits 128+15 and says how many are pending" {
+    rfs_mount
+    sim_behave sim/c '{"latency_ms": 10000}'
+    submit other slow.txt
+    timeout 20 "$ROUTEFS_BIN" wait "$MNT/other" >"$RFS_DIR/wait.out" 2>&1 3>&- &
+    local pid=$!
+    sleep 0.5
+    kill -TERM "$pid"
+    local rc=0
+    wait "$pid" || rc=$?
+    cat "$RFS_DIR/wait.out"
+    [ "$rc" -eq 143 ]
+    grep -q "interrupted: 1 of 1 jobs still pending" "$RFS_DIR/wait.out"
 }
