@@ -68,6 +68,7 @@ static int teardown(void **state)
 {
     fixture *fx = *state;
     prices_shutdown();
+    store_fault_set(NULL);
     store_close(fx->st);
     if (fx->dir[0])
         tst_rmrf(fx->dir);
@@ -246,6 +247,31 @@ static void test_persisted_and_loaded(void **state)
     assert_string_equal(price_of(&g_cfg, "or", "m-pub"), "unpriced");
 }
 
+/* The store fails: new published prices are refused and the old ones kept; an observed
+ * rate is held in memory and reaches the store once it works again. */
+static void test_store_failing(void **state)
+{
+    fixture *fx = *state;
+    publish();
+    rf_err err;
+    rf_err_clear(&err);
+    store_fault_set("full");
+    static const published_price next[] = {{"m-new", 4, 4, 0}};
+    assert_int_equal(prices_set_published(next, 1, &err), -1);
+    assert_int_equal(err.code, ENOSPC);
+    assert_int_equal(prices_published_count(NULL), 3);
+    assert_string_equal(price_of(&g_cfg, "or", "m-pub"), "openrouter 0.5 1.5 0.001");
+    assert_string_equal(price_of(&g_cfg, "or", "m-new"), "unpriced");
+    assert_int_equal(prices_observe("oai", "m-x", 0.01, 1000, 1000, 0, 0), 1);
+    assert_string_equal(price_of(&g_cfg, "oai", "m-x"), "observed 5 5 0");
+    store_fault_set(NULL);
+    WAIT_UNTIL(store_admit(fx->st) == 0 && store_flush(fx->st) == 0, 20000);
+    assert_int_equal(store_flush(fx->st), 0);
+    reload(fx);
+    assert_string_equal(price_of(&g_cfg, "oai", "m-x"), "observed 5 5 0");
+    assert_int_equal(prices_published_count(NULL), 3);
+}
+
 typedef struct each_seen {
     int n;
     char text[16][96];
@@ -294,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_observe_never_lowers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_published_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persisted_and_loaded, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failing, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_each, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
