@@ -381,8 +381,10 @@ static void free_disk(fixture *fx)
 static void test_failing_tmpfs(void **state)
 {
     fixture *fx = *state;
-    if (geteuid() != 0)
-        skip();                            /* cmocka prints it as skipped */
+    if (geteuid() != 0) {
+        print_message("skipped: mounting a tmpfs needs root\n");
+        skip();
+    }
     snprintf(fx->mnt, sizeof fx->mnt, "%s/mnt", fx->dir);
     assert_int_equal(mkdir(fx->mnt, 0700), 0);
     if (mount("tmpfs", fx->mnt, "tmpfs", 0, "size=2m") < 0) {
