@@ -81,6 +81,7 @@ int prices_init(store *st, rf_err *err)
 {
     pthread_mutex_lock(&P.lock);
     P.st = st;
+    P.published_ms = 0;               /* as loaded below: not a previous init's */
     P.published = hmap_new();
     P.observed = hmap_new();
     int r = 0;
@@ -98,6 +99,7 @@ void prices_shutdown(void)
     free_map(P.published);
     free_map(P.observed);
     P.published = P.observed = NULL;
+    P.published_ms = 0;
     P.st = NULL;
     pthread_mutex_unlock(&P.lock);
 }
@@ -105,28 +107,40 @@ void prices_shutdown(void)
 int prices_lookup(const rf_config *cfg, const char *provider, const char *model,
                   hop_price *out)
 {
-    const rf_price *conf = cfg ? config_price(cfg, provider, model) : NULL;
-    if (conf) {
-        *out = (hop_price){conf->prompt_per_m, conf->completion_per_m, 0, "config"};
+    const rf_provider *p = cfg && provider ? config_provider(cfg, provider) : NULL;
+    if (p && p->is_free) {            /* README: every model on it costs nothing */
+        *out = (hop_price){0, 0, 0, "free"};
         return 1;
     }
-    const rf_provider *p = cfg ? config_provider(cfg, provider) : NULL;
+    const rf_price *conf = cfg ? config_price(cfg, provider, model) : NULL;
+    int found = conf != NULL;
+    if (conf)
+        *out = (hop_price){conf->prompt_per_m, conf->completion_per_m, 0, "config"};
     int openrouter = p && p->kind == RF_KIND_OPENROUTER;
     pthread_mutex_lock(&P.lock);
     const known_price *k = NULL;
-    const char *source = NULL;
-    if (openrouter && P.published && (k = hmap_get(P.published, model)))
-        source = "openrouter";
-    if (!k && P.observed) {
-        char key[1024];
-        observed_key(key, sizeof key, provider, model);
-        if ((k = hmap_get(P.observed, key)))
-            source = "observed";
+    if (!found && openrouter && P.published && (k = hmap_get(P.published, model))) {
+        *out = (hop_price){k->prompt_per_m, k->completion_per_m, k->request_usd, "openrouter"};
+        found = 1;
     }
-    if (k)
-        *out = (hop_price){k->prompt_per_m, k->completion_per_m, k->request_usd, source};
+    char key[1024];
+    observed_key(key, sizeof key, provider, model);
+    const known_price *seen = P.observed ? hmap_get(P.observed, key) : NULL;
+    if (seen && !found) {
+        *out = (hop_price){seen->prompt_per_m, seen->completion_per_m, seen->request_usd,
+                           "observed"};
+        found = 1;
+    } else if (seen && (seen->prompt_per_m > out->prompt_per_m ||
+                        seen->completion_per_m > out->completion_per_m)) {
+        /* The provider charged more than this price allows (prices_observe): later
+         * reservations must bound what it really costs. */
+        out->prompt_per_m = fmax(out->prompt_per_m, seen->prompt_per_m);
+        out->completion_per_m = fmax(out->completion_per_m, seen->completion_per_m);
+        out->request_usd = fmax(out->request_usd, seen->request_usd);
+        out->source = "observed";
+    }
     pthread_mutex_unlock(&P.lock);
-    return k != NULL;
+    return found;
 }
 
 int prices_observe(const char *provider, const char *model, double cost_usd,

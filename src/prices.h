@@ -4,8 +4,9 @@
  * price is an explicit free model); else OpenRouter's published price for the model
  * (GET /api/v1/models, for OpenRouter-kind providers, kept in the state store so an
  * offline mount has it); else the highest rate this model has been observed to charge
- * (a provider reporting more than the reservation raises it).  A hop with no price from
- * any of these is unpriced.  Thread-safe (one mutex, a leaf). */
+ * (a provider reporting more than the reservation raises it, and an observed rate above
+ * the configured or published one replaces it: source "observed").  A hop with no price
+ * from any of these is unpriced.  Thread-safe (one mutex, a leaf). */
 #ifndef RF_PRICES_H
 #define RF_PRICES_H
 

@@ -533,7 +533,9 @@ static void *writer_main(void *arg)
                 pthread_cond_broadcast(&st->applied);
                 continue;
             }
-            if (st->stopping && mono_ms() >= give_up_at)
+            /* Closing: nothing held is nothing to wait for; held work gets a bounded
+             * time for the disk to come back. */
+            if (st->stopping && (!st->head || mono_ms() >= give_up_at))
                 break;
             if (mono_ms() < retry_at) {
                 timed_wait(st, st->stopping && give_up_at < retry_at ? give_up_at : retry_at);

@@ -71,7 +71,11 @@ static const char SQL_SPEND_DAY[] =
     " unpriced = unpriced + excluded.unpriced, estimated = estimated + excluded.estimated";
 static const char SQL_ACTIVITY_END[] =
     "SELECT off + length(CAST(line AS BLOB)) FROM activity ORDER BY seq DESC LIMIT 1";
-static const char SQL_ACTIVITY[] = "INSERT INTO activity(off, at_ms, line) VALUES(?1, ?2, ?3)";
+/* Each line ends with '\n' whether or not the caller's did (store_ledger.h says "without",
+ * meta.c's job_activity_line includes it): the file stays one JSON object per line. */
+static const char SQL_ACTIVITY[] =
+    "INSERT INTO activity(off, at_ms, line)"
+    " VALUES(?1, ?2, CASE WHEN substr(?3, -1) = char(10) THEN ?3 ELSE ?3 || char(10) END)";
 static const char SQL_PROVIDER_DAY[] =
     "INSERT INTO provider_days(day, provider, requests, failures, fallbacks, latency_ms_sum,"
     " b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)"
@@ -393,7 +397,12 @@ typedef struct misc_op {
     double x, y, z;
 } misc_op;
 
-static const char SQL_PRUNE[] = "DELETE FROM activity WHERE at_ms < ?1";
+/* Only a prefix of the file goes: the lines before the first one recent enough to keep.
+ * (Lines are in commit order, and a line's clock may be behind its predecessor's; deleting
+ * every old line would leave a hole that readers see as the end of the file.) */
+static const char SQL_PRUNE[] =
+    "DELETE FROM activity WHERE seq < coalesce((SELECT min(seq) FROM activity WHERE at_ms >= ?1),"
+    " (SELECT max(seq) + 1 FROM activity))";
 static const char SQL_EVENT[] =
     "INSERT INTO events(at_ms, kind, provider, model, detail) VALUES(?1, ?2, ?3, ?4, ?5)";
 static const char SQL_PRICE_PUT[] =

@@ -121,8 +121,8 @@ int store_schema_ensure(store_conn *wc, int64_t *generation, rf_err *err)
                           sqlite3_errmsg(db));
     if (exec_sql(db, "BEGIN IMMEDIATE", err) < 0)
         return -1;
-    if (exec_sql(db, SCHEMA, err) < 0)
-        goto fail;
+    /* The version first: a newer routefs's tables may not take our CREATE statements, and
+     * the message must say why (a fresh database has no info table yet: version 0). */
     int64_t version = query_int(db, "SELECT value FROM info WHERE key='schema_version'", 0);
     if (version > STORE_SCHEMA_VERSION) {
         rf_err_set(err, EINVAL,
@@ -130,6 +130,8 @@ int store_schema_ensure(store_conn *wc, int64_t *generation, rf_err *err)
                    "routefs", (long long)version, STORE_SCHEMA_VERSION);
         goto fail;
     }
+    if (exec_sql(db, SCHEMA, err) < 0)
+        goto fail;
     int64_t base = query_int(db, "SELECT value FROM info WHERE key='generation'", 0);
     int64_t used = query_int(db, "SELECT max(gen) FROM prompts", 0);
     if (used > base)
