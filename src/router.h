@@ -33,8 +33,8 @@ typedef struct rf_attempt {
     int parse_status;        /* openai_status for 2xx bodies; 0 otherwise */
     int context_length;      /* 4xx body says context length exceeded */
     int unsupported_param;   /* 4xx body says a parameter is unsupported */
-    int content_policy;      /* refused for its content: the job fails, no hop will do */
     long retry_after_ms;     /* from Retry-After; -1 when absent */
+    int content_policy;      /* refused for its content: the job fails, no hop will do */
 } rf_attempt;
 
 typedef enum {
