@@ -25,12 +25,14 @@ typedef struct {
     rf_outcome want;
 } classify_case;
 
-/* transport, status, parse_status, context_length, unsupported_param, retry_after_ms */
-#define T(te)                  { te, 0, 0, 0, 0, -1 }
-#define S(st)                  { RF_TE_NONE, st, 0, 0, 0, -1 }
-#define P(st, ps)              { RF_TE_NONE, st, ps, 0, 0, -1 }
-#define RA(st, ra)             { RF_TE_NONE, st, 0, 0, 0, ra }
-#define E(st, ctx, unsup)      { RF_TE_NONE, st, 0, ctx, unsup, -1 }
+/* transport, status, parse_status, context_length, unsupported_param, retry_after_ms,
+ * content_policy */
+#define T(te)                  { te, 0, 0, 0, 0, -1, 0 }
+#define S(st)                  { RF_TE_NONE, st, 0, 0, 0, -1, 0 }
+#define P(st, ps)              { RF_TE_NONE, st, ps, 0, 0, -1, 0 }
+#define RA(st, ra)             { RF_TE_NONE, st, 0, 0, 0, ra, 0 }
+#define E(st, ctx, unsup)      { RF_TE_NONE, st, 0, ctx, unsup, -1, 0 }
+#define CP(st)                 { RF_TE_NONE, st, 0, 0, 0, -1, 1 }
 
 static const classify_case classify_cases[] = {
     /* transport */
@@ -47,6 +49,10 @@ static const classify_case classify_cases[] = {
     { "200 no choices",           P(200, 3),          RF_OUT_NEXT_HOP },
     { "200 finish error",         P(200, 4),          RF_OUT_NEXT_HOP },
     { "200 empty content",        P(200, 5),          RF_OUT_NEXT_HOP },
+    /* content policy: another model will not help */
+    { "400 content policy",       CP(400),            RF_OUT_FAIL_JOB },
+    { "403 content policy",       CP(403),            RF_OUT_FAIL_JOB },
+    { "503 never content policy", CP(503),            RF_OUT_RETRY },
     /* 5xx and 408 */
     { "408",                      S(408),             RF_OUT_RETRY },
     { "500",                      S(500),             RF_OUT_RETRY },
