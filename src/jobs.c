@@ -721,6 +721,12 @@ static void on_commit_done(job_commit *c, int status, const rf_err *err)
 
 void jobs_store_health(int failing, void *ud)
 {
+    if (failing) {
+        metrics_store_failure();
+    } else {
+        /* Written once the store works again: a failing store keeps no events. */
+        sl_event(J.d.st, "store_failing", NULL, NULL, "the state store failed, then recovered");
+    }
     actions acts = ACTIONS_INIT(acts);
     jobs_lock();
     J.store_failing = failing;

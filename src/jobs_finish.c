@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "jobs_int.h"
+#include "redact.h"
 
 void jobs_record_hop(job *j, const char *provider, const char *model, long status,
                      const char *error, long latency_ms, int64_t at_ms, long tokens)
@@ -85,6 +86,13 @@ job_commit *jobs_finish_build(job *j)
         ok = (c->err = malloc(strlen(j->error) + 2)) != NULL;
         if (ok)
             sprintf(c->err, "%s\n", j->error);
+    }
+    /* What a provider echoed (a key, in any encoding) never reaches a file. */
+    if (ok) {
+        redact_inplace(c->meta, strlen(c->meta));
+        redact_inplace(c->activity, strlen(c->activity));
+        if (c->err)
+            redact_inplace(c->err, strlen(c->err));
     }
     size_t nattempts = 0;
     for (size_t i = 0; i < j->nhops; i++)

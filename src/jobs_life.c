@@ -10,6 +10,7 @@
 #include "hmap.h"
 #include "log.h"
 #include "openai.h"
+#include "redact.h"
 
 /* ---- the prompt lifecycle ---- */
 
@@ -251,6 +252,8 @@ char *jobs_meta(const char *key)
     job *j = jobs_find(key);
     char *m = j ? job_meta_json(j, 1) : NULL;
     jobs_unlock();
+    if (m)
+        redact_inplace(m, strlen(m));
     return m;
 }
 

@@ -15,6 +15,7 @@
 #include "jobs.h"
 #include "kcache.h"
 #include "log.h"
+#include "redact.h"
 #include "vfiles.h"
 
 static char persist_path[PATH_MAX];
@@ -69,14 +70,44 @@ static int write_file_atomic(const char *path, const char *data, size_t len, rf_
     return 0;
 }
 
+/* The secrets of cfg are what every sink redacts; its key warnings go to the log and to
+ * status.  Reading key files and environment variables happens here, never under a lock
+ * that a request waits on. */
+static void adopt_secrets(const rf_config *cfg)
+{
+    char **secrets = NULL;
+    size_t n = config_secrets(cfg, &secrets);
+    rf_err err;
+    rf_err_clear(&err);
+    if (redact_set_keys((const char *const *)secrets, n, &err) < 0)
+        LOG_ERROR("redaction: %s", err.msg);
+    config_free_secrets(secrets, n);
+    char **warnings = NULL;
+    size_t nw = config_key_warnings(cfg, &warnings);
+    for (size_t i = 0; i < nw; i++)
+        LOG_WARN("config: %s", warnings[i]);
+    vfiles_set_key_warnings((const char *const *)warnings, nw);
+    config_free_strings(warnings, nw);
+}
+
 static void put_in_force(rf_config *cfg)
 {
+    adopt_secrets(cfg);
     rf_config *old = jobs_config();
     jobs_set_config(cfg);
     kcache_tiers_changed(old, cfg);   /* the kernel may still cache a removed tier's entry */
     config_unref(old);
     vfiles_set_config_error(NULL);
     vfiles_config_applied();
+}
+
+void liveconf_start(rf_config *cfg)
+{
+    pthread_mutex_lock(&apply_lock);
+    adopt_secrets(cfg);
+    jobs_set_config(cfg);
+    vfiles_config_applied();
+    pthread_mutex_unlock(&apply_lock);
 }
 
 /* Is cfg the config already in force?  Editors put the original text back after a
@@ -93,7 +124,9 @@ int liveconf_apply_text(const char *text, size_t len, const char *origin, rf_err
 {
     rf_config *cfg = NULL;
     pthread_mutex_lock(&apply_lock);
-    if (config_parse(text, len, &cfg, err) < 0) {
+    if (config_parse(text, len, &cfg, err) < 0 || config_check_key_files(cfg, err) < 0) {
+        config_unref(cfg);
+        cfg = NULL;
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
         rf_err_set(err, EINVAL, "%s: %s", origin, msg);

@@ -8,10 +8,14 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include "config.h"
 #include "err.h"
 
 /* persist_path: the --config file, or STATE/config.json when there is none (absolute). */
 void liveconf_init(const char *persist_path);
+/* Put the config the daemon starts with in force (its secrets redacted everywhere, its key
+ * warnings logged and shown in status). */
+void liveconf_start(rf_config *cfg);
 
 /* Validate text; when valid, write it atomically to persist_path and apply it.  When
  * invalid, returns -1 with err (EINVAL + the validator's message, prefixed by origin)

@@ -3,6 +3,7 @@
  * descriptor with dup2(2), which is atomic: a line written meanwhile goes whole to the old
  * file or whole to the new one, and no lock is needed. */
 #include "log.h"
+#include "redact.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,6 +160,8 @@ void rf_log(rf_log_level level, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
+    /* Whatever a provider echoed (a key, in any encoding) never reaches the log. */
+    len = (size_t)n + redact_inplace(line + n, len - (size_t)n);
     for (size_t i = (size_t)n; i < len; i++)   /* one event, one line */
         if (line[i] == '\n' || line[i] == '\r')
             line[i] = ' ';

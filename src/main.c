@@ -35,6 +35,7 @@
 #include "scratch.h"
 #include "service.h"
 #include "store.h"
+#include "store_ledger.h"
 #include "upstream.h"
 #include "version.h"
 #include "vfiles.h"
@@ -56,6 +57,16 @@ typedef struct options {
     int debug;
     int shared_read;           /* -o shared_read: virtual files readable by the group */
 } options;
+
+/* Every breaker transition: counted for metrics.prom, kept for report.html. */
+static void on_breaker_event(const breaker_event *ev, void *ud)
+{
+    static const char *const to_name[] = {"closed", "open", "half_open"};
+    static const char *const kind[] = {"breaker_close", "breaker_open", "breaker_half_open"};
+    int to = ev->to >= RF_BREAKER_CLOSED && ev->to <= RF_BREAKER_HALF_OPEN ? (int)ev->to : 0;
+    metrics_breaker(ev->provider, ev->model, to_name[to]);
+    sl_event((store *)ud, kind[to], ev->provider, ev->model, ev->reason);
+}
 
 static void usage(FILE *f)
 {
@@ -418,6 +429,7 @@ int main(int argc, char **argv)
     results_init(st);
     if (store_start(st, &err) < 0 ||
         !(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
+        (breakers_set_listener(breakers, on_breaker_event, st), 0) ||
         !(up = upstream_start(&err)) ||
         jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .budget = spend,
                                .wake = results_wake_reader, .changed = kcache_results_changed},
@@ -427,11 +439,9 @@ int main(int argc, char **argv)
         goto out;
     }
     jobs_ready = 1;
-    jobs_set_config(cfg);
     vfiles_init(st, breakers, spend, o.mountpoint);
-    vfiles_config_applied();
-
     liveconf_init(config_file);
+    liveconf_start(cfg);
     /* service hook: SIGHUP reopens the log and re-reads the config (rfs-reload) */
     if (service_reload_start(&err) < 0)
         LOG_WARN("%s", err.msg);

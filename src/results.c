@@ -82,13 +82,16 @@ static char *incomplete_meta(const char *key)
 int results_stat(const char *key, int which, struct stat *st, int *live)
 {
     *live = 0;
+    /* The job table first, then the row: a job leaves the table only once its result is
+     * in the store, so a row read after "no job" is never older than the result. */
+    job_state state;
+    int active = jobs_active(key, &state, NULL);
     prompt_row row;
     rf_err err;
     int r = sp_get(R_st, key, &row, &err);
     if (r < 0)
         return r;
-    job_state state;
-    if (jobs_active(key, &state, NULL)) {
+    if (active) {
         *live = 1;
         off_t size = 0;
         if (which == NAME_ERR)

@@ -640,6 +640,9 @@ static int make_ledger_row(const attempt *a, const cost_result *c, const openai_
 static void settle(attempt *a, attempt_report *r, const cost_result *c,
                    const openai_completion *comp)
 {
+    if (c->has_cost)
+        metrics_spend(a->plan->tier_name, plan_hop(a->plan)->provider, plan_hop(a->plan)->model,
+                      cost_nusd_to_usd(c->nusd));
     if (make_ledger_row(a, c, comp, &r->ledger) == 0) {
         r->billed = 1;
         budget_settle(R.d.budget, a->reservation, &r->ledger);

@@ -10,6 +10,7 @@
 
 #include "jobs.h"
 #include "metrics.h"
+#include "redact.h"
 #include "store_ledger.h"
 #include "store_prompts.h"
 #include "version.h"
@@ -25,6 +26,8 @@ static struct {
     char *mountpoint;
     pthread_mutex_t lock;       /* guards config_error and config_mtime */
     char *config_error;
+    char **warnings;            /* the config's key warnings (owned) */
+    size_t nwarnings;
     struct timespec config_mtime;
 } V = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -91,6 +94,20 @@ struct timespec vfile_mtime(vfile_id id)
     }
     clock_gettime(CLOCK_REALTIME, &ts);   /* the others are rendered fresh on every read */
     return ts;
+}
+
+void vfiles_set_key_warnings(const char *const *warnings, size_t n)
+{
+    pthread_mutex_lock(&V.lock);
+    for (size_t i = 0; i < V.nwarnings; i++)
+        free(V.warnings[i]);
+    free(V.warnings);
+    V.warnings = n ? calloc(n, sizeof *V.warnings) : NULL;
+    V.nwarnings = 0;
+    for (size_t i = 0; V.warnings && i < n; i++)
+        if ((V.warnings[V.nwarnings] = strdup(warnings[i])))
+            V.nwarnings++;
+    pthread_mutex_unlock(&V.lock);
 }
 
 void vfiles_set_config_error(const char *msg)
@@ -176,6 +193,8 @@ static char *render_status(size_t *len)
                   V.config_error);
     else
         tb_printf(&tb, "config: ok\n");
+    for (size_t i = 0; i < V.nwarnings; i++)
+        tb_printf(&tb, "config: warning: %s\n", V.warnings[i]);
     pthread_mutex_unlock(&V.lock);
     store_health h;
     store_health_get(V.st, &h);
@@ -303,6 +322,21 @@ static char *render_metrics(size_t *len)
         free(pname[k]);
     free(pname);
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
+    rf_provider_health *all = NULL;
+    long nall = breakers_health(V.breakers, now_mono_ms(), 1, &all);
+    tb_printf(&tb, "# HELP routefs_breaker_open 1 while a breaker is open or half-open "
+                   "(model \"\" = provider-wide).\n"
+                   "# TYPE routefs_breaker_open gauge\n");
+    for (long k = 0; k < nall; k++) {
+        char *pv = metrics_label_value(all[k].provider);
+        char *mv = metrics_label_value(all[k].model ? all[k].model : "");
+        if (pv && mv)
+            tb_printf(&tb, "routefs_breaker_open{provider=\"%s\",model=\"%s\"} %d\n", pv, mv,
+                      !all[k].breaker_closed);
+        free(pv);
+        free(mv);
+    }
+    breakers_health_free(all, nall > 0 ? (size_t)nall : 0);
     store_health h;
     store_health_get(V.st, &h);
     tb_printf(&tb, "# HELP routefs_store_up 1 when the state store accepts writes.\n"
@@ -337,7 +371,19 @@ static char *render_metrics(size_t *len)
     return tb_finish(&tb, len);
 }
 
+static char *render(vfile_id id, size_t *len);
+
+/* Every virtual file passes the redactor: provider errors in providers.json and status
+ * may quote a key back. */
 char *vfile_render(vfile_id id, size_t *len)
+{
+    char *text = render(id, len);
+    if (text && id != VF_CONFIG)
+        *len = redact_inplace(text, *len);
+    return text;
+}
+
+static char *render(vfile_id id, size_t *len)
 {
     *len = 0;
     switch (id) {

@@ -47,6 +47,8 @@ void vfiles_config_applied(void);
 /* Modification time of a virtual file. */
 struct timespec vfile_mtime(vfile_id id);
 
+/* The config's key warnings (copied), shown in status. */
+void vfiles_set_key_warnings(const char *const *warnings, size_t n);
 /* The last refused config and why (shown in status); NULL clears it. */
 void vfiles_set_config_error(const char *msg);
 
