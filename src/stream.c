@@ -75,6 +75,7 @@ struct stream_parser {
     buf line;                 /* the current line, without its end */
     int after_cr;             /* the last byte was a CR */
     long lines;               /* lines seen (the first may start with a BOM) */
+    int bom_seen;             /* bytes of a leading BOM seen; -1 once there is none */
     buf data;                 /* the current event's data */
     int has_data;             /* the current event has a data field */
     long events;              /* data events dispatched */
@@ -536,9 +537,25 @@ int stream_feed(stream_parser *p, const char *data, size_t len)
     p->progress = 0;
     size_t i = 0;
     if (p->mode == MODE_UNKNOWN) {
-        while (i < take && is_blank(data[i]))
+        /* A UTF-8 BOM, then blanks, may come before the first byte that tells a whole JSON
+         * body from SSE; the BOM may itself be cut across feeds. */
+        static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
+        while (i < take && p->bom_seen < 3 && p->bom_seen >= 0) {
+            if ((unsigned char)data[i] != bom[p->bom_seen]) {
+                if (p->bom_seen > 0) {
+                    /* not a BOM after all: those bytes were the start of the body */
+                    p->mode = MODE_SSE;
+                    sse_bytes(p, (const char *)bom, (size_t)p->bom_seen);
+                }
+                p->bom_seen = -1;
+                break;
+            }
+            p->bom_seen++;
             i++;
-        if (i < take)
+        }
+        while (p->mode == MODE_UNKNOWN && i < take && is_blank(data[i]))
+            i++;
+        if (p->mode == MODE_UNKNOWN && i < take && (p->bom_seen == 3 || p->bom_seen == -1))
             p->mode = data[i] == '{' ? MODE_JSON : MODE_SSE;
     }
     if (p->mode == MODE_JSON && buf_add(&p->body, data + i, take - i) < 0)

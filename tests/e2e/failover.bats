@@ -45,8 +45,7 @@ run_prompt() {
     local t0
     t0=$(now_ms)
     printf '%s' "Explain in exactly sixty words why a gateway earns trust only when the provider behind it misbehaves." >"$MNT/t/$1"
-    OUT="$(timeout 30 cat "$MNT/t/$1.out" 2>&1)"
-    OUT_STATUS=$?
+    if OUT="$(timeout 30 cat "$MNT/t/$1.out" 2>&1)"; then OUT_STATUS=0; else OUT_STATUS=$?; fi
     WALL_MS=$(( $(now_ms) - t0 ))
     echo "wall ${WALL_MS} ms, status $OUT_STATUS, primary attempts $(sim_count primary)," \
          "fallback $(sim_count fb-ok)"
