@@ -18,6 +18,7 @@
 #include "budget.h"
 #include "config.h"
 #include "cli_export.h"
+#include "cli_rerun.h"
 #include "fs.h"
 #include "import01.h"
 #include "jobs.h"
@@ -79,6 +80,7 @@ static void usage(FILE *f)
             "       routefs umount [--timeout S] MOUNTPOINT   (see 'routefs umount --help')\n"
             "       routefs report STATE [--config FILE] [--days N] > report.html\n"
             "       routefs export STATE DIR [--tier TIER]...\n"
+            "       routefs rerun PROMPT...   run prompts again although unchanged\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -319,6 +321,8 @@ int main(int argc, char **argv)
         return cmd_schema(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "export"))
         return export_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "rerun"))
+        return rerun_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "umount"))   /* service hook: the umount command */

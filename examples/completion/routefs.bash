@@ -9,6 +9,10 @@
 #   routefs schema
 #   routefs wait [options] PATH...          prompts, tiers and tag directories
 #   routefs umount [options] MOUNTPOINT     the routefs mounts in /proc/self/mounts
+#   routefs report STATE [options]          a state directory
+#   routefs export STATE DIR [--tier T]     a state directory, then a directory
+#   routefs prices [options] [MODEL...]
+#   routefs rerun PROMPT...                 prompts in a mount
 #
 # To add a subcommand: add its name to _routefs_subcommands, its options to a variable
 # _routefs_opts_NAME (dashes in NAME become underscores), and, when its arguments are not
@@ -16,18 +20,22 @@
 # _routefs_value_opts with the kind of value.  tests/e2e/docs.bats checks that every
 # subcommand `routefs --help` names is here.
 
-_routefs_subcommands="check schema wait umount"
+_routefs_subcommands="check schema wait umount report export prices rerun"
 
 _routefs_opts_mount="--config --state --log --foreground --debug -o --help --version"
 _routefs_opts_check="--help --"
 _routefs_opts_schema="--help"
 _routefs_opts_wait="--timeout --interval --quiet --each --help"
 _routefs_opts_umount="--timeout --help"
+_routefs_opts_report="--config --days --help"
+_routefs_opts_export="--tier --help"
+_routefs_opts_prices="--state --config --help"
+_routefs_opts_rerun="--help"
 
 # OPTION:KIND for options that take a value: file, json, dir, mountopt, or none (a number
 # or free text: nothing to complete).
 _routefs_value_opts="--config:json -c:json --state:dir -s:dir --log:file -l:file
--o:mountopt --timeout:none -t:none --interval:none -i:none"
+-o:mountopt --timeout:none -t:none --interval:none -i:none --days:none --tier:none"
 
 # _routefs_reply CMD... — COMPREPLY from CMD's output, one candidate per line.
 _routefs_reply() {
@@ -95,6 +103,9 @@ _routefs_complete_args() {
         schema) COMPREPLY=() ;;
         wait)   _routefs_compgen file "$2" ;;
         umount) _routefs_compgen mounts "$2" ;;
+        report|export) _routefs_compgen dir "$2" ;;
+        prices) COMPREPLY=() ;;
+        rerun)  _routefs_compgen file "$2" ;;
         *)      _routefs_compgen file "$2" ;;
     esac
 }
