@@ -90,6 +90,9 @@ for p in "$SRC"/*; do
         skipped=$((skipped + 1))
         continue
     fi
+    # A prompt whose job failed runs again only as a new prompt: the same text copied
+    # over it would keep the failed result.
+    [ -e "$DEST/$name.err" ] && rm -f "$DEST/$name"
     cp "$p" "$DEST/$name"
     submitted=$((submitted + 1))
 done

@@ -131,7 +131,7 @@ tree_copy() {
 
 # --- Makefile -------------------------------------------------------------------------------
 
-@test "Makefile: prompts/*.txt -> results/*.txt; a second make does nothing; touching one re-runs only it" {
+@test "Makefile: prompts/*.txt -> results/*.txt; a second make does nothing; an edit re-runs only it; a touch costs nothing" {
     mkdir -p "$WORK/prompts"
     for n in a b c d e; do printf 'prompt %s\n' "$n" >"$WORK/prompts/$n.txt"; done
 
@@ -160,10 +160,16 @@ tree_copy() {
     [ "$(cat "$WORK/results/c.txt")" = "sim[sim/fast]: prompt c, revised" ]
     [ "$(cat "$WORK/results/a.txt")" = "sim[sim/fast]: prompt a" ]
 
+    # touched, not changed: make copies it again, routefs keeps the result, nothing paid
+    sleep 0.1
     touch "$WORK/prompts/e.txt"
     run pmake -j4
+    echo "$output"
     assert_success
-    [ "$(sim_count sim/fast)" = 7 ]
+    assert_output --partial "cp prompts/e.txt"
+    [ "$(sim_count sim/fast)" = 6 ]
+    [ "$(cat "$WORK/results/e.txt")" = "sim[sim/fast]: prompt e" ]
+    [ "$WORK/results/e.txt" -nt "$WORK/prompts/e.txt" ] || [ ! "$WORK/prompts/e.txt" -nt "$WORK/results/e.txt" ]
 }
 
 @test "Makefile: a failed job fails make, leaves no result, and the next make retries it" {
