@@ -63,6 +63,7 @@ static void handle_free(handle *h)
         close(h->fd);
     free(h->data);
     liveconf_edit_free(h->edit);
+    events_close(h->events);
     free(h);
 }
 
@@ -208,6 +209,13 @@ static int open_vfile(const pathinfo *pi, struct fuse_file_info *fi, handle **ou
     } else if (pi->vf == VF_ACTIVITY) {
         if (!(h = handle_new(H_ACTIVITY)))   /* read in place: tail -f sees it grow */
             return -ENOMEM;
+    } else if (pi->vf == VF_EVENTS) {
+        if (!(h = handle_new(H_EVENTS)))     /* a stream of its own, from now on */
+            return -ENOMEM;
+        if (!(h->events = events_open((fi->flags & O_NONBLOCK) != 0))) {
+            handle_free(h);
+            return -ENOMEM;
+        }
     } else {
         if (!(h = handle_new(H_VFILE)))
             return -ENOMEM;
@@ -299,6 +307,10 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     if (h->kind == H_VFILE) {
         reply_copy(req, h->data, h->len, size, off);
+        return;
+    }
+    if (h->kind == H_EVENTS) {
+        events_read(req, h->events, size, off);   /* may wait for the next job to end */
         return;
     }
     if (h->kind == H_CONFIG_EDIT) {

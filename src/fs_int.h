@@ -6,13 +6,16 @@
 #include <fuse_lowlevel.h>
 #include <sys/types.h>
 
+#include "events.h"
 #include "liveconf.h"
 #include "paths.h"
 #include "prompts.h"
 #include "results.h"
 #include "store.h"
 
-typedef enum { H_PROMPT, H_RESULT, H_VFILE, H_ACTIVITY, H_CONFIG_EDIT, H_SCRATCH } handle_kind;
+typedef enum {
+    H_PROMPT, H_RESULT, H_VFILE, H_ACTIVITY, H_EVENTS, H_CONFIG_EDIT, H_SCRATCH
+} handle_kind;
 
 /* Every open handle is on one list, so that the ones the kernel never releases (a lazy
  * unmount with files still open) are freed at the end. */
@@ -25,6 +28,7 @@ typedef struct handle {
     char *data;                /* H_VFILE: a rendered snapshot (owned) */
     size_t len;
     liveconf_edit *edit;       /* H_CONFIG_EDIT */
+    events_reader *events;     /* H_EVENTS */
 } handle;
 
 handle *handle_of(struct fuse_file_info *fi);

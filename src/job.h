@@ -111,6 +111,8 @@ typedef struct job {
  * malloc'd; NULL on allocation failure. */
 char *job_meta_json(const job *j, int pretty);
 char *job_activity_line(const job *j);
+/* The line M/events shows when the job ends (compact, no '\n'). */
+char *job_event_line(const job *j);
 
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "hmap.h"
 #include "jobs_finish.h"
 #include "log.h"
@@ -696,6 +697,7 @@ static void on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *
 static void on_commit_done(job_commit *c, int status, const rf_err *err)
 {
     job *j = c->ud;
+    const char *publish = NULL;
     actions acts = ACTIONS_INIT(acts);
     if (status < 0)
         LOG_ERROR("%s: result not saved: %s", c->path ? c->path : "(ledger)",
@@ -709,10 +711,14 @@ static void on_commit_done(job_commit *c, int status, const rf_err *err)
             waiters_collect(j, c->installed ? c->gen : 0, &acts.wakes);
             note_changed(&acts, j->key);
             table_remove(j);
+            if (c->installed && c->event)
+                publish = c->event;
         }
         job_unref(j);   /* the commit's reference */
     }
     jobs_unlock();
+    if (publish)
+        events_publish(publish, strlen(publish));   /* M/events readers */
     run_actions(&acts);
 }
 
@@ -736,9 +742,27 @@ void jobs_store_health(int failing, void *ud)
     run_actions(&acts);
 }
 
-/* Jobs a failed allocation left with nothing to wake them get going again. */
+/* activity.jsonl keeps activity_days of history: checked hourly. */
+#define PRUNE_EVERY_MS 3600000
+
+static void prune_activity(void)
+{
+    static int64_t last;
+    int64_t now = now_mono_ms();
+    if (last && now - last < PRUNE_EVERY_MS)
+        return;
+    last = now;
+    rf_config *cfg = jobs_config();
+    int days = cfg ? cfg->activity_days : 90;
+    config_unref(cfg);
+    sl_activity_prune(J.d.st, now_wall_ms() - (int64_t)days * 86400000LL);
+}
+
+/* Jobs a failed allocation left with nothing to wake them get going again; the activity
+ * log is pruned. */
 static void watchdog(void *ud)
 {
+    prune_activity();
     actions acts = ACTIONS_INIT(acts);
     jobs_lock();
     for (hmap_iter it = {0}; J.table && !J.stopping && hmap_next(J.table, &it);) {
@@ -820,6 +844,7 @@ void jobs_shutdown(void)
     waiters_collect_all(&acts.wakes);
     jobs_unlock();
     run_actions(&acts);   /* waiting readers get EINTR */
+    events_shutdown();
     jobs_lock();
     for (hmap_iter it = {0}; J.tiers && hmap_next(J.tiers, &it);) {
         tier_slots *ts = it.value;

@@ -80,8 +80,9 @@ job_commit *jobs_finish_build(job *j)
     j->state = done ? JOB_DONE : JOB_FAILED;   /* how the meta must read once committed */
     c->meta = job_meta_json(j, 1);
     c->activity = job_activity_line(j);
+    c->event = job_event_line(j);
     j->state = JOB_COMMITTING;
-    int ok = c->path && c->meta && c->activity;
+    int ok = c->path && c->meta && c->activity && c->event;
     if (ok && !done) {
         ok = (c->err = malloc(strlen(j->error) + 2)) != NULL;
         if (ok)
@@ -91,6 +92,7 @@ job_commit *jobs_finish_build(job *j)
     if (ok) {
         redact_inplace(c->meta, strlen(c->meta));
         redact_inplace(c->activity, strlen(c->activity));
+        redact_inplace(c->event, strlen(c->event));
         if (c->err)
             redact_inplace(c->err, strlen(c->err));
     }

@@ -138,3 +138,27 @@ char *job_activity_line(const job *j)
     cJSON_Delete(o);
     return text;
 }
+
+char *job_event_line(const job *j)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    char at[40];
+    format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
+    cJSON_AddStringToObject(o, "path", j->key);
+    cJSON_AddStringToObject(o, "tier", j->tier_name);
+    cJSON_AddItemToObject(o, "tag", string_or_null(j->tag));
+    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+    cJSON_AddItemToObject(o, "provider", string_or_null(j->served_provider));
+    cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
+    cJSON_AddItemToObject(o, "cost", j->has_cost
+                                         ? cJSON_CreateNumber(cost_nusd_to_usd(j->cost_nusd))
+                                         : cJSON_CreateNull());
+    cJSON_AddBoolToObject(o, "fallback", j->fallback);
+    cJSON_AddItemToObject(o, "error", string_or_null(j->error));
+    cJSON_AddStringToObject(o, "time", at);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}

@@ -46,6 +46,7 @@ void job_commit_free(job_commit *c)
     free(c->meta);
     free(c->err);
     free(c->activity);
+    free(c->event);
     for (size_t i = 0; i < c->nledger; i++)
         ledger_row_clear(&c->ledger[i]);
     free(c->ledger);

@@ -60,7 +60,8 @@ struct job_commit {
     size_t out_len;
     char *meta;             /* owned: compact JSON */
     char *err;              /* owned (PS_FAILED): one line */
-    char *activity;         /* owned: one JSON line without '\n', or NULL */
+    char *activity;         /* owned: one JSON line (its '\n' added when missing), or NULL */
+    char *event;            /* owned: the line for M/events (not stored), or NULL */
     ledger_row *ledger;     /* owned array */
     size_t nledger;
     attempt_stat *attempts; /* owned array */

@@ -9,14 +9,17 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "log.h"
 #include "metrics.h"
 #include "redact.h"
+#include "report.h"
 #include "store_ledger.h"
 #include "store_prompts.h"
 #include "version.h"
 
 static const char *vfile_names[VF_COUNT] = {
     "config.json", "spend.json", "providers.json", "activity.jsonl", "status", "metrics.prom",
+    "events",      "report.html",
 };
 
 static struct {
@@ -27,6 +30,9 @@ static struct {
     pthread_mutex_t lock;       /* guards config_error and config_mtime */
     char *config_error;
     char **warnings;            /* the config's key warnings (owned) */
+    char *report;               /* the last report.html rendered (owned) */
+    size_t report_len;
+    int64_t report_at;          /* monotonic ms */
     size_t nwarnings;
     struct timespec config_mtime;
 } V = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -57,6 +63,10 @@ int vfile_size(vfile_id id, off_t *size)
 {
     if (id == VF_ACTIVITY) {
         *size = (off_t)sl_activity_size(V.st);
+        return 0;
+    }
+    if (id == VF_EVENTS) {
+        *size = 0;   /* a stream */
         return 0;
     }
     size_t len = 0;
@@ -383,10 +393,57 @@ char *vfile_render(vfile_id id, size_t *len)
     return text;
 }
 
+/* report.html reads the whole ledger: a page rendered in the last REPORT_CACHE_MS is
+ * served again (a stat, then an open, then a read each want it). */
+#define REPORT_CACHE_MS 2000
+
+static char *render_report(size_t *len)
+{
+    pthread_mutex_lock(&V.lock);
+    if (V.report && now_mono_ms() - V.report_at < REPORT_CACHE_MS) {
+        char *copy = malloc(V.report_len + 1);
+        if (copy) {
+            memcpy(copy, V.report, V.report_len + 1);
+            *len = V.report_len;
+        }
+        pthread_mutex_unlock(&V.lock);
+        return copy;
+    }
+    pthread_mutex_unlock(&V.lock);
+    rf_err err;
+    rf_err_clear(&err);
+    store_conn *c = store_reader(V.st, &err);
+    if (!c)
+        return NULL;
+    rf_config *cfg = jobs_config();
+    report_opts o;
+    report_opts_init(&o, cfg, 0);
+    o.state_dir = store_path(V.st);
+    char *page = report_render(store_conn_db(c), &o, len, &err);
+    config_unref(cfg);
+    store_reader_done(V.st, c);
+    if (!page) {
+        LOG_ERROR("report.html: %s", err.msg);
+        return NULL;
+    }
+    char *keep = malloc(*len + 1);
+    pthread_mutex_lock(&V.lock);
+    if (keep) {
+        memcpy(keep, page, *len + 1);
+        free(V.report);
+        V.report = keep;
+        V.report_len = *len;
+        V.report_at = now_mono_ms();
+    }
+    pthread_mutex_unlock(&V.lock);
+    return page;
+}
+
 static char *render(vfile_id id, size_t *len)
 {
     *len = 0;
     switch (id) {
+    case VF_REPORT: return render_report(len);
     case VF_CONFIG: return render_config(len);
     case VF_SPEND: return render_spend(len);
     case VF_PROVIDERS: return render_providers(len);

@@ -6,6 +6,8 @@
  * activity.jsonl one line per finished job, read from the state store as it grows
  * status         a short human summary
  * metrics.prom   Prometheus text exposition
+ * events         one JSON line per job as it ends, from open onwards (events.h)
+ * report.html    a page to look at: spend over time, providers, failures (report.h)
  *
  * Rendering takes a snapshot: a reader sees one consistent version per open. */
 #ifndef RF_VFILES_H
@@ -26,6 +28,8 @@ typedef enum {
     VF_ACTIVITY,
     VF_STATUS,
     VF_METRICS,
+    VF_EVENTS,        /* read as a stream (events.h), never rendered */
+    VF_REPORT,
     VF_COUNT
 } vfile_id;
 
