@@ -1,7 +1,7 @@
 # routefs — build, test, run.  `make help` lists the targets.
 
 CC       ?= gcc
-PKGS     := fuse3 libcurl libcjson
+PKGS     := fuse3 libcurl libcjson hiredis
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -5,6 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
+libhiredis-dev redis-server
 vim-tiny python3"
 
 missing=""
