@@ -1,11 +1,12 @@
 /* test_fuzz_corpus.c — the fuzz corpora and crash reproducers as regression tests (cmocka).
  *
- * Includes the two libFuzzer targets (tests/fuzz/fuzz_config.c, tests/fuzz/fuzz_openai.c)
- * with their entry points renamed, and runs every file of
+ * Includes the three libFuzzer targets (tests/fuzz/fuzz_config.c, fuzz_openai.c,
+ * fuzz_shared.c) with their entry points renamed, and runs every file of
  *   tests/fuzz/corpus/config   through the config target,
  *   tests/fuzz/corpus/openai   through the openai target,
- *   tests/fuzz/crashes         through the target its name starts with ("config-" or
- *                              "openai-"; anything else through both),
+ *   tests/fuzz/corpus/shared   through the shared (Redis replies) target,
+ *   tests/fuzz/crashes         through the target its name starts with ("config-",
+ *                              "openai-" or "shared-"; anything else through all),
  * one cmocka test per directory.  A target aborts on a broken invariant; ASan (make
  * test-asan) and valgrind see memory errors and leaks.  Each input is copied into an
  * exact-size buffer, as libFuzzer passes it, so a read past its end is caught too.
@@ -31,6 +32,10 @@
 
 #define LLVMFuzzerTestOneInput fuzz_openai_one
 #include "../fuzz/fuzz_openai.c"
+#undef LLVMFuzzerTestOneInput
+
+#define LLVMFuzzerTestOneInput fuzz_shared_one
+#include "../fuzz/fuzz_shared.c"
 #undef LLVMFuzzerTestOneInput
 
 typedef int (*fuzz_target)(const uint8_t *data, size_t size);
@@ -113,9 +118,12 @@ static size_t run_dir(const char *sub, fuzz_target target)
                 fuzz_config_one(data, len);
             } else if (starts_with(names[i], "openai-")) {
                 fuzz_openai_one(data, len);
+            } else if (starts_with(names[i], "shared-")) {
+                fuzz_shared_one(data, len);
             } else {
                 fuzz_config_one(data, len);
                 fuzz_openai_one(data, len);
+                fuzz_shared_one(data, len);
             }
             free(data);
             ran++;
@@ -139,6 +147,12 @@ static void test_corpus_openai(void **state)
     assert_true(run_dir("corpus/openai", fuzz_openai_one) > 0);
 }
 
+static void test_corpus_shared(void **state)
+{
+    (void)state;
+    assert_true(run_dir("corpus/shared", fuzz_shared_one) > 0);
+}
+
 static void test_crash_reproducers(void **state)
 {
     (void)state;
@@ -150,6 +164,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_config),
         cmocka_unit_test(test_corpus_openai),
+        cmocka_unit_test(test_corpus_shared),
         cmocka_unit_test(test_crash_reproducers),
     };
     return cmocka_run_group_tests_name("fuzz_corpus", tests, NULL, NULL);
