@@ -1,7 +1,7 @@
 # routefs — build, test, run.  `make help` lists the targets.
 
 CC       ?= gcc
-PKGS     := fuse3 libcurl libcjson sqlite3 libsystemd
+PKGS     := fuse3 libcurl libcjson sqlite3 libsystemd hiredis
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
