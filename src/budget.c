@@ -277,9 +277,16 @@ static int over_cap(const char *label, int64_t cap, int64_t spent, int64_t reser
                       to_usd(cap), d, to_usd(spent), d, to_usd(reserved));
 }
 
-/* Check every cap that applies to tier (global daily, monthly, the tier's daily). */
+/* A cap scaled to this host's share (1 = the whole cap). */
+static int64_t share_of(double cap_usd, double share)
+{
+    return to_nusd(share < 1 ? cap_usd * share : cap_usd);
+}
+
+/* Check every cap that applies to tier (global daily, monthly, the tier's daily), each
+ * scaled by share (budget_reserve_share). */
 static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t want,
-                      rf_err *err)
+                      double share, rf_err *err)
 {
     if (!cfg)
         return 0;
@@ -290,19 +297,23 @@ static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t
     rf_err found[3];
     int nfound = 0;
     if (cfg->daily_usd >= 0 &&
-        over_cap("daily cap", to_nusd(cfg->daily_usd), tally_day(&b->all, day),
+        over_cap(share < 1 ? "this host's share of the daily cap" : "daily cap",
+                 share_of(cfg->daily_usd, share), tally_day(&b->all, day),
                  b->reserved_nusd, want, &found[nfound]) < 0)
         nfound++;
     if (cfg->monthly_usd >= 0 &&
-        over_cap("monthly cap", to_nusd(cfg->monthly_usd), tally_month(&b->all, month_key(now)),
+        over_cap(share < 1 ? "this host's share of the monthly cap" : "monthly cap",
+                 share_of(cfg->monthly_usd, share), tally_month(&b->all, month_key(now)),
                  b->reserved_nusd, want, &found[nfound]) < 0)
         nfound++;
     const rf_tier *t = tier ? config_tier(cfg, tier) : NULL;
     if (t && t->daily_usd >= 0) {
         const tier_hold *hold = hmap_get(b->holds, tier);
         char label[300];
-        snprintf(label, sizeof label, "tier %.200s daily cap", tier);
-        if (over_cap(label, to_nusd(t->daily_usd), tally_day(breakdown(b, BY_TIER, tier, 0), day),
+        snprintf(label, sizeof label, "%stier %.200s daily cap",
+                 share < 1 ? "this host's share of the " : "", tier);
+        if (over_cap(label, share_of(t->daily_usd, share),
+                     tally_day(breakdown(b, BY_TIER, tier, 0), day),
                      hold ? hold->nusd : 0, want, &found[nfound]) < 0)
             nfound++;
     }
@@ -372,6 +383,12 @@ oom:
 long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double amount,
                     rf_err *err)
 {
+    return budget_reserve_share(b, cfg, tier, amount, 1.0, err);
+}
+
+long budget_reserve_share(budget *b, const rf_config *cfg, const char *tier, double amount,
+                          double share, rf_err *err)
+{
     if (!isfinite(amount) || amount < 0) {
         rf_err_set(err, EINVAL, "cannot reserve $%g", amount);
         return -1;
@@ -380,7 +397,7 @@ long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double am
     pthread_mutex_lock(&b->lock);
     long id = b->next_id;
     int64_t sum;
-    if (want > 0 && check_caps(b, cfg, tier, want, err) < 0) {
+    if (want > 0 && check_caps(b, cfg, tier, want, share, err) < 0) {
         id = -1;
     } else if (__builtin_add_overflow(b->reserved_nusd, want, &sum)) {   /* uncapped, absurd */
         rf_err_set(err, EDQUOT, "cannot reserve $%.2f: $%.2f already reserved", amount,
@@ -427,7 +444,7 @@ void budget_release(budget *b, long reservation)
 int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf_err *err)
 {
     pthread_mutex_lock(&b->lock);
-    int rc = check_caps(b, cfg, tier, 0, err);
+    int rc = check_caps(b, cfg, tier, 0, 1.0, err);
     pthread_mutex_unlock(&b->lock);
     return rc;
 }
@@ -523,6 +540,16 @@ fail:
 }
 
 /* ---- reports ---- */
+
+void budget_spent_now(budget *b, const char *tier, int64_t *today_nusd, int64_t *month_nusd)
+{
+    pthread_mutex_lock(&b->lock);
+    int64_t now = budget_now(b);
+    const tally *t = tier ? breakdown(b, BY_TIER, tier, 0) : &b->all;
+    *today_nusd = t ? tally_day(t, day_key(now)) : 0;
+    *month_nusd = t ? tally_month(t, month_key(now)) : 0;
+    pthread_mutex_unlock(&b->lock);
+}
 
 void budget_totals(budget *b, double *today, double *month, double *reserved)
 {

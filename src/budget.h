@@ -49,6 +49,12 @@ int budget_caps_apply(const rf_config *cfg, const char *tier);
 long budget_reserve(budget *b, const rf_config *cfg, const char *tier, double amount,
                     rf_err *err);
 
+/* budget_reserve with every cap scaled by share (0 < share <= 1): this host's part of a
+ * cap it enforces alone while the shared state is unreachable ("on_shared_down":
+ * "local").  Messages say "this host's share of the daily cap $2.50 reached: ...". */
+long budget_reserve_share(budget *b, const rf_config *cfg, const char *tier, double amount,
+                          double share, rf_err *err);
+
 /* Give a reservation back (the hop failed or was never sent).  Unknown ids are ignored. */
 void budget_release(budget *b, long reservation);
 
@@ -71,6 +77,10 @@ char *budget_spend_json(budget *b, const rf_config *cfg);
 /* One line for `status`, e.g. "spend: today $0.12 of $5.00 daily (2%), month $3.40 of
  * $100.00 (3%), $0.05 reserved; 2 requests without a known price".  malloc'd, no '\n'. */
 char *budget_status_line(budget *b, const rf_config *cfg);
+
+/* What this host spent today and this month (UTC), overall (tier NULL) or in one tier;
+ * nano-USD.  For the shared windows at mount (cluster.c). */
+void budget_spent_now(budget *b, const char *tier, int64_t *today_nusd, int64_t *month_nusd);
 
 /* Totals for metrics: spent today, this month; reserved now. */
 void budget_totals(budget *b, double *today, double *month, double *reserved);

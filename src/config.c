@@ -299,3 +299,18 @@ void config_free_secrets(char **secrets, size_t n)
     }
     free(secrets);
 }
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int config_shared_equal(const rf_shared_cfg *a, const rf_shared_cfg *b)
+{
+    if (!a || !b)
+        return !a && !b;
+    return same_str(a->redis_url, b->redis_url) && same_str(a->password_env, b->password_env) &&
+           same_str(a->prefix, b->prefix) && a->on_shared_down == b->on_shared_down &&
+           a->local_share == b->local_share && a->reservation_ttl_ms == b->reservation_ttl_ms &&
+           a->breaker_sync_ms == b->breaker_sync_ms;
+}

@@ -211,6 +211,10 @@ int config_price_is_free(const rf_config *cfg, const char *provider, const char 
  * the provider has none configured.  -1 with err when configured but unreadable/empty. */
 int config_provider_key(const rf_provider *p, char **key_out, rf_err *err);
 
+/* Do two "shared" sections (NULL = none) say the same?  The section is read at mount:
+ * a live edit that changes it is refused (liveconf.c). */
+int config_shared_equal(const rf_shared_cfg *a, const rf_shared_cfg *b);
+
 /* config.json as a JSON Schema (draft 2020-12): a static text ending in '\n', what
  * `routefs schema` prints and examples/config.schema.json holds. */
 const char *config_schema_json(void);

@@ -140,6 +140,19 @@ int liveconf_apply_text(const char *text, size_t len, const char *origin, rf_err
         pthread_mutex_unlock(&apply_lock);
         return 0;
     }
+    rf_config *cur = jobs_config();
+    int shared_same = !cur || config_shared_equal(cur->shared, cfg->shared);
+    config_unref(cur);
+    if (!shared_same) {
+        /* Where the shared state lives and how it is used are fixed for the mount. */
+        rf_err_set(err, EINVAL, "%s: shared: the \"shared\" section cannot change while "
+                   "mounted; remount to change it", origin);
+        vfiles_set_config_error(err->msg);
+        LOG_ERROR("config refused, previous config stays in force: %s", err->msg);
+        config_unref(cfg);
+        pthread_mutex_unlock(&apply_lock);
+        return -1;
+    }
     if (write_file_atomic(persist_path, text, len, err) < 0) {
         /* Applying what cannot be persisted would silently revert at the next mount. */
         vfiles_set_config_error(err->msg);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "cluster.h"
 #include "config.h"
 #include "cli_export.h"
 #include "cli_rerun.h"
@@ -67,6 +68,7 @@ static void on_breaker_event(const breaker_event *ev, void *ud)
     int to = ev->to >= RF_BREAKER_CLOSED && ev->to <= RF_BREAKER_HALF_OPEN ? (int)ev->to : 0;
     metrics_breaker(ev->provider, ev->model, to_name[to]);
     sl_event((store *)ud, kind[to], ev->provider, ev->model, ev->reason);
+    cluster_breaker_event(ev);   /* other hosts skip it too */
 }
 
 static void usage(FILE *f)
@@ -434,6 +436,7 @@ int main(int argc, char **argv)
     if (store_start(st, &err) < 0 ||
         !(breakers = breakers_new(BREAKER_THRESHOLD, BREAKER_COOLDOWN_MS)) ||
         (breakers_set_listener(breakers, on_breaker_event, st), 0) ||
+        cluster_start(cfg, store_path(st), spend, breakers, &err) < 0 ||
         !(up = upstream_start(&err)) ||
         jobs_init(&(jobs_deps){.st = st, .up = up, .breakers = breakers, .budget = spend,
                                .wake = results_wake_reader, .changed = kcache_results_changed},
@@ -462,6 +465,7 @@ int main(int argc, char **argv)
 out:
     service_reload_stop();      /* service hook: no SIGHUP reloads from here on */
     upstream_stop(up);          /* no more attempts, timers or runner steps after this */
+    cluster_stop();             /* replies still due from Redis arrive (ECANCELED) */
     if (jobs_ready) {
         jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
         runner_shutdown();

@@ -18,6 +18,7 @@
 
 #include "blob.h"
 #include "hmap.h"
+#include "cluster.h"
 #include "jobs.h"
 #include "log.h"
 #include "scratch.h"
@@ -176,6 +177,8 @@ static int admit_writer(const char *key)
     rf_err err;
     rf_err_clear(&err);
     r = budget_check_admission(P.budget, cfg, tier, &err);
+    if (r == 0 && cfg)
+        r = cluster_check_admission(cfg, tier, &err);   /* every host's spend, as last seen */
     config_unref(cfg);
     if (r < 0) {
         LOG_WARN("%s refused: %s", key, err.msg);

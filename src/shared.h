@@ -263,6 +263,18 @@ int shared_breaker_publish(shared *s, const char *provider, const char *model, i
  * on this host's wall clock; 0 = closed or expired.  Never blocks. */
 int shared_breaker_open(shared *s, const char *provider, const char *model, int64_t *until_ms);
 
+/* Like shared_breaker_open, but also tells a breaker whose open period has run out and
+ * that nobody has closed yet (its host is probing it, or died): SHARED_BREAKER_EXPIRED.
+ * A host that wants to send through such a breaker claims the probe first
+ * (shared_probe_claim), so that one host probes, not all.  Never blocks. */
+typedef enum {
+    SHARED_BREAKER_CLOSED = 0,
+    SHARED_BREAKER_OPEN,      /* *until_ms = when it admits a probe (this host's clock) */
+    SHARED_BREAKER_EXPIRED    /* open period over, not closed: probe before sending */
+} shared_breaker_view;
+shared_breaker_view shared_breaker_state(shared *s, const char *provider, const char *model,
+                                         int64_t *until_ms);
+
 typedef struct shared_breaker_info {
     char provider[SHARED_NAME_MAX + 1];
     char model[SHARED_NAME_MAX + 1];      /* "" = provider-wide */
@@ -278,7 +290,9 @@ size_t shared_breaker_list(shared *s, shared_breaker_info *out, size_t max);
 
 /* Claim the half-open probe of a breaker for lease_ms (100..3600000) so that one host
  * probes, not all: granted to exactly one claimant until the lease runs out or the holder
- * calls shared_probe_release.  1 round trip. */
+ * calls shared_probe_release, and never while the breaker is open on the server (a
+ * failed probe publishes the breaker open again before it releases the claim, so the
+ * next claimant waits for the new open period).  1 round trip. */
 int shared_probe_claim(shared *s, const char *provider, const char *model, long lease_ms,
                        shared_probe_cb cb, void *ud, rf_err *err);
 

@@ -40,7 +40,7 @@
 
 typedef enum {
     LUA_RESERVE = 0, LUA_SETTLE, LUA_RELEASE, LUA_FLOOR, LUA_SYNC, LUA_RATE, LUA_SLOT,
-    LUA_PROBE_RELEASE, LUA_BREAKER, LUA__COUNT
+    LUA_PROBE_CLAIM, LUA_PROBE_RELEASE, LUA_BREAKER, LUA__COUNT
 } shared_lua;
 
 const char *shared_lua_text(shared_lua which);

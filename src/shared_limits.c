@@ -173,6 +173,29 @@ int shared_breaker_open(shared *s, const char *provider, const char *model, int6
     return until > 0;
 }
 
+shared_breaker_view shared_breaker_state(shared *s, const char *provider, const char *model,
+                                         int64_t *until_ms)
+{
+    char field[SHARED_FIELD_MAX];
+    if (until_ms)
+        *until_ms = 0;
+    if (breaker_field(provider, model, field, NULL) < 0)
+        return SHARED_BREAKER_CLOSED;
+    int64_t now = shared_wall_ms();
+    shared_breaker_view v = SHARED_BREAKER_CLOSED;
+    pthread_mutex_lock(&s->cache_mu);
+    const shared_cached_breaker *e = cache_find(s->breakers, s->nbreakers, field);
+    if (e && e->info.until_ms > now) {
+        v = SHARED_BREAKER_OPEN;
+        if (until_ms)
+            *until_ms = e->info.until_ms;
+    } else if (e) {
+        v = SHARED_BREAKER_EXPIRED;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    return v;
+}
+
 size_t shared_breaker_list(shared *s, shared_breaker_info *out, size_t max)
 {
     int64_t now = shared_wall_ms();
@@ -357,11 +380,11 @@ int shared_limits_build(shared *s, shared_op *op)
         return 1;
     }
     case OP_PROBE:
-        shared_cmd_str(c, "SET");
+        shared_cmd_evalsha(s, c, LUA_PROBE_CLAIM, 2);
         shared_cmd_fmt(c, "%s:probe:%s", s->prefix, op->field);
+        shared_cmd_fmt(c, "%s:brk", s->prefix);
+        shared_cmd_str(c, op->field);
         shared_cmd_str(c, s->host_id);
-        shared_cmd_str(c, "NX");
-        shared_cmd_str(c, "PX");
         shared_cmd_fmt(c, "%ld", op->n1);
         return 1;
     case OP_PROBE_RELEASE:

@@ -177,8 +177,9 @@ static const char lua_floor[] =
     "return out\n";
 
 /* KEYS: P:brk, then H, E, A per watched window.  ARGV: host.
- * {now, {field, value, ...} of the open breakers, {spent, reserved, host} per window};
- * breakers whose time ran out over a minute ago are deleted. */
+ * {now, {field, value, ...} of the open breakers and of those whose time ran out less
+ * than a minute ago (being probed: shared_breaker_state), {spent, reserved, host} per
+ * window}; breakers whose time ran out over a minute ago are deleted. */
 static const char lua_sync[] =
     LUA_WINDOW
     "local n = (#KEYS - 1) / 3\n"
@@ -191,10 +192,10 @@ static const char lua_sync[] =
     "local brk = {}\n"
     "for i = 1, #flat, 2 do\n"
     "  local u = tonumber(string.match(flat[i + 1], '^1|(%d+)|'))\n"
-    "  if u and u > now then\n"
+    "  if u and u + 60000 >= now then\n"
     "    brk[#brk + 1] = flat[i]\n"
     "    brk[#brk + 1] = flat[i + 1]\n"
-    "  elseif not u or u + 60000 < now then\n"
+    "  else\n"
     "    redis.call('HDEL', KEYS[1], flat[i])\n"
     "  end\n"
     "end\n"
@@ -247,6 +248,24 @@ static const char lua_slot[] =
     "local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
     "return {0, n, math.max(0, num(first[2]) - now)}\n";
 
+/* KEYS: P:probe:FIELD, P:brk.  ARGV: field, host, lease_ms.  The half-open probe goes
+ * to one host, and only while the breaker's open period is over: a probe that failed
+ * re-opens the breaker before it gives the claim back, so a host claiming right after
+ * does not probe again.  OK, or nil when not granted. */
+static const char lua_probe_claim[] =
+    LUA_COMMON
+    "if #KEYS ~= 2 or #ARGV ~= 3 or not tonumber(ARGV[3]) then\n"
+    "  return redis.error_reply('ERR routefs probe: bad arguments')\n"
+    "end\n"
+    "local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if v then\n"
+    "  local u = tonumber(string.match(v, '^1|(%d+)|'))\n"
+    "  if u and u > now_ms() then\n"
+    "    return false\n"
+    "  end\n"
+    "end\n"
+    "return redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])\n";
+
 /* KEYS: P:probe:FIELD.  ARGV: host.  Deletes the claim if host holds it. */
 static const char lua_probe_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
@@ -281,6 +300,7 @@ static const struct {
     [LUA_SYNC] = {"sync", lua_sync},
     [LUA_RATE] = {"rate", lua_rate},
     [LUA_SLOT] = {"slot", lua_slot},
+    [LUA_PROBE_CLAIM] = {"probe claim", lua_probe_claim},
     [LUA_PROBE_RELEASE] = {"probe release", lua_probe_release},
     [LUA_BREAKER] = {"breaker", lua_breaker},
 };

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "jobs.h"
+#include "jsonfmt.h"
 #include "log.h"
 #include "metrics.h"
 #include "redact.h"
@@ -218,6 +220,10 @@ static char *render_status(size_t *len)
     if (spend)
         tb_printf(&tb, "%s\n", spend);
     free(spend);
+    char *shared_line = cluster_status_line();
+    if (shared_line)
+        tb_printf(&tb, "%s\n", shared_line);
+    free(shared_line);
     long incomplete = sp_count(V.st, PS_INCOMPLETE);
     if (incomplete > 0)
         tb_printf(&tb, "incomplete: %ld prompt(s) never closed by their writer: not sent "
@@ -268,9 +274,29 @@ static char *render_status(size_t *len)
     return tb_finish(&tb, len);
 }
 
+/* text + {"shared": extra} merged into its top-level object; text when extra is NULL. */
+static char *with_shared(char *text, cJSON *extra)
+{
+    if (!extra)
+        return text;
+    cJSON *doc = cJSON_Parse(text);
+    char *out = NULL;
+    if (doc && cJSON_AddItemToObject(doc, "shared", extra)) {
+        extra = NULL;
+        out = json_print_pretty(doc);
+    }
+    cJSON_Delete(doc);
+    cJSON_Delete(extra);
+    if (!out)
+        return text;   /* out of memory: the local view at least */
+    free(text);
+    return out;
+}
+
 static char *render_providers(size_t *len)
 {
-    char *pj = breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms());
+    char *pj = with_shared(breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms()),
+                           cluster_providers_json());
     if (!pj)
         return NULL;
     char *out = NULL;
@@ -286,6 +312,8 @@ static char *render_spend(size_t *len)
 {
     rf_config *cfg = jobs_config();
     char *out = budget_spend_json(V.spend, cfg);
+    if (out && cfg)
+        out = with_shared(out, cluster_spend_json(cfg));
     config_unref(cfg);
     if (out)
         *len = strlen(out);
@@ -377,6 +405,10 @@ static char *render_metrics(size_t *len)
     if (counters)
         tb_printf(&tb, "%s", counters);
     free(counters);
+    char *shared_metrics = cluster_metrics_text();
+    if (shared_metrics)
+        tb_printf(&tb, "%s", shared_metrics);
+    free(shared_metrics);
     config_unref(cfg);
     return tb_finish(&tb, len);
 }
