@@ -17,6 +17,7 @@
 #include "budget.h"
 #include "config.h"
 #include "cli_export.h"
+#include "cli_prices.h"
 #include "fs.h"
 #include "import01.h"
 #include "jobs.h"
@@ -64,6 +65,7 @@ static void usage(FILE *f)
             "       routefs schema       print config.json's JSON Schema\n"
             "       routefs wait [--timeout S] PATH...   (see 'routefs wait --help')\n"
             "       routefs report STATE [--config FILE] [--days N] > report.html\n"
+            "       routefs prices [--state STATE] [--config FILE] [MODEL...]\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -327,6 +329,8 @@ int main(int argc, char **argv)
         return export_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "report"))
         return report_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "prices"))
+        return prices_main(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)
