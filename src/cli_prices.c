@@ -1,9 +1,9 @@
 /* cli_prices.c — `routefs prices [--state STATE] [--config FILE] [MODEL...]`: every price
  * routefs knows and where it came from, without a mount.
  *
- * Sources, in the order prices.h applies them: the config's "prices" (an entry naming a
- * provider before a model-only one), free providers ("free": true), OpenRouter's
- * published list (kept in the state database by the mount, with its fetch time; it
+ * Sources, in the order they apply (prices.h, config_price_is_free): free providers
+ * ("free": true: nothing they serve costs anything), the config's "prices" (an entry
+ * naming a provider before a model-only one), OpenRouter's published list (kept in the state database by the mount, with its fetch time; it
  * applies to OpenRouter-kind providers), and the highest rate observed per provider.  The
  * database is only read (SQLite WAL), so this works while the state is mounted; the
  * config is only parsed (its key files are not read: no key is needed to show prices). */
@@ -30,8 +30,8 @@ static void usage(FILE *f)
             "usage: routefs prices [--state STATE] [--config FILE] [MODEL...]\n"
             "\n"
             "Print every price routefs knows, one line per price, and where it came from:\n"
-            "  config      \"prices\" in the config (PROVIDER * = any provider)\n"
             "  free        a provider with \"free\": true (MODEL * = every model)\n"
+            "  config      \"prices\" in the config (PROVIDER * = any provider)\n"
             "  openrouter  OpenRouter's published list (GET /api/v1/models), kept in the\n"
             "              state by the mount; applies to OpenRouter-kind providers\n"
             "  observed    the highest rate a provider was seen to charge for a model\n"
@@ -146,7 +146,7 @@ static void add_config(lines *ls, const rf_config *cfg)
 {
     for (size_t i = 0; cfg && i < cfg->prices_len; i++) {
         const rf_price *p = &cfg->prices[i];
-        add(ls, p->model, p->provider, "config", p->provider ? 0 : 1, p->prompt_per_m,
+        add(ls, p->model, p->provider, "config", p->provider ? 1 : 2, p->prompt_per_m,
             p->completion_per_m, 0, 0);
     }
 }
@@ -158,7 +158,7 @@ static void add_free(lines *ls, const rf_config *cfg, char **models, int nmodels
         if (!cfg->providers[i].is_free)
             continue;
         for (int m = 0; m < (nmodels ? nmodels : 1); m++)
-            add(ls, nmodels ? models[m] : "*", cfg->providers[i].name, "free", 2, 0, 0, 0, 0);
+            add(ls, nmodels ? models[m] : "*", cfg->providers[i].name, "free", 0, 0, 0, 0, 0);
     }
 }
 

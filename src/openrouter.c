@@ -440,8 +440,8 @@ static void queue_append(lookup *l)
 
 void or_enrich(const char *provider, const char *generation_id, int64_t gen)
 {
-    if (!provider || !generation_id || !*generation_id)
-        return;
+    if (!provider || !generation_id || !*generation_id || strlen(generation_id) > OR_STRING_MAX)
+        return;   /* no id, or not one OpenRouter gives */
     lookup *l = calloc(1, sizeof *l);
     if (!l || !(l->provider = strdup(provider)) || !(l->id = strdup(generation_id))) {
         lookup_free(l);
@@ -535,7 +535,6 @@ static int run_lookup(or_http *h, lookup *l)
         or_http_result res = {0};
         l->attempts++;
         if (!(path = generation_path(l->id))) {
-            path = NULL;
             rf_err_set(&err, ENOMEM, "out of memory");
         } else if (endpoint(l->provider, path, &url, &key, &err) == 0) {
             if (or_http_get(h, url, key, timeout, SMALL_MAX_BODY, &O.stop, &res) < 0) {
@@ -557,10 +556,10 @@ static int run_lookup(or_http *h, lookup *l)
     if (fetched && O.st) {
         int r = sp_meta_merge(O.st, l->gen, "openrouter", l->g.json, &err);
         merged = r > 0;
-        if (r == 0 && ++l->merge_tries < MERGE_TRIES)
-            retry = 1;   /* the job's commit may not be in yet */
-        else if (r == 0)
+        if (r == 0)
             rf_err_set(&err, ENOENT, "no finished job with that generation");
+        if (r <= 0 && ++l->merge_tries < MERGE_TRIES)
+            retry = 1;   /* the job's commit may not be in yet, or the store is failing */
     }
     pthread_mutex_lock(&O.lock);
     int again = retry && !__atomic_load_n(&O.stop, __ATOMIC_ACQUIRE) &&

@@ -135,7 +135,8 @@ typedef struct rf_config rf_config;
  * published prices are prices.c's (prices_init before this).  0, or -1 with err. */
 int or_start(store *st, rf_config *(*current_config)(void), rf_err *err);
 /* Stop: a fetch in progress is aborted (within about a second), pending lookups are
- * forgotten (freed), the thread joined.  Safe to call when not started. */
+ * forgotten (freed), the thread joined.  Safe to call when not started, and twice.  Call
+ * it before prices_shutdown and store_close (the thread writes to both). */
 void or_stop(void);
 
 /* The config changed: re-scan providers; new OpenRouter providers get their key (and
@@ -164,8 +165,8 @@ char *or_key_json(void);
  * after 1, 2, 4, 8, 16, 20, 20 ... s while OpenRouter answers 404, 429, 5xx or nothing,
  * for up to 2 minutes; then merged with sp_meta_merge(st, gen, "openrouter", ...).  Call
  * it once the job's commit is in the store (a merge that finds no meta yet is tried
- * again at the next step).  At most 10000 lookups wait: past that the oldest is dropped
- * (logged). */
+ * again at the next step, twice).  At most 10000 lookups wait: past that the oldest is
+ * dropped (logged).  Before or_start and after or_stop it does nothing. */
 void or_enrich(const char *provider, const char *generation_id, int64_t gen);
 
 /* Called on the openrouter thread after each merge (g borrowed for the call), e.g. to

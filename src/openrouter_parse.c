@@ -321,12 +321,10 @@ static int key_from_data(const cJSON *data, or_key_info *out, rf_err *err)
     const cJSON *limit = get(data, "limit");
     if (!limit)
         return rf_err_set(err, EINVAL, "key info: no \"limit\"");
-    int r = amount_of(data, "limit", 0, &out->limit, err);
+    int r = amount_of(data, "limit", 0, &out->limit, err);   /* a number or null */
     if (r < 0)
         return -1;
     out->has_limit = r;
-    if (!r && !cJSON_IsNull(limit))
-        return rf_err_set(err, EINVAL, "key info: \"limit\" is neither a number nor null");
     if ((r = amount_of(data, "limit_remaining", 1, &out->limit_remaining, err)) < 0)
         return -1;
     out->has_limit_remaining = r;

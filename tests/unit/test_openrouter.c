@@ -634,8 +634,11 @@ static void test_cli_prices(void **state)
     char *some[] = {"prices", "--state", fx->dir, "openai/gpt-4o", "none/such"};
     assert_int_equal(run_prices(some, 5, &out), 0);
     squeezed = squeeze(out);
-    assert_non_null(strstr(squeezed, "openai/gpt-4o  x  config"));
-    assert_non_null(strstr(squeezed, "none/such  local  free"));   /* a free provider prices it */
+    /* a free provider prices any model, first: nothing it serves costs anything */
+    const char *free_line = strstr(squeezed, "openai/gpt-4o  local  free");
+    const char *config_line = strstr(squeezed, "openai/gpt-4o  x  config");
+    assert_true(free_line && config_line && free_line < config_line);
+    assert_non_null(strstr(squeezed, "none/such  local  free"));
     assert_null(strstr(squeezed, "perplexity"));
     free(squeezed);
     free(out);
