@@ -82,11 +82,11 @@ void or_set_timing(const or_timing *t)
 {
     pthread_mutex_lock(&O.lock);
     O.t = defaults;
-    const long *in = (const long *)t;
-    long *out = (long *)&O.t;
-    for (size_t i = 0; t && i < sizeof O.t / sizeof(long); i++)
-        if (in[i] > 0)
-            out[i] = in[i];
+#define TAKE(f) (O.t.f = t && t->f > 0 ? t->f : defaults.f)
+    TAKE(key_interval_ms), TAKE(key_min_gap_ms), TAKE(prices_interval_ms);
+    TAKE(prices_retry_ms), TAKE(gen_first_ms), TAKE(gen_cap_ms), TAKE(gen_deadline_ms);
+    TAKE(queue_max), TAKE(http_timeout_ms);
+#undef TAKE
     pthread_mutex_unlock(&O.lock);
 }
 
