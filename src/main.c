@@ -20,6 +20,7 @@
 #include "config.h"
 #include "cli_export.h"
 #include "cli_rerun.h"
+#include "cli_prices.h"
 #include "fs.h"
 #include "import01.h"
 #include "jobs.h"
@@ -83,6 +84,7 @@ static void usage(FILE *f)
             "       routefs report STATE [--config FILE] [--days N] > report.html\n"
             "       routefs export STATE DIR [--tier TIER]...\n"
             "       routefs rerun PROMPT...   run prompts again although unchanged\n"
+            "       routefs prices [--state STATE] [--config FILE] [MODEL...]\n"
             "\n"
             "Mount a filesystem that turns prompt files into routed LLM chat completions.\n"
             "\n"
@@ -329,6 +331,8 @@ int main(int argc, char **argv)
         return report_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "umount"))   /* service hook: the umount command */
         return service_umount_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "prices"))
+        return prices_main(argc - 1, argv + 1);
 
     options o = {0};
     if (parse_options(argc, argv, &o) < 0)

@@ -137,4 +137,14 @@ void sp_set_state(store *st, const char *path, int64_t gen, prompt_state state,
 /* A request of this generation is about to leave (counted as re-sent after a crash). */
 void sp_mark_sent(store *st, const char *path, int64_t gen);
 
+/* ---- enrichment (store_meta.c; synchronous, conditional on the generation) ---- */
+
+/* Set member key of the meta of the job with generation gen to json_object (the text of
+ * a JSON object) and "enriched": true, and write the meta back pretty-printed, as the
+ * job's commit wrote it.  1 when merged, 0 when no row has that generation or its job has
+ * no meta yet (nothing to do), -EINVAL when json_object is not an object, -errno with err
+ * on a store failure. */
+int sp_meta_merge(store *st, int64_t gen, const char *key, const char *json_object,
+                  rf_err *err);
+
 #endif

@@ -1,10 +1,10 @@
 # fuzz.mk — libFuzzer targets (clang); included by the Makefile.  See tests/fuzz/README.md.
 #
 #   make fuzz-build                  build build/fuzz/fuzz_config, fuzz_openai, fuzz_stream,
-#                                    fuzz_shared
+#                                    fuzz_shared, fuzz_openrouter
 #   make fuzz [FUZZ_SECONDS=300]     build, then fuzz each target for FUZZ_SECONDS
 #                                    (make -j2 fuzz runs two at once)
-#   make fuzz-config / fuzz-openai / fuzz-stream / fuzz-shared   one target only
+#   make fuzz-config / -openai / -stream / -shared / -openrouter   one target only
 #   make fuzz-merge                  minimise the corpora (seed-* files are always kept)
 #   make fuzz-check                  run the corpora and crash reproducers through the
 #                                    libFuzzer binaries once (no fuzzing)
@@ -34,16 +34,19 @@ FUZZ_CONFIG_SRC := src/config.c src/config_json.c src/config_parse.c src/config_
 FUZZ_OPENAI_SRC := src/openai.c src/openai_error.c src/jsonfmt.c src/err.c
 FUZZ_STREAM_SRC := src/stream.c $(FUZZ_OPENAI_SRC)
 FUZZ_SHARED_SRC := src/shared_reply.c src/err.c
-FUZZ_TARGETS    := config openai stream shared
+FUZZ_OPENROUTER_SRC := src/openrouter_parse.c src/hmap.c src/clock.c $(FUZZ_OPENAI_SRC)
+FUZZ_TARGETS    := config openai stream shared openrouter
 
 # The corpus regression test includes the targets' sources: rebuild it when they change.
 $(BUILD)/unit/test_fuzz_corpus: $(FUZZ_DIR)/fuzz_config.c $(FUZZ_DIR)/fuzz_openai.c \
-                                $(FUZZ_DIR)/fuzz_stream.c $(FUZZ_DIR)/fuzz_shared.c
+                                $(FUZZ_DIR)/fuzz_stream.c $(FUZZ_DIR)/fuzz_shared.c \
+                                $(FUZZ_DIR)/fuzz_openrouter.c
 
-.PHONY: fuzz fuzz-build fuzz-config fuzz-openai fuzz-stream fuzz-shared fuzz-merge fuzz-check
+.PHONY: fuzz fuzz-build fuzz-config fuzz-openai fuzz-stream fuzz-shared fuzz-openrouter \
+        fuzz-merge fuzz-check
 
 fuzz-build: $(FUZZ_OUT)/fuzz_config $(FUZZ_OUT)/fuzz_openai $(FUZZ_OUT)/fuzz_stream \
-            $(FUZZ_OUT)/fuzz_shared
+            $(FUZZ_OUT)/fuzz_shared $(FUZZ_OUT)/fuzz_openrouter
 
 $(FUZZ_OUT)/fuzz_config: $(FUZZ_DIR)/fuzz_config.c $(FUZZ_CONFIG_SRC) src/*.h
 	@mkdir -p $(FUZZ_OUT)
@@ -62,9 +65,14 @@ $(FUZZ_OUT)/fuzz_shared: $(FUZZ_DIR)/fuzz_shared.c $(FUZZ_SHARED_SRC) src/*.h
 	@mkdir -p $(FUZZ_OUT)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SHARED_SRC) -lhiredis
 
-fuzz: fuzz-config fuzz-openai fuzz-stream fuzz-shared
 
-# fuzz-config, fuzz-openai: fuzz one target on its corpus with its dictionary.
+$(FUZZ_OUT)/fuzz_openrouter: $(FUZZ_DIR)/fuzz_openrouter.c $(FUZZ_OPENROUTER_SRC) src/*.h
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OPENROUTER_SRC) $(FUZZ_LIBS)
+
+fuzz: fuzz-config fuzz-openai fuzz-stream fuzz-shared fuzz-openrouter
+
+# fuzz-config, fuzz-openai, ...: fuzz one target on its corpus with its dictionary.
 $(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: $(FUZZ_OUT)/fuzz_%
 	@mkdir -p $(FUZZ_DIR)/corpus/$* $(FUZZ_CRASHES)
 	$(FUZZ_OUT)/fuzz_$* $(FUZZ_RUN_OPTS) -dict=$(FUZZ_DIR)/$*.dict \

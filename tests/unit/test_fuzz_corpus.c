@@ -1,13 +1,15 @@
 /* test_fuzz_corpus.c — the fuzz corpora and crash reproducers as regression tests (cmocka).
  *
  * Includes the libFuzzer targets (tests/fuzz/fuzz_config.c, fuzz_openai.c, fuzz_stream.c,
- * fuzz_shared.c) with their entry points renamed, and runs every file of
- *   tests/fuzz/corpus/config   through the config target,
- *   tests/fuzz/corpus/openai   through the openai target,
- *   tests/fuzz/corpus/stream   through the stream target,
- *   tests/fuzz/corpus/shared   through the shared (Redis replies) target,
- *   tests/fuzz/crashes         through the target its name starts with ("config-",
- *                              "openai-", "stream-" or "shared-"; anything else through all),
+ * fuzz_shared.c, fuzz_openrouter.c) with their entry points renamed, and runs every file of
+ *   tests/fuzz/corpus/config      through the config target,
+ *   tests/fuzz/corpus/openai      through the openai target,
+ *   tests/fuzz/corpus/stream      through the stream target,
+ *   tests/fuzz/corpus/shared      through the shared (Redis replies) target,
+ *   tests/fuzz/corpus/openrouter  through the openrouter target,
+ *   tests/fuzz/crashes            through the target its name starts with ("config-",
+ *                                 "openai-", "stream-", "shared-" or "openrouter-";
+ *                                 anything else through all five),
  * one cmocka test per directory.  A target aborts on a broken invariant; ASan (make
  * test-asan) and valgrind see memory errors and leaks.  Each input is copied into an
  * exact-size buffer, as libFuzzer passes it, so a read past its end is caught too.
@@ -41,6 +43,10 @@
 
 #define LLVMFuzzerTestOneInput fuzz_shared_one
 #include "../fuzz/fuzz_shared.c"
+#undef LLVMFuzzerTestOneInput
+
+#define LLVMFuzzerTestOneInput fuzz_openrouter_one
+#include "../fuzz/fuzz_openrouter.c"
 #undef LLVMFuzzerTestOneInput
 
 typedef int (*fuzz_target)(const uint8_t *data, size_t size);
@@ -127,11 +133,14 @@ static size_t run_dir(const char *sub, fuzz_target target)
                 fuzz_stream_one(data, len);
             } else if (starts_with(names[i], "shared-")) {
                 fuzz_shared_one(data, len);
+            } else if (starts_with(names[i], "openrouter-")) {
+                fuzz_openrouter_one(data, len);
             } else {
                 fuzz_config_one(data, len);
                 fuzz_openai_one(data, len);
                 fuzz_stream_one(data, len);
                 fuzz_shared_one(data, len);
+                fuzz_openrouter_one(data, len);
             }
             free(data);
             ran++;
@@ -165,6 +174,10 @@ static void test_corpus_shared(void **state)
 {
     (void)state;
     assert_true(run_dir("corpus/shared", fuzz_shared_one) > 0);
+static void test_corpus_openrouter(void **state)
+{
+    (void)state;
+    assert_true(run_dir("corpus/openrouter", fuzz_openrouter_one) > 0);
 }
 
 static void test_crash_reproducers(void **state)
@@ -180,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_corpus_openai),
         cmocka_unit_test(test_corpus_stream),
         cmocka_unit_test(test_corpus_shared),
+        cmocka_unit_test(test_corpus_openrouter),
         cmocka_unit_test(test_crash_reproducers),
     };
     return cmocka_run_group_tests_name("fuzz_corpus", tests, NULL, NULL);
