@@ -174,6 +174,8 @@ static void test_corpus_shared(void **state)
 {
     (void)state;
     assert_true(run_dir("corpus/shared", fuzz_shared_one) > 0);
+}
+
 static void test_corpus_openrouter(void **state)
 {
     (void)state;
