@@ -89,6 +89,7 @@ typedef struct job {
     char *served_provider; /* response "provider", else the config provider (owned) */
     char *served_endpoint; /* config provider that served (owned) */
     char *served_model;    /* response "model", else the hop's model (owned) */
+    char *generation_id;   /* OpenRouter's id of the answer, for or_enrich (owned) */
     long prompt_tokens, completion_tokens;
     int64_t cost_nusd;
     int has_cost, cost_estimated;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "openai.h"
+#include "openrouter.h"
 #include "runner.h"
 #include "store_ledger.h"
 
@@ -163,6 +164,7 @@ void job_clear_outcome(job *j)
     free(j->served_provider);
     free(j->served_endpoint);
     free(j->served_model);
+    free(j->generation_id);
     free(j->error);
     free(j->content);
     free(j->cost_note);
@@ -599,6 +601,9 @@ static void take_answer(job *j, attempt_report *r, const rf_hop *hop)
     j->served_provider = strdup(comp->provider ? comp->provider : hop->provider);
     j->served_endpoint = strdup(hop->provider);
     j->served_model = strdup(comp->model ? comp->model : hop->model);
+    free(j->generation_id);
+    const rf_provider *p = config_provider(j->cfg, hop->provider);
+    j->generation_id = p && p->kind == RF_KIND_OPENROUTER && comp->id ? strdup(comp->id) : NULL;
     j->prompt_tokens = comp->prompt_tokens;
     j->completion_tokens = comp->completion_tokens;
     j->fallback = j->hop_index > 0;
@@ -698,6 +703,7 @@ static void on_commit_done(job_commit *c, int status, const rf_err *err)
 {
     job *j = c->ud;
     const char *publish = NULL;
+    char *enrich_provider = NULL, *enrich_id = NULL;   /* owned copies */
     actions acts = ACTIONS_INIT(acts);
     if (status < 0)
         LOG_ERROR("%s: result not saved: %s", c->path ? c->path : "(ledger)",
@@ -713,12 +719,20 @@ static void on_commit_done(job_commit *c, int status, const rf_err *err)
             table_remove(j);
             if (c->installed && c->event)
                 publish = c->event;
+            if (c->installed && done && j->generation_id && j->served_endpoint) {
+                enrich_provider = strdup(j->served_endpoint);
+                enrich_id = strdup(j->generation_id);
+            }
         }
         job_unref(j);   /* the commit's reference */
     }
     jobs_unlock();
     if (publish)
         events_publish(publish, strlen(publish));   /* M/events readers */
+    if (enrich_provider && enrich_id)   /* OpenRouter's own record, in the background */
+        or_enrich(enrich_provider, enrich_id, c->gen);
+    free(enrich_provider);
+    free(enrich_id);
     run_actions(&acts);
 }
 

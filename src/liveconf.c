@@ -15,6 +15,7 @@
 #include "jobs.h"
 #include "kcache.h"
 #include "log.h"
+#include "openrouter.h"
 #include "redact.h"
 #include "vfiles.h"
 
@@ -99,6 +100,7 @@ static void put_in_force(rf_config *cfg)
     config_unref(old);
     vfiles_set_config_error(NULL);
     vfiles_config_applied();
+    or_config_changed();              /* OpenRouter providers added or removed */
 }
 
 void liveconf_start(rf_config *cfg)

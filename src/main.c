@@ -28,6 +28,7 @@
 #include "liveconf.h"
 #include "log.h"
 #include "metrics.h"
+#include "openrouter.h"
 #include "paths.h"
 #include "prices.h"
 #include "prompts.h"
@@ -453,6 +454,10 @@ int main(int argc, char **argv)
     vfiles_init(st, breakers, spend, o.mountpoint);
     liveconf_init(config_file);
     liveconf_start(cfg);
+    if (or_start(st, jobs_config, &err) < 0) {   /* OpenRouter's prices, key, generations */
+        LOG_ERROR("start-up failed: %s", err.msg);
+        goto out;
+    }
     /* service hook: SIGHUP reopens the log and re-reads the config (rfs-reload) */
     if (service_reload_start(&err) < 0)
         LOG_WARN("%s", err.msg);
@@ -470,6 +475,7 @@ out:
     service_reload_stop();      /* service hook: no SIGHUP reloads from here on */
     upstream_stop(up);          /* no more attempts, timers or runner steps after this */
     cluster_stop();             /* replies still due from Redis arrive (ECANCELED) */
+    or_stop();                  /* OpenRouter lookups: before the store and prices go */
     if (jobs_ready) {
         jobs_shutdown();        /* waiting readers get EINTR; unfinished jobs resume next mount */
         runner_shutdown();

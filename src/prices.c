@@ -123,6 +123,19 @@ int prices_lookup(const rf_config *cfg, const char *provider, const char *model,
         *out = (hop_price){k->prompt_per_m, k->completion_per_m, k->request_usd, "openrouter"};
         found = 1;
     }
+    /* A variant ("model:nitro", ":floor", ":exacto", ...) not listed on its own: the
+     * base model's published price (what is observed corrects it upwards). */
+    const char *colon = !found && openrouter && P.published ? strrchr(model, ':') : NULL;
+    if (colon && colon > model && (size_t)(colon - model) < 512) {
+        char base[512];
+        memcpy(base, model, (size_t)(colon - model));
+        base[colon - model] = '\0';
+        if ((k = hmap_get(P.published, base))) {
+            *out = (hop_price){k->prompt_per_m, k->completion_per_m, k->request_usd,
+                               "openrouter"};
+            found = 1;
+        }
+    }
     char key[1024];
     observed_key(key, sizeof key, provider, model);
     const known_price *seen = P.observed ? hmap_get(P.observed, key) : NULL;

@@ -25,6 +25,7 @@
 #include "cost.h"
 #include "log.h"
 #include "metrics.h"
+#include "openrouter.h"
 #include "store_prompts.h"
 
 #define PROBE_BUSY_DELAY_MS 200          /* another job holds a half-open breaker's probe */
@@ -307,6 +308,10 @@ static void on_answer(upstream_result *res, void *ud)
     breaker_settings(pl, hop->provider, &br.failure_threshold, &br.cooldown_ms);
     breakers_record(rn.d.breakers, hop->provider, hop->model, &br, now_mono_ms());
     a->breaker_taken = 0;
+    const rf_provider *p = config_provider(pl->route_cfg, hop->provider);
+    if (p && p->kind == RF_KIND_OPENROUTER &&
+        (res->http_status == 402 || res->http_status == 403))
+        or_key_refresh(hop->provider);   /* out of credit or over the key's limit: look */
     if (a->probes)   /* this host probed for all: tell them how it went */
         gates_probe_done(a, res->http_status != 0 && scope != BREAKER_SCOPE_PROVIDER,
                          scope == BREAKER_SCOPE_NONE, br.cooldown_ms, r.error);

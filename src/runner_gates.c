@@ -5,8 +5,9 @@
  *            (plimit.h) and, with shared state, across all hosts (shared.h);
  *   probe    a breaker another host opened whose open period ran out but that nobody
  *            has closed: one host claims the probe and sends, the others skip the hop;
- *   reserve  the worst case under the caps in force now: locally (budget.h) and, with
- *            shared state, in the shared windows of every host.
+ *   reserve  the worst case under the caps in force now: locally (budget.h), against an
+ *            OpenRouter key's own remaining limit (keycap.h) and, with shared state, in
+ *            the shared windows of every host.
  *
  * What a missing Redis means is cluster_now's posture: CLUSTER_ON asks it; CLUSTER_WAIT
  * sends nothing that needs it (a capped job, a limited provider) and tries again every
@@ -26,6 +27,7 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "keycap.h"
 #include "log.h"
 #include "openai.h"
 
@@ -407,6 +409,15 @@ static void reserve(attempt *a)
     }
     a->reservation = id;
     int64_t nusd = cost_usd_to_nusd(a->worst_usd);
+    const rf_provider *p = config_provider(pl->route_cfg, hop->provider);
+    if (p && p->kind == RF_KIND_OPENROUTER &&
+        keycap_reserve(hop->provider, nusd, &a->key_held, &err) < 0) {
+        if (err.code == EAGAIN)
+            runner_back_off(a, BUDGET_WAIT_MS);   /* fits once the key's requests settle */
+        else   /* the key cannot pay for it: another hop may */
+            runner_finish_simple(a, AR_SKIPPED, err.msg, 0);
+        return;
+    }
     if (capped && pos == CLUSTER_ON && a->shared_spend && nusd > 0) {
         gate_reply *rp = reply_new(a, GR_RESERVE);
         if (!rp)
@@ -426,6 +437,9 @@ void gates_settle(attempt *a, const ledger_row *row)
 {
     budget_settle(rn.d.budget, a->reservation, row);
     a->reservation = 0;
+    keycap_settle(hop_provider(a), a->key_held,
+                  row->has_cost && row->cost_nusd > 0 ? row->cost_nusd : 0);
+    a->key_held = 0;
     shared *sh = cluster_shared();
     if (!a->shared_spend || !sh)
         return;
@@ -470,6 +484,9 @@ void gates_release(attempt *a)
         budget_release(rn.d.budget, a->reservation);
         a->reservation = 0;
     }
+    if (a->key_held && provider)
+        keycap_settle(provider, a->key_held, 0);
+    a->key_held = 0;
     if (sh && provider) {
         if (a->shared_lease[0])
             shared_slot_release(sh, provider, a->shared_lease, NULL);

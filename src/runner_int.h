@@ -52,6 +52,7 @@ struct attempt {
     /* held before sending (runner_gates.c) */
     char *slot_provider;       /* holds a local in-flight slot on this provider (owned) */
     long reservation;          /* local budget reservation, 0 = none */
+    int64_t key_held;          /* reserved against an OpenRouter key's limit (keycap.h) */
     char shared_res[SHARED_ID_MAX];    /* shared reservation id, "" = none */
     char shared_lease[SHARED_ID_MAX];  /* shared in-flight slot, "" = none */
     int probes;                /* PROBE_* held across hosts */

@@ -13,6 +13,7 @@
 #include "jsonfmt.h"
 #include "log.h"
 #include "metrics.h"
+#include "openrouter.h"
 #include "redact.h"
 #include "report.h"
 #include "store_ledger.h"
@@ -220,6 +221,22 @@ static char *render_status(size_t *len)
     if (spend)
         tb_printf(&tb, "%s\n", spend);
     free(spend);
+    for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
+        or_key_info k;
+        if (cfg->providers[i].kind != RF_KIND_OPENROUTER ||
+            !or_key_snapshot(cfg->providers[i].name, &k))
+            continue;
+        char at[40];
+        format_time_ms(k.fetched_ms, at, sizeof at);
+        if (k.has_limit)
+            tb_printf(&tb, "openrouter key %s: limit $%.2f%s%s, $%.2f remaining, used $%.2f "
+                           "today (as of %s)\n", cfg->providers[i].name, k.limit,
+                      k.limit_reset[0] ? " " : "", k.limit_reset, k.limit_remaining,
+                      k.usage_daily > 0 ? k.usage_daily : 0, at);
+        else
+            tb_printf(&tb, "openrouter key %s: no limit, used $%.2f today (as of %s)\n",
+                      cfg->providers[i].name, k.usage_daily > 0 ? k.usage_daily : 0, at);
+    }
     char *shared_line = cluster_status_line();
     if (shared_line)
         tb_printf(&tb, "%s\n", shared_line);
@@ -274,14 +291,17 @@ static char *render_status(size_t *len)
     return tb_finish(&tb, len);
 }
 
-/* text + {"shared": extra} merged into its top-level object; text when extra is NULL. */
-static char *with_shared(char *text, cJSON *extra)
+/* text + {name: extra} merged into its top-level object (takes extra); text when extra
+ * is NULL or out of memory. */
+static char *with_member(char *text, const char *name, cJSON *extra)
 {
-    if (!extra)
+    if (!extra || !text) {
+        cJSON_Delete(extra);
         return text;
+    }
     cJSON *doc = cJSON_Parse(text);
     char *out = NULL;
-    if (doc && cJSON_AddItemToObject(doc, "shared", extra)) {
+    if (doc && cJSON_AddItemToObject(doc, name, extra)) {
         extra = NULL;
         out = json_print_pretty(doc);
     }
@@ -295,8 +315,8 @@ static char *with_shared(char *text, cJSON *extra)
 
 static char *render_providers(size_t *len)
 {
-    char *pj = with_shared(breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms()),
-                           cluster_providers_json());
+    char *pj = with_member(breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms()),
+                           "shared", cluster_providers_json());
     if (!pj)
         return NULL;
     char *out = NULL;
@@ -313,7 +333,11 @@ static char *render_spend(size_t *len)
     rf_config *cfg = jobs_config();
     char *out = budget_spend_json(V.spend, cfg);
     if (out && cfg)
-        out = with_shared(out, cluster_spend_json(cfg));
+        out = with_member(out, "shared", cluster_spend_json(cfg));
+    char *keys = or_key_json();   /* OpenRouter keys' own limits, beside routefs's caps */
+    if (keys && strcmp(keys, "{}") != 0)
+        out = with_member(out, "openrouter_keys", cJSON_Parse(keys));
+    free(keys);
     config_unref(cfg);
     if (out)
         *len = strlen(out);
