@@ -655,7 +655,6 @@ static void on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *
             rel->att = att;
         else
             runner_release(att);   /* cannot be deferred: the runner keeps its own ref */
-        att = NULL;
         const rf_hop *hop = &j->tier->route[j->hop_index];
         int success = r->kind == AR_ANSWER && r->outcome == RF_OUT_SUCCESS;
         if (r->kind == AR_ANSWER)
@@ -689,9 +688,9 @@ static void on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *
         }
         apply_decision(j, &d, &acts);
     }
+    /* Not current: the job let go of this attempt (and of its reference) when it
+     * cancelled it or moved on; the report only brings the bill. */
     jobs_unlock();
-    if (att)
-        runner_release(att);
     attempt_plan_free(plan);
     attempt_report_clear(r);
     run_actions(&acts);
