@@ -25,7 +25,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "openai.h"
-#include "openrouter.h"
 #include "runner.h"
 #include "store_ledger.h"
 
@@ -91,7 +90,6 @@ act *act_add(actions *acts, act_kind kind)
 }
 
 static void on_timer(void *ud);
-static void on_commit_done(job_commit *c, int status, const rf_err *err);
 
 void run_actions(actions *acts)
 {
@@ -249,6 +247,11 @@ job *job_for_key(const char *key)
 hmap *jobs_table(void)
 {
     return J.table;
+}
+
+rf_breakers *jobs_breakers(void)
+{
+    return J.d.breakers;
 }
 
 store *jobs_store(void)
@@ -444,7 +447,6 @@ static void start_attempt(job *j, actions *acts)
 }
 
 /* Carry out a routing decision for a RUNNING job. */
-static void apply_decision(job *j, const route_decision *d, actions *acts);
 
 static void job_begin_route(job *j, actions *acts)
 {
@@ -453,7 +455,7 @@ static void job_begin_route(job *j, actions *acts)
     router_first(J.d.breakers, &s, now_mono_ms(), &d);
     j->hop_index = 0;
     j->hop_attempts = j->hop_sent = 0;
-    apply_decision(j, &d, acts);
+    job_apply_decision(j, &d, acts);
 }
 
 static void dispatch_tier(const char *tier, actions *acts)
@@ -478,7 +480,7 @@ static void dispatch_all(actions *acts)
 }
 
 /* Build and queue the commit of a COMMITTING job (again, after a failed allocation). */
-static void job_submit_commit(job *j, actions *acts)
+void job_submit_commit(job *j, actions *acts)
 {
     job_commit *c = jobs_finish_build(j);
     act *a = c ? act_add(acts, A_COMMIT) : NULL;
@@ -487,7 +489,7 @@ static void job_submit_commit(job *j, actions *acts)
         LOG_ERROR("%s: out of memory saving the result: the watchdog retries", j->key);
         return;
     }
-    c->on_done = on_commit_done;
+    c->on_done = jobs_on_commit_done;
     c->ud = j;
     a->commit = c;
     j->commit_submitted = 1;
@@ -514,7 +516,7 @@ void job_fail(job *j, const char *why, actions *acts)
     job_finish(j, acts);
 }
 
-static void apply_decision(job *j, const route_decision *d, actions *acts)
+void job_apply_decision(job *j, const route_decision *d, actions *acts)
 {
     const rf_tier *t = j->tier;
     switch (d->action) {
@@ -585,156 +587,6 @@ static void on_timer(void *ud)
     free(a);
     run_actions(&acts);
 }
-
-/* ---- attempt reports (the runner, on the loop thread) ---- */
-
-/* What an answer says about the job: the outcome fields the meta shows. */
-static void take_answer(job *j, attempt_report *r, const rf_hop *hop)
-{
-    openai_completion *comp = &r->comp;
-    j->content = comp->content;
-    j->content_len = comp->content ? strlen(comp->content) : 0;
-    comp->content = NULL;
-    free(j->served_provider);
-    free(j->served_endpoint);
-    free(j->served_model);
-    j->served_provider = strdup(comp->provider ? comp->provider : hop->provider);
-    j->served_endpoint = strdup(hop->provider);
-    j->served_model = strdup(comp->model ? comp->model : hop->model);
-    free(j->generation_id);
-    const rf_provider *p = config_provider(j->cfg, hop->provider);
-    j->generation_id = p && p->kind == RF_KIND_OPENROUTER && comp->id ? strdup(comp->id) : NULL;
-    j->prompt_tokens = comp->prompt_tokens;
-    j->completion_tokens = comp->completion_tokens;
-    j->fallback = j->hop_index > 0;
-    if (r->billed) {
-        j->has_cost = r->ledger.has_cost;
-        j->cost_nusd = r->ledger.cost_nusd;
-        j->cost_estimated = r->ledger.estimated;
-        free(j->cost_note);
-        j->cost_note = r->ledger.note ? strdup(r->ledger.note) : NULL;
-        free(j->ledger_ref);
-        j->ledger_ref = r->ledger.ref ? strdup(r->ledger.ref) : NULL;
-        j->bill = r->ledger;
-        memset(&r->ledger, 0, sizeof r->ledger);
-        j->billed = 1;
-        r->billed = 0;
-    }
-}
-
-/* A bill that does not belong to a result (a stale or failed attempt): commit it alone. */
-static void commit_bill_alone(attempt_report *r, actions *acts)
-{
-    if (!r->billed)
-        return;
-    job_commit *c = jobs_ledger_commit(&r->ledger);
-    act *a = c ? act_add(acts, A_COMMIT) : NULL;
-    if (a) {
-        c->on_done = on_commit_done;
-        a->commit = c;
-    }
-    else {
-        job_commit_free(c);
-        LOG_ERROR("out of memory: a billed request could not be recorded");
-    }
-    r->billed = 0;
-}
-
-static void on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *r)
-{
-    actions acts = ACTIONS_INIT(acts);
-    jobs_lock();
-    job *j = jobs_find(plan->key);
-    int current = j && j->attempt == att && j->gen == plan->gen && j->state == JOB_RUNNING;
-    if (!current) {
-        commit_bill_alone(r, &acts);    /* billed all the same: the provider charged */
-    } else {
-        j->attempt = NULL;
-        act *rel = act_add(&acts, A_RELEASE);
-        if (rel)
-            rel->att = att;
-        else
-            runner_release(att);   /* cannot be deferred: the runner keeps its own ref */
-        const rf_hop *hop = &j->tier->route[j->hop_index];
-        int success = r->kind == AR_ANSWER && r->outcome == RF_OUT_SUCCESS;
-        if (r->kind == AR_ANSWER)
-            j->hop_sent = 1;
-        jobs_record_hop(j, hop->provider, hop->model, r->http_status, success ? NULL : r->error,
-                        r->latency_ms, r->sent_ms, r->tokens);
-        route_state s = {j->cfg, j->tier, j->hop_index, j->hop_attempts, j->hop_sent,
-                         j->park_count, j->params, j->nparams, &j->seed};
-        route_outcome o = {
-            .event = r->kind == AR_SKIPPED ? RO_SKIPPED : r->kind == AR_REFUSED ? RO_REFUSED
-                                                                                : RO_ANSWERED,
-            .outcome = r->outcome, .timed_out = r->timed_out,
-            .retry_after_ms = r->retry_after_ms, .retry_in_ms = r->retry_in_ms,
-            .hops_covered = r->hops_covered,
-        };
-        route_decision d;
-        router_after(J.d.breakers, &s, &o, now_mono_ms(), &d);
-        if (d.action == RD_SUCCESS)
-            take_answer(j, r, hop);
-        else
-            commit_bill_alone(r, &acts);
-        if (d.action == RD_FAIL) {
-            char msg[900];
-            if (r->kind == AR_REFUSED)
-                snprintf(msg, sizeof msg, "%s", r->error);
-            else
-                snprintf(msg, sizeof msg, "%s/%s refused the request: %s", hop->provider,
-                         hop->model, r->error);
-            free(j->error);
-            j->error = strdup(msg);
-        }
-        apply_decision(j, &d, &acts);
-    }
-    /* Not current: the job let go of this attempt (and of its reference) when it
-     * cancelled it or moved on; the report only brings the bill. */
-    jobs_unlock();
-    attempt_plan_free(plan);
-    attempt_report_clear(r);
-    run_actions(&acts);
-}
-
-/* ---- commits (the store's writer thread) ---- */
-
-static void on_commit_done(job_commit *c, int status, const rf_err *err)
-{
-    job *j = c->ud;
-    const char *publish = NULL;
-    char *enrich_provider = NULL, *enrich_id = NULL;   /* owned copies */
-    actions acts = ACTIONS_INIT(acts);
-    if (status < 0)
-        LOG_ERROR("%s: result not saved: %s", c->path ? c->path : "(ledger)",
-                  err ? err->msg : "unknown error");
-    jobs_lock();
-    if (j) {
-        if (j->in_table && j->gen == c->gen && j->state == JOB_COMMITTING) {
-            int done = c->state == PS_DONE;
-            job_set_state(j, done ? JOB_DONE : JOB_FAILED);
-            metrics_job(j->tier_name, done ? "done" : "failed");
-            waiters_collect(j, c->installed ? c->gen : 0, &acts.wakes);
-            note_changed(&acts, j->key);
-            table_remove(j);
-            if (c->installed && c->event)
-                publish = c->event;
-            if (c->installed && done && j->generation_id && j->served_endpoint) {
-                enrich_provider = strdup(j->served_endpoint);
-                enrich_id = strdup(j->generation_id);
-            }
-        }
-        job_unref(j);   /* the commit's reference */
-    }
-    jobs_unlock();
-    if (publish)
-        events_publish(publish, strlen(publish));   /* M/events readers */
-    if (enrich_provider && enrich_id)   /* OpenRouter's own record, in the background */
-        or_enrich(enrich_provider, enrich_id, c->gen);
-    free(enrich_provider);
-    free(enrich_id);
-    run_actions(&acts);
-}
-
 
 /* ---- the store's health, the watchdog ---- */
 
@@ -809,7 +661,7 @@ int jobs_init(const jobs_deps *deps, rf_err *err)
         return rf_err_set(err, ENOMEM, "out of memory");
     runner_init(&(runner_deps){.up = deps->up, .breakers = deps->breakers,
                                .budget = deps->budget, .store = deps->st,
-                               .report = on_attempt_report, .current_config = jobs_config});
+                               .report = jobs_on_attempt_report, .current_config = jobs_config});
     store_set_health_listener(deps->st, jobs_store_health, NULL);
     if (upstream_after(deps->up, SWEEP_MS, watchdog, NULL, err) < 0)
         return -1;

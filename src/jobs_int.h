@@ -1,5 +1,6 @@
-/* jobs_int.h — what jobs.c shares with its two helpers, jobs_wait.c (readers waiting on
- * NAME.out) and recover.c (resuming jobs at mount).  Not a public API. */
+/* jobs_int.h — what jobs.c shares with its helpers: jobs_life.c (a prompt's writers),
+ * jobs_report.c (attempt reports and commits), jobs_wait.c (readers waiting on NAME.out)
+ * and recover.c (resuming jobs at mount).  Not a public API. */
 #ifndef RF_JOBS_INT_H
 #define RF_JOBS_INT_H
 
@@ -64,6 +65,13 @@ void table_remove(job *j);
 int jobs_stopping(void);
 hmap *jobs_table(void);                              /* the table, for iteration */
 store *jobs_store(void);
+rf_breakers *jobs_breakers(void);
+/* The router's decision carried out (jobs.c); queue the commit of a COMMITTING job. */
+void job_apply_decision(job *j, const route_decision *d, actions *acts);
+void job_submit_commit(job *j, actions *acts);
+/* jobs_report.c: the runner's report callback, and the commit's. */
+void jobs_on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *r);
+void jobs_on_commit_done(job_commit *c, int status, const rf_err *err);
 /* Move j to another key in the table: 0, or -1 when out of memory (j then left it). */
 int job_rekey(job *j, const char *to);
 /* Count one more job re-sent after a crash (add 1), or read the count (add 0). */

@@ -4,7 +4,7 @@
  * map lock (a leaf, only around map changes), then whatever jobs.c takes.  A draft's
  * fields are guarded by the stripe lock of its current key; its key changes only under
  * both stripe locks of a rename, so lock_draft() re-checks it after locking. */
-#include "prompts.h"
+#include "prompts_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,40 +23,15 @@
 #include "log.h"
 #include "scratch.h"
 
-#define STRIPES 256
-
-typedef struct draft {
-    char *key;                 /* owned; the prompt's current path */
-    int refs;                  /* handles on it */
-    int writers;               /* write handles */
-    char *data;                /* owned: the bytes as written so far */
-    size_t len, cap;
-    int dirty;                 /* changed since the last flush decided */
-    int too_large;             /* a write went past PROMPT_MAX */
-    int force_new;             /* the stored prompt is incomplete: same bytes still run */
-    int orphaned;              /* the prompt was deleted while open: nothing is stored */
-    int64_t gen;               /* the store's generation for key */
-    uint64_t stored_hash;
-    size_t stored_size;
-    prompt_state stored_state;
-    prompt_attrs attrs;
-} draft;
-
 struct prompt_handle {
     draft *d;                  /* writers, and readers of a prompt being written */
     blob *snapshot;            /* readers otherwise: the bytes at open */
     int writer;
 };
 
-static struct {
-    store *st;
-    budget *budget;
-    pthread_mutex_t stripes[STRIPES];
-    pthread_mutex_t drafts_lock;
-    hmap *drafts;              /* key -> draft */
-} P = {.drafts_lock = PTHREAD_MUTEX_INITIALIZER};
+prompts_state PS = {.drafts_lock = PTHREAD_MUTEX_INITIALIZER};
 
-static int64_t now_ns(void)
+int64_t prompts_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -65,30 +40,30 @@ static int64_t now_ns(void)
 
 static int64_t now_ms(void)
 {
-    return now_ns() / 1000000;
+    return prompts_now_ns() / 1000000;
 }
 
 void prompts_init(store *st, budget *b)
 {
-    P.st = st;
-    P.budget = b;
+    PS.st = st;
+    PS.budget = b;
     for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&P.stripes[i], NULL);
-    P.drafts = hmap_new();
+        pthread_mutex_init(&PS.stripes[i], NULL);
+    PS.drafts = hmap_new();
 }
 
 void prompts_shutdown(void)
 {
-    pthread_mutex_lock(&P.drafts_lock);
-    for (hmap_iter it = {0}; P.drafts && hmap_next(P.drafts, &it);) {
+    pthread_mutex_lock(&PS.drafts_lock);
+    for (hmap_iter it = {0}; PS.drafts && hmap_next(PS.drafts, &it);) {
         draft *d = it.value;
         free(d->key);
         free(d->data);
         free(d);
     }
-    hmap_free(P.drafts);
-    P.drafts = NULL;
-    pthread_mutex_unlock(&P.drafts_lock);
+    hmap_free(PS.drafts);
+    PS.drafts = NULL;
+    pthread_mutex_unlock(&PS.drafts_lock);
 }
 
 /* ---- locks ---- */
@@ -98,33 +73,33 @@ static unsigned stripe_of(const char *key)
     return (unsigned)(blob_hash(key, strlen(key)) % STRIPES);
 }
 
-static void lock_key(const char *key)
+void prompts_lock_key(const char *key)
 {
-    pthread_mutex_lock(&P.stripes[stripe_of(key)]);
+    pthread_mutex_lock(&PS.stripes[stripe_of(key)]);
 }
 
-static void unlock_key(const char *key)
+void prompts_unlock_key(const char *key)
 {
-    pthread_mutex_unlock(&P.stripes[stripe_of(key)]);
+    pthread_mutex_unlock(&PS.stripes[stripe_of(key)]);
 }
 
-static void lock_two(const char *a, const char *b)
+void prompts_lock_two(const char *a, const char *b)
 {
     unsigned x = stripe_of(a), y = stripe_of(b);
     if (x == y) {
-        pthread_mutex_lock(&P.stripes[x]);
+        pthread_mutex_lock(&PS.stripes[x]);
     } else {
-        pthread_mutex_lock(&P.stripes[x < y ? x : y]);
-        pthread_mutex_lock(&P.stripes[x < y ? y : x]);
+        pthread_mutex_lock(&PS.stripes[x < y ? x : y]);
+        pthread_mutex_lock(&PS.stripes[x < y ? y : x]);
     }
 }
 
-static void unlock_two(const char *a, const char *b)
+void prompts_unlock_two(const char *a, const char *b)
 {
     unsigned x = stripe_of(a), y = stripe_of(b);
-    pthread_mutex_unlock(&P.stripes[x]);
+    pthread_mutex_unlock(&PS.stripes[x]);
     if (x != y)
-        pthread_mutex_unlock(&P.stripes[y]);
+        pthread_mutex_unlock(&PS.stripes[y]);
 }
 
 /* Lock the stripe of d's current key (it may move under a rename until we hold it).
@@ -132,40 +107,40 @@ static void unlock_two(const char *a, const char *b)
 static unsigned lock_draft(draft *d)
 {
     for (;;) {
-        pthread_mutex_lock(&P.drafts_lock);
+        pthread_mutex_lock(&PS.drafts_lock);
         unsigned s = stripe_of(d->key);
-        pthread_mutex_unlock(&P.drafts_lock);
-        pthread_mutex_lock(&P.stripes[s]);
-        pthread_mutex_lock(&P.drafts_lock);
+        pthread_mutex_unlock(&PS.drafts_lock);
+        pthread_mutex_lock(&PS.stripes[s]);
+        pthread_mutex_lock(&PS.drafts_lock);
         int same = stripe_of(d->key) == s;
-        pthread_mutex_unlock(&P.drafts_lock);
+        pthread_mutex_unlock(&PS.drafts_lock);
         if (same)
             return s;
-        pthread_mutex_unlock(&P.stripes[s]);
+        pthread_mutex_unlock(&PS.stripes[s]);
     }
 }
 
-static draft *draft_find(const char *key)
+draft *prompts_draft_find(const char *key)
 {
-    pthread_mutex_lock(&P.drafts_lock);
-    draft *d = P.drafts ? hmap_get(P.drafts, key) : NULL;
-    pthread_mutex_unlock(&P.drafts_lock);
+    pthread_mutex_lock(&PS.drafts_lock);
+    draft *d = PS.drafts ? hmap_get(PS.drafts, key) : NULL;
+    pthread_mutex_unlock(&PS.drafts_lock);
     return d;
 }
 
 /* ---- admission ---- */
 
-static const char *base_name(const char *key)
+const char *prompts_base_name(const char *key)
 {
     const char *slash = strrchr(key, '/');
     return slash ? slash + 1 : key;
 }
 
-static int admit_writer(const char *key)
+int prompts_admit_writer(const char *key)
 {
-    if (strlen(base_name(key)) > PROMPT_NAME_MAX)
+    if (strlen(prompts_base_name(key)) > PROMPT_NAME_MAX)
         return -ENAMETOOLONG;   /* NAME.meta would not fit: its results could not be kept */
-    int r = store_admit(P.st);
+    int r = store_admit(PS.st);
     if (r < 0)
         return r;
     char tier[PATH_MAX];
@@ -176,7 +151,7 @@ static int admit_writer(const char *key)
     rf_config *cfg = jobs_config();
     rf_err err;
     rf_err_clear(&err);
-    r = budget_check_admission(P.budget, cfg, tier, &err);
+    r = budget_check_admission(PS.budget, cfg, tier, &err);
     if (r == 0 && cfg)
         r = cluster_check_admission(cfg, tier, &err);   /* every host's spend, as last seen */
     config_unref(cfg);
@@ -223,7 +198,7 @@ static draft *draft_new(const char *key, const prompt_row *row, int truncate, in
         rf_err e;
         char *data = NULL;
         size_t len = 0;
-        int r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &e);
+        int r = sp_read(PS.st, key, SP_DATA, 0, &data, &len, &e);
         if (r < 0) {
             free(d->key);
             free(d);
@@ -235,9 +210,9 @@ static draft *draft_new(const char *key, const prompt_row *row, int truncate, in
     }
     if (truncate && row->size > 0)
         d->dirty = 1;
-    pthread_mutex_lock(&P.drafts_lock);
-    int r = P.drafts ? hmap_put(P.drafts, key, d) : -1;
-    pthread_mutex_unlock(&P.drafts_lock);
+    pthread_mutex_lock(&PS.drafts_lock);
+    int r = PS.drafts ? hmap_put(PS.drafts, key, d) : -1;
+    pthread_mutex_unlock(&PS.drafts_lock);
     if (r < 0) {
         free(d->data);
         free(d->key);
@@ -251,10 +226,10 @@ static draft *draft_new(const char *key, const prompt_row *row, int truncate, in
 /* The last handle of d went (stripe lock held). */
 static void draft_drop(draft *d)
 {
-    pthread_mutex_lock(&P.drafts_lock);
-    if (P.drafts && hmap_get(P.drafts, d->key) == d)
-        hmap_del(P.drafts, d->key);
-    pthread_mutex_unlock(&P.drafts_lock);
+    pthread_mutex_lock(&PS.drafts_lock);
+    if (PS.drafts && hmap_get(PS.drafts, d->key) == d)
+        hmap_del(PS.drafts, d->key);
+    pthread_mutex_unlock(&PS.drafts_lock);
     free(d->key);
     free(d->data);
     free(d);
@@ -273,17 +248,17 @@ static int draft_decide(draft *d)
                   d->stored_state == PS_EMPTY;
     rf_err err;
     rf_err_clear(&err);
-    int64_t mtime = now_ns();
+    int64_t mtime = prompts_now_ns();
     d->attrs.mtime_ns = d->attrs.ctime_ns = mtime;
     if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
         len == d->stored_size) {
-        int r = sp_touch(P.st, d->key, mtime, &err);
+        int r = sp_touch(PS.st, d->key, mtime, &err);
         d->dirty = 0;
         return r == -ENOENT ? 0 : r;
     }
-    int64_t gen = store_next_generation(P.st);
+    int64_t gen = store_next_generation(PS.st);
     prompt_state state = len ? PS_PENDING : PS_EMPTY;
-    int r = sp_replace_content(P.st, d->key, d->gen, d->data ? d->data : "", len, hash, gen,
+    int r = sp_replace_content(PS.st, d->key, d->gen, d->data ? d->data : "", len, hash, gen,
                                state, mtime, now_ms(), &err);
     if (r == -ENOENT) {
         d->orphaned = 1;   /* deleted while open, as on a disk: the bytes go nowhere */
@@ -325,20 +300,20 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
     prompt_handle *h = calloc(1, sizeof *h);
     if (!h)
         return -ENOMEM;
-    int r = writing ? admit_writer(key) : 0;
+    int r = writing ? prompts_admit_writer(key) : 0;
     if (r < 0) {
         free(h);
         return r;
     }
-    lock_key(key);
-    draft *d = draft_find(key);
+    prompts_lock_key(key);
+    draft *d = prompts_draft_find(key);
     if (!writing && !d) {
         /* a reader of a settled prompt: a snapshot of its bytes */
-        unlock_key(key);
+        prompts_unlock_key(key);
         char *data = NULL;
         size_t len = 0;
         rf_err err;
-        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
+        r = sp_read(PS.st, key, SP_DATA, 0, &data, &len, &err);
         if (r == 0 && !(h->snapshot = blob_new(data, len)))
             r = -ENOMEM;
         free(data);
@@ -354,19 +329,19 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
         rf_err err;
         rf_err_clear(&err);
         if (!create) {
-            r = sp_get(P.st, key, &row, &err);
+            r = sp_get(PS.st, key, &row, &err);
             if (r < 0)
                 goto fail;
         }
         prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid};
-        a.atime_ns = a.mtime_ns = a.ctime_ns = now_ns();
-        r = sp_begin_write(P.st, key, store_next_generation(P.st), &a, now_ms(), &row, &err);
+        a.atime_ns = a.mtime_ns = a.ctime_ns = prompts_now_ns();
+        r = sp_begin_write(PS.st, key, store_next_generation(PS.st), &a, now_ms(), &row, &err);
         if (r < 0)
             goto fail;
         int e = 0;
         if (!(d = draft_new(key, &row, truncate, &e))) {
             r = e;
-            sp_end_write(P.st, key);
+            sp_end_write(PS.st, key);
             goto fail;
         }
     } else if (writing && truncate && d->len) {
@@ -382,11 +357,11 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
                           .size = d->stored_size, .attrs = d->attrs};
         jobs_writer_opened(d->key, &row);
     }
-    unlock_key(key);
+    prompts_unlock_key(key);
     *out = h;
     return 0;
 fail:
-    unlock_key(key);
+    prompts_unlock_key(key);
     free(h);
     return r;
 }
@@ -415,7 +390,7 @@ long prompts_read(prompt_handle *h, char *buf, size_t size, off_t off)
             n = size;
         memcpy(buf, h->d->data + off, n);
     }
-    pthread_mutex_unlock(&P.stripes[s]);
+    pthread_mutex_unlock(&PS.stripes[s]);
     return (long)n;
 }
 
@@ -423,7 +398,7 @@ long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off)
 {
     if (!h->writer)
         return -EBADF;
-    int r = store_admit(P.st);
+    int r = store_admit(PS.st);
     if (r < 0)
         return r;   /* the store is failing: say so where the shell sees it */
     unsigned s = lock_draft(h->d);
@@ -443,10 +418,10 @@ long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off)
         if ((size_t)off + size > d->len)
             d->len = (size_t)off + size;
         d->dirty = 1;
-        d->attrs.mtime_ns = now_ns();
+        d->attrs.mtime_ns = prompts_now_ns();
         result = (long)size;
     }
-    pthread_mutex_unlock(&P.stripes[s]);
+    pthread_mutex_unlock(&PS.stripes[s]);
     return result;
 }
 
@@ -468,7 +443,7 @@ int prompts_ftruncate(prompt_handle *h, off_t size)
             d->dirty = 1;
         d->len = (size_t)size;
     }
-    pthread_mutex_unlock(&P.stripes[s]);
+    pthread_mutex_unlock(&PS.stripes[s]);
     return r;
 }
 
@@ -478,7 +453,7 @@ int prompts_flush(prompt_handle *h)
         return 0;
     unsigned s = lock_draft(h->d);
     int r = draft_decide(h->d);
-    pthread_mutex_unlock(&P.stripes[s]);
+    pthread_mutex_unlock(&PS.stripes[s]);
     return r;
 }
 
@@ -495,18 +470,18 @@ void prompts_release(prompt_handle *h)
         !d->orphaned) {
         /* Its bytes could not be stored (the close already said so): the prompt is
          * incomplete, as after a crash, until it is written again. */
-        sp_set_state(P.st, d->key, d->gen, PS_INCOMPLETE, 0, 0);
+        sp_set_state(PS.st, d->key, d->gen, PS_INCOMPLETE, 0, 0);
         d->stored_state = PS_INCOMPLETE;
     }
     if (h->writer) {
         d->writers--;
         if (d->writers == 0 && !d->orphaned)
-            sp_end_write(P.st, d->key);
+            sp_end_write(PS.st, d->key);
         jobs_writer_closed(d->key);
     }
     if (--d->refs == 0)
         draft_drop(d);
-    pthread_mutex_unlock(&P.stripes[s]);
+    pthread_mutex_unlock(&PS.stripes[s]);
     free(h);
 }
 
@@ -529,17 +504,17 @@ static void fill_stat(struct stat *st, mode_t type, const prompt_attrs *a, off_t
 
 int prompts_stat(const char *key, struct stat *st)
 {
-    lock_key(key);
-    draft *d = draft_find(key);
+    prompts_lock_key(key);
+    draft *d = prompts_draft_find(key);
     if (d) {
         fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
-        unlock_key(key);
+        prompts_unlock_key(key);
         return 0;
     }
-    unlock_key(key);
+    prompts_unlock_key(key);
     prompt_row row;
     rf_err err;
-    int r = sp_get(P.st, key, &row, &err);
+    int r = sp_get(PS.st, key, &row, &err);
     if (r < 0)
         return r;
     fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
@@ -550,10 +525,10 @@ int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
 {
     rf_err err;
     prompt_attrs v = *a;
-    v.ctime_ns = now_ns();
-    lock_key(key);
-    int r = sp_setattr(P.st, key, mask, &v, &err);
-    draft *d = draft_find(key);
+    v.ctime_ns = prompts_now_ns();
+    prompts_lock_key(key);
+    int r = sp_setattr(PS.st, key, mask, &v, &err);
+    draft *d = prompts_draft_find(key);
     if (r == 0 && d) {
         if (mask & SP_ATTR_MODE) d->attrs.mode = v.mode;
         if (mask & SP_ATTR_UID) d->attrs.uid = v.uid;
@@ -562,7 +537,7 @@ int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
         if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns;
         d->attrs.ctime_ns = v.ctime_ns;
     }
-    unlock_key(key);
+    prompts_unlock_key(key);
     return r;
 }
 
@@ -583,187 +558,18 @@ int prompts_truncate(const char *key, off_t size, uid_t uid, gid_t gid)
 int prompts_unlink(const char *key)
 {
     rf_err err;
-    lock_key(key);
+    prompts_lock_key(key);
     prompt_row row;
-    int r = sp_get(P.st, key, &row, &err);
+    int r = sp_get(PS.st, key, &row, &err);
     if (r == 0)
-        r = sp_delete(P.st, key, &err);
+        r = sp_delete(PS.st, key, &err);
     if (r == 0) {
-        draft *d = draft_find(key);
+        draft *d = prompts_draft_find(key);
         if (d)
             d->orphaned = 1;
         jobs_prompt_removed(key, row.gen);
     }
-    unlock_key(key);
-    return r;
-}
-
-static int same_content(const prompt_row *dst, uint64_t hash, size_t size)
-{
-    int settled = dst->state == PS_PENDING || dst->state == PS_PARKED ||
-                  dst->state == PS_DONE || dst->state == PS_FAILED;
-    return settled && !dst->writing && dst->hash == hash && dst->size == size;
-}
-
-int prompts_rename(const char *from, const char *to, int noreplace)
-{
-    rf_err err;
-    lock_two(from, to);
-    prompt_row src, dst;
-    int r = sp_get(P.st, from, &src, &err);
-    int have_dst = r == 0 ? sp_get(P.st, to, &dst, &err) == 0 : 0;
-    if (r == 0 && have_dst && noreplace)
-        r = -EEXIST;
-    if (r == 0 && draft_find(to))
-        r = -EBUSY;   /* the target is open for writing: its bytes are not settled */
-    if (r == 0 && have_dst && !draft_find(from) && same_content(&dst, src.hash, src.size)) {
-        /* The same prompt arrives again: the target keeps its job and result. */
-        r = sp_delete(P.st, from, &err);
-        if (r == 0)
-            jobs_prompt_removed(from, src.gen);
-        unlock_two(from, to);
-        return r;
-    }
-    if (r == 0)
-        r = sp_rename(P.st, from, to, &err);
-    if (r == 0) {
-        if (have_dst)
-            jobs_prompt_removed(to, dst.gen);
-        jobs_prompt_renamed(from, to);
-        draft *d = draft_find(from);
-        if (d) {
-            /* a prompt being written moves with its writers, as on a disk */
-            pthread_mutex_lock(&P.drafts_lock);
-            char *k = strdup(to);
-            if (k && hmap_put(P.drafts, to, d) == 0) {
-                hmap_del(P.drafts, from);
-                free(d->key);
-                d->key = k;
-            } else {
-                free(k);
-                d->orphaned = 1;
-            }
-            pthread_mutex_unlock(&P.drafts_lock);
-        }
-    }
-    unlock_two(from, to);
-    return r;
-}
-
-int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace)
-{
-    if (strlen(base_name(key)) > PROMPT_NAME_MAX)
-        return -ENAMETOOLONG;
-    int r = store_admit(P.st);
-    if (r < 0)
-        return r;
-    struct stat sb;
-    if ((r = scratch_stat(scratch_path, &sb)) < 0)
-        return r;
-    if (!S_ISREG(sb.st_mode))
-        return S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
-    char *data = NULL;
-    size_t len = 0;
-    rf_err err;
-    rf_err_clear(&err);
-    if (scratch_read_all(scratch_path, PROMPT_MAX, &data, &len, &err) < 0)
-        return -err.code;
-    uint64_t hash = blob_hash(data, len);
-    prompt_attrs a = {.mode = sb.st_mode & 07777, .uid = sb.st_uid, .gid = sb.st_gid,
-                      .atime_ns = sb.st_atim.tv_sec * 1000000000LL + sb.st_atim.tv_nsec,
-                      .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
-                      .ctime_ns = now_ns()};
-    lock_key(key);
-    prompt_row dst;
-    int have_dst = sp_get(P.st, key, &dst, &err) == 0;
-    if (have_dst && noreplace)
-        r = -EEXIST;
-    else if (draft_find(key))
-        r = -EBUSY;
-    else if (have_dst && same_content(&dst, hash, len)) {
-        /* rsync, editors: the same bytes again keep the job and its result */
-        r = sp_setattr(P.st, key, SP_ATTR_MODE | SP_ATTR_MTIME, &a, &err);
-    } else {
-        int64_t gen = store_next_generation(P.st);
-        r = sp_install(P.st, key, data, len, hash, gen, len ? PS_PENDING : PS_EMPTY, &a, now_ms(),
-                       &err);
-        if (r == 0) {
-            if (have_dst)
-                jobs_prompt_removed(key, dst.gen);
-            blob *b = blob_new(data, len);
-            job_input in = {0};
-            if (b)
-                job_input_make(&in, b);
-            blob_unref(b);
-            jobs_prompt_installed(key, gen, &in);
-        }
-    }
-    if (r == 0)
-        scratch_unlink(scratch_path);
-    unlock_key(key);
-    free(data);
-    return r;
-}
-
-int prompts_to_scratch(const char *key, const char *scratch_path, int noreplace)
-{
-    if (noreplace && scratch_exists(scratch_path))
-        return -EEXIST;
-    rf_err err;
-    lock_key(key);
-    prompt_row row;
-    char *data = NULL;
-    size_t len = 0;
-    int r = sp_get(P.st, key, &row, &err);
-    if (r == 0 && draft_find(key))
-        r = -EBUSY;
-    if (r == 0)
-        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
-    if (r == 0 && scratch_write_atomic(scratch_path, data, len, &err) < 0)
-        r = -err.code;
-    if (r == 0) {
-        scratch_chmod(scratch_path, row.attrs.mode & 07777);
-        r = sp_delete(P.st, key, &err);
-        if (r == 0)
-            jobs_prompt_removed(key, row.gen);
-        else
-            scratch_unlink(scratch_path);
-    }
-    unlock_key(key);
-    free(data);
-    return r;
-}
-
-int prompts_rerun(const char *key)
-{
-    int r = admit_writer(key);
-    if (r < 0)
-        return r;
-    rf_err err;
-    lock_key(key);
-    prompt_row row;
-    char *data = NULL;
-    size_t len = 0;
-    r = sp_get(P.st, key, &row, &err);
-    if (r == 0 && draft_find(key))
-        r = -EBUSY;
-    if (r == 0)
-        r = sp_read(P.st, key, SP_DATA, 0, &data, &len, &err);
-    int64_t gen = store_next_generation(P.st);
-    if (r == 0)
-        r = sp_replace_content(P.st, key, row.gen, data, len, row.hash, gen,
-                               len ? PS_PENDING : PS_EMPTY, row.attrs.mtime_ns, now_ms(), &err);
-    if (r == 0) {
-        blob *b = blob_new(data, len);
-        job_input in = {0};
-        if (b)
-            job_input_make(&in, b);
-        blob_unref(b);
-        jobs_prompt_removed(key, row.gen);
-        jobs_prompt_installed(key, gen, &in);
-    }
-    unlock_key(key);
-    free(data);
+    prompts_unlock_key(key);
     return r;
 }
 
@@ -771,17 +577,17 @@ int prompts_rerun(const char *key)
 
 int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
 {
-    int r = store_admit(P.st);
+    int r = store_admit(PS.st);
     if (r < 0)
         return r;
     rf_err err;
     prompt_row row;
-    if (sp_get(P.st, path, &row, &err) == 0)
+    if (sp_get(PS.st, path, &row, &err) == 0)
         return -EEXIST;   /* a prompt has that name */
-    int64_t t = now_ns();
+    int64_t t = prompts_now_ns();
     prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid, .atime_ns = t,
                       .mtime_ns = t, .ctime_ns = t};
-    return sp_mkdir(P.st, path, &a, &err);
+    return sp_mkdir(PS.st, path, &a, &err);
 }
 
 int prompts_rmdir(const char *path)
@@ -790,7 +596,7 @@ int prompts_rmdir(const char *path)
     if (r > 0)
         return -ENOTEMPTY;
     rf_err err;
-    r = sp_rmdir(P.st, path, &err);
+    r = sp_rmdir(PS.st, path, &err);
     if (r == 0)
         scratch_rmdir(path);          /* its (empty) scratch area, if any */
     return r;
@@ -800,7 +606,7 @@ int prompts_dir_stat(const char *path, struct stat *st)
 {
     dir_row row;
     rf_err err;
-    int r = sp_dir_get(P.st, path, &row, &err);
+    int r = sp_dir_get(PS.st, path, &row, &err);
     if (r < 0)
         return r;
     fill_stat(st, S_IFDIR, &row.attrs, 4096);

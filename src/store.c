@@ -4,7 +4,7 @@
  * Locking: st->lock guards the queue, the health fields and the stop flag; st->rlock the
  * pool of idle readers.  Both are leaves.  The writer connection belongs to the writer
  * thread alone; apply functions run there without st->lock. */
-#include "store.h"
+#include "store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,54 +23,10 @@
 #include "log.h"
 #include "store_schema.h"
 
-#define STMT_CACHE 64
 #define GROUP_MAX_OPS 4096         /* bounds one transaction's latency */
 #define RETRY_FIRST_MS 250         /* failing: first retry, doubling ... */
 #define RETRY_MAX_MS 5000          /* ... up to this */
 #define CLOSE_RETRY_MS 5000        /* at close, how long held work may still be retried */
-#define WRITER_CACHE_KIB 8192
-#define READER_CACHE_KIB 1024
-
-struct store_conn {
-    sqlite3 *db;
-    struct {
-        const char *sql;           /* static text: the cache key is its address */
-        sqlite3_stmt *stmt;
-    } cache[STMT_CACHE];
-    size_t ncache;
-    int last_rc;                   /* the SQLite code store_fail last saw */
-    store_conn *next;              /* pool link */
-};
-
-struct store {
-    char *path;                    /* absolute state directory */
-    char *db_path;
-    int dirfd, lockfd;
-
-    pthread_mutex_t lock;
-    pthread_cond_t work;           /* the writer has something to do */
-    pthread_cond_t applied;        /* a group finished: store_run / store_flush waiters */
-    store_op *head, *tail;
-    uint64_t submitted, finished;  /* sequence numbers, for store_flush */
-    int stopping;
-    pthread_t thread;
-    int thread_started;
-    store_conn *writer;
-
-    /* health (lock) */
-    int failing, fail_code;
-    char why[512];
-    int64_t since_ms;
-    size_t held;
-    uint64_t groups, ops, failures;
-    void (*listener)(int failing, void *ud);
-    void *listener_ud;
-
-    pthread_mutex_t rlock;
-    store_conn *idle_readers;
-
-    int64_t generation;            /* atomic */
-};
 
 static int64_t wall_ms(void)
 {
@@ -120,122 +76,6 @@ int store_fail(store_conn *c, int rc, rf_err *err, const char *what)
 {
     c->last_rc = rc;
     return rf_err_set(err, store_errno(rc), "state store: %s: %s", what, sqlite3_errmsg(c->db));
-}
-
-/* ---- connections ---- */
-
-static void conn_close(store_conn *c)
-{
-    if (!c)
-        return;
-    for (size_t i = 0; i < c->ncache; i++)
-        sqlite3_finalize(c->cache[i].stmt);
-    sqlite3_close_v2(c->db);
-    free(c);
-}
-
-static int conn_exec(store_conn *c, const char *sql, rf_err *err)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        c->last_rc = rc;
-        rf_err_set(err, store_errno(rc), "state store: %s", msg ? msg : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-static store_conn *conn_open(store *st, int readonly, rf_err *err)
-{
-    store_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        rf_err_set(err, ENOMEM, "out of memory");
-        return NULL;
-    }
-    int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(st->db_path, &c->db, flags, FAULTVFS_NAME);
-    if (rc != SQLITE_OK) {
-        rf_err_set(err, store_errno(rc), "state store %s: %s", st->db_path,
-                   c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        conn_close(c);
-        return NULL;
-    }
-    sqlite3_busy_timeout(c->db, 5000);
-    sqlite3_extended_result_codes(c->db, 1);
-    char pragmas[256];
-    snprintf(pragmas, sizeof pragmas,
-             "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;%s",
-             readonly ? READER_CACHE_KIB : WRITER_CACHE_KIB,
-             readonly ? "" : " PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4000;");
-    if (conn_exec(c, pragmas, err) < 0) {
-        conn_close(c);
-        return NULL;
-    }
-    return c;
-}
-
-sqlite3 *store_conn_db(store_conn *c)
-{
-    return c->db;
-}
-
-sqlite3_stmt *store_stmt(store_conn *c, const char *sql, rf_err *err)
-{
-    for (size_t i = 0; i < c->ncache; i++) {
-        if (c->cache[i].sql == sql) {
-            sqlite3_reset(c->cache[i].stmt);
-            sqlite3_clear_bindings(c->cache[i].stmt);
-            return c->cache[i].stmt;
-        }
-    }
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
-    if (rc != SQLITE_OK) {
-        store_fail(c, rc, err, "prepare");
-        return NULL;
-    }
-    if (c->ncache < STMT_CACHE) {
-        c->cache[c->ncache].sql = sql;
-        c->cache[c->ncache].stmt = stmt;
-        c->ncache++;
-    } else {
-        /* Never expected (the SQL is a fixed set): keep working, slower. */
-        LOG_WARN("state store: statement cache full");
-        c->cache[STMT_CACHE - 1].sql = NULL;
-        sqlite3_finalize(c->cache[STMT_CACHE - 1].stmt);
-        c->cache[STMT_CACHE - 1].sql = sql;
-        c->cache[STMT_CACHE - 1].stmt = stmt;
-    }
-    return stmt;
-}
-
-store_conn *store_reader(store *st, rf_err *err)
-{
-    pthread_mutex_lock(&st->rlock);
-    store_conn *c = st->idle_readers;
-    if (c)
-        st->idle_readers = c->next;
-    pthread_mutex_unlock(&st->rlock);
-    if (c) {
-        c->next = NULL;
-        return c;
-    }
-    return conn_open(st, 1, err);
-}
-
-void store_reader_done(store *st, store_conn *c)
-{
-    if (!c)
-        return;
-    if (!sqlite3_get_autocommit(c->db))
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);  /* a reader left a txn open */
-    pthread_mutex_lock(&st->rlock);
-    c->next = st->idle_readers;
-    st->idle_readers = c;
-    pthread_mutex_unlock(&st->rlock);
 }
 
 /* ---- health ---- */
@@ -297,9 +137,9 @@ static void writer_recover(store *st)
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
     if (w && sqlite3_get_autocommit(w->db))
         return;
-    conn_close(w);
+    store_conn_close(w);
     rf_err err;
-    st->writer = conn_open(st, 0, &err);
+    st->writer = store_conn_open(st, 0, &err);
     if (!st->writer)
         LOG_ERROR("%s", err.msg);
 }
@@ -317,8 +157,8 @@ static int apply_group(store *st, store_op *group, rf_err *err)
     int durable = 0;
     for (store_op *op = group; op; op = op->next)
         durable |= (op->flags & STORE_OP_DURABLE) != 0;
-    if (conn_exec(w, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0 ||
-        conn_exec(w, "BEGIN IMMEDIATE", err) < 0)
+    if (store_conn_exec(w, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0 ||
+        store_conn_exec(w, "BEGIN IMMEDIATE", err) < 0)
         goto failed;
     for (store_op *op = group; op; op = op->next) {
         rf_err_clear(&op->err);
@@ -340,7 +180,7 @@ static int apply_group(store *st, store_op *group, rf_err *err)
         if (step_done(w, SQL_ROLLBACK_TO, err) < 0 || step_done(w, SQL_RELEASE, err) < 0)
             goto failed;
     }
-    if (conn_exec(w, "COMMIT", err) < 0)
+    if (store_conn_exec(w, "COMMIT", err) < 0)
         goto failed;
     return 0;
 failed:
@@ -360,7 +200,7 @@ static int probe_write(store *st, rf_err *err)
     char sql[128];
     snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO info(key, value) VALUES('probe', '%lld')",
              (long long)wall_ms());
-    if (conn_exec(st->writer, sql, err) < 0) {
+    if (store_conn_exec(st->writer, sql, err) < 0) {
         writer_recover(st);
         return -1;
     }
@@ -739,7 +579,7 @@ store *store_open(const char *dir, rf_err *err)
     pthread_cond_init(&st->applied, NULL);
     if (open_directory(st, dir, err) < 0)
         goto fail;
-    if (!(st->writer = conn_open(st, 0, err)))
+    if (!(st->writer = store_conn_open(st, 0, err)))
         goto fail;
     if (store_schema_ensure(st->writer, &st->generation, err) < 0)
         goto fail;
@@ -763,13 +603,13 @@ int store_direct(store *st, int (*fn)(store_conn *w, void *ud, rf_err *err), voi
 {
     if (st->thread_started)
         return rf_err_set(err, EBUSY, "state store: the writer is running");
-    if (conn_exec(st->writer, "BEGIN IMMEDIATE", err) < 0)
+    if (store_conn_exec(st->writer, "BEGIN IMMEDIATE", err) < 0)
         return -1;
     if (fn(st->writer, ud, err) < 0) {
         sqlite3_exec(st->writer->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    return conn_exec(st->writer, "COMMIT", err);
+    return store_conn_exec(st->writer, "COMMIT", err);
 }
 
 void store_close(store *st)
@@ -786,12 +626,12 @@ void store_close(store *st)
     if (st->writer) {
         /* Fold the WAL back into the database: a clean state directory after unmount. */
         sqlite3_wal_checkpoint_v2(st->writer->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        conn_close(st->writer);
+        store_conn_close(st->writer);
     }
     while (st->idle_readers) {
         store_conn *c = st->idle_readers;
         st->idle_readers = c->next;
-        conn_close(c);
+        store_conn_close(c);
     }
     if (st->lockfd >= 0)
         close(st->lockfd);

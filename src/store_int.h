@@ -1,0 +1,63 @@
+/* store_int.h — what store.c (the writer thread, health, open/close) shares with
+ * store_conn.c (connections, their statement caches, the reader pool); not for other
+ * modules, which see store.h.  The locking rules are in store.c's comment. */
+#ifndef RF_STORE_INT_H
+#define RF_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define STMT_CACHE 64
+#define WRITER_CACHE_KIB 8192
+#define READER_CACHE_KIB 1024
+
+struct store_conn {
+    sqlite3 *db;
+    struct {
+        const char *sql;           /* static text: the cache key is its address */
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+    size_t ncache;
+    int last_rc;                   /* the SQLite code store_fail last saw */
+    store_conn *next;              /* pool link */
+};
+
+struct store {
+    char *path;                    /* absolute state directory */
+    char *db_path;
+    int dirfd, lockfd;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;           /* the writer has something to do */
+    pthread_cond_t applied;        /* a group finished: store_run / store_flush waiters */
+    store_op *head, *tail;
+    uint64_t submitted, finished;  /* sequence numbers, for store_flush */
+    int stopping;
+    pthread_t thread;
+    int thread_started;
+    store_conn *writer;
+
+    /* health (lock) */
+    int failing, fail_code;
+    char why[512];
+    int64_t since_ms;
+    size_t held;
+    uint64_t groups, ops, failures;
+    void (*listener)(int failing, void *ud);
+    void *listener_ud;
+
+    pthread_mutex_t rlock;
+    store_conn *idle_readers;
+
+    int64_t generation;            /* atomic */
+};
+
+/* store_conn.c */
+store_conn *store_conn_open(store *st, int readonly, rf_err *err);   /* NULL with err */
+void store_conn_close(store_conn *c);                                 /* NULL is a no-op */
+int store_conn_exec(store_conn *c, const char *sql, rf_err *err);
+
+#endif
