@@ -16,7 +16,8 @@
  *
  * Lock order (outermost first):
  *   prompt stripe locks (prompts.c)  ->  the jobs lock  ->  leaf locks (the store's queue,
- *   budget, breakers, plimit, live buffers, upstream's inbox, metrics, the log).
+ *   budget, breakers, plimit, live buffers, upstream's inbox, keycap, the openrouter and
+ *   shared modules' queues, metrics, the log).
  * The wake and changed callbacks are called with no lock held. */
 #ifndef RF_JOBS_H
 #define RF_JOBS_H

@@ -1,5 +1,5 @@
-/* store.c — see store.h: the database, its connections, the writer thread and its group
- * commit, and the failing state.
+/* store.c — see store.h: the database (its connections: store_conn.c), the writer thread
+ * and its group commit, and the failing state.
  *
  * Locking: st->lock guards the queue, the health fields and the stop flag; st->rlock the
  * pool of idle readers.  Both are leaves.  The writer connection belongs to the writer
