@@ -13,9 +13,14 @@
  * sends nothing that needs it (a capped job, a limited provider) and tries again every
  * SHARED_WAIT_MS; CLUSTER_LOCAL enforces local_share of every cap and limit here.
  *
- * Replies from the shared state arrive on its thread.  Each request holds a reference
- * to the attempt and a struct gate_reply; the callback copies the reply there and hops
- * to the loop thread (on_reply), where the attempt goes on.  If the loop is gone, the
+ * With shared state the requests an attempt needs go out together, so that they share one
+ * round trip (shared.c pipelines what is queued together): the in-flight slot with the
+ * reservation, then the rpm booking once the slot is held (booking a send that then has
+ * no slot would waste the provider's rate), or the rpm booking with the reservation when
+ * the provider has no max_concurrent.  Replies arrive on the shared thread.  Each request
+ * holds a reference to the attempt and a struct gate_reply; the callback copies the reply
+ * there and hops to the loop thread (on_reply), which records it in the attempt and, once
+ * the last of the round is in, decides (shared_round_done).  If the loop is gone, the
  * callback gives back whatever the reply granted itself. */
 #include "runner_int.h"
 
@@ -101,36 +106,20 @@ static void shared_failed(attempt *a, int status, const char *msg)
     runner_back_off(a, SHARED_WAIT_MS);
 }
 
-static void book_rate(attempt *a);
+static void shared_round(attempt *a);
+static void shared_round_done(attempt *a);
 
 /* Loop thread: the attempt goes on with the reply. */
 static void on_reply(void *ud)
 {
     gate_reply *rp = ud;
     attempt *a = rp->a;
-    a->phase = AT_NEW;
-    if (runner_is_cancelled(a)) {
-        drop_grant(rp, hop_provider(a), plan_hop(a->plan)->model);
-        runner_finish_simple(a, AR_CANCELLED, "cancelled", 0);
-    } else if (rp->what == GR_SLOT) {
-        if (rp->status == 0) {
-            snprintf(a->shared_lease, sizeof a->shared_lease, "%s", rp->id);
-            book_rate(a);
-        } else if (rp->status == EAGAIN) {
-            long wait = rp->ms < 50 ? 50 : rp->ms > 1000 ? 1000 : rp->ms;
-            runner_arm(a, wait, runner_step_begin);   /* every host's slots are taken */
-        } else {
-            shared_failed(a, rp->status, rp->msg);
-        }
-    } else if (rp->what == GR_RATE) {
-        if (rp->status != 0)
-            shared_failed(a, rp->status, rp->msg);
-        else if (rp->ms > 0)
-            runner_arm(a, rp->ms, runner_step_send);
-        else
-            runner_step_send(a);
-    } else if (rp->what == GR_PROBE) {
-        if (rp->status != 0) {
+    if (rp->what == GR_PROBE) {
+        a->phase = AT_NEW;
+        if (runner_is_cancelled(a)) {
+            drop_grant(rp, hop_provider(a), plan_hop(a->plan)->model);
+            runner_finish_simple(a, AR_CANCELLED, "cancelled", 0);
+        } else if (rp->status != 0) {
             shared_failed(a, rp->status, rp->msg);
         } else if (!rp->granted) {
             char why[400];
@@ -142,15 +131,28 @@ static void on_reply(void *ud)
             a->probes |= rp->probe_bit;
             next_probe(a);
         }
-    } else if (rp->status == 0) {   /* GR_RESERVE */
-        snprintf(a->shared_res, sizeof a->shared_res, "%s", rp->id);
-        runner_send_request(a);
-    } else if (rp->status == EAGAIN) {
-        runner_back_off(a, BUDGET_WAIT_MS);   /* fits once other hosts' requests settle */
-    } else if (rp->status == EDQUOT) {
-        runner_finish_simple(a, AR_REFUSED, rp->msg, 0);   /* a shared cap would break */
     } else {
-        shared_failed(a, rp->status, rp->msg);
+        /* One of a round: what it granted is held by the attempt at once (so that every
+         * way out gives it back), the decision waits for the last reply. */
+        if (rp->what == GR_SLOT) {
+            a->slot_status = rp->status;
+            a->slot_retry_ms = rp->ms;
+            if (rp->status == 0)
+                snprintf(a->shared_lease, sizeof a->shared_lease, "%s", rp->id);
+        } else if (rp->what == GR_RATE) {
+            a->rate_status = rp->status;
+            a->rate_wait_ms = rp->ms;
+            a->rate_booked = rp->status == 0;
+        } else {
+            a->res_status = rp->status;
+            snprintf(a->res_msg, sizeof a->res_msg, "%s", rp->msg);
+            if (rp->status == 0)
+                snprintf(a->shared_res, sizeof a->shared_res, "%s", rp->id);
+        }
+        if (--a->shared_pending == 0) {
+            a->phase = AT_NEW;
+            shared_round_done(a);
+        }
     }
     free(rp);
     runner_release(a);   /* the reply's reference */
@@ -226,6 +228,18 @@ static void reply_unsent(attempt *a, gate_reply *rp, const rf_err *err)
     shared_failed(a, err ? err->code : ENOMEM, err ? err->msg : "out of memory");
 }
 
+/* A request of a round could not be queued (rp NULL: out of memory): no callback will
+ * come.  Its outcome is the error.  Returns 1 (the round stops queueing). */
+static int reply_failed(attempt *a, gate_reply *rp, int *status, const rf_err *err)
+{
+    if (rp) {
+        free(rp);
+        __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL);   /* the runner's remains */
+    }
+    *status = rp && err && err->code ? err->code : ENOMEM;
+    return 1;
+}
+
 /* ---- limits ---- */
 
 /* Give back the local in-flight slot; the longest-waiting attempt on that provider goes on. */
@@ -252,27 +266,12 @@ static void release_local_slot(attempt *a)
     free(provider);
 }
 
-/* The send time under the provider's rpm, then on to the send step. */
-static void book_rate(attempt *a)
+/* The send time under the provider's rpm, locally, then on to the send step.  With shared
+ * state the booking is made with the reservation instead (shared_round). */
+static void book_rate(attempt *a, const rf_provider *p, cluster_posture pos, double share)
 {
-    const rf_provider *p = config_provider(a->plan->route_cfg, hop_provider(a));
-    double share;
-    cluster_posture pos = cluster_now(&share);
-    if (!p || !p->rpm) {
+    if (!p->rpm || pos == CLUSTER_ON) {
         runner_step_send(a);
-        return;
-    }
-    if (pos == CLUSTER_ON) {
-        rf_err err;
-        gate_reply *rp = reply_new(a, GR_RATE);
-        if (!rp)
-            runner_finish_simple(a, AR_SKIPPED, "out of memory", 0);
-        else if (shared_rate_acquire(cluster_shared(), p->name, p->rpm, on_rate, rp, &err) < 0)
-            reply_unsent(a, rp, &err);
-        return;
-    }
-    if (pos == CLUSTER_WAIT) {
-        runner_back_off(a, SHARED_WAIT_MS);   /* the shared rpm cannot be booked now */
         return;
     }
     int rpm = pos == CLUSTER_LOCAL ? share_of(p->rpm, share) : p->rpm;
@@ -312,17 +311,7 @@ void gates_limits(attempt *a)
             return;
         }
     }
-    if (p->max_concurrent && pos == CLUSTER_ON && !a->shared_lease[0]) {
-        rf_err err;
-        gate_reply *rp = reply_new(a, GR_SLOT);
-        if (!rp)
-            runner_finish_simple(a, AR_SKIPPED, "out of memory", 0);
-        else if (shared_slot_acquire(cluster_shared(), p->name, p->max_concurrent, lease_ms(a),
-                                     on_slot, rp, &err) < 0)
-            reply_unsent(a, rp, &err);
-        return;
-    }
-    book_rate(a);
+    book_rate(a, p, pos, share);
 }
 
 /* ---- probes and reservations ---- */
@@ -418,17 +407,99 @@ static void reserve(attempt *a)
             runner_finish_simple(a, AR_SKIPPED, err.msg, 0);
         return;
     }
-    if (capped && pos == CLUSTER_ON && a->shared_spend && nusd > 0) {
-        gate_reply *rp = reply_new(a, GR_RESERVE);
-        if (!rp)
-            runner_finish_simple(a, AR_SKIPPED, "out of memory", 0);
-        else if (shared_reserve(cluster_shared(), &a->caps,
-                                nusd > SHARED_NUSD_MAX ? SHARED_NUSD_MAX : nusd, on_reserve, rp,
-                                &err) < 0)
-            reply_unsent(a, rp, &err);
+    a->res_status = 0;
+    a->res_msg[0] = '\0';
+    a->shared_res_wanted = capped && pos == CLUSTER_ON && a->shared_spend && nusd > 0;
+    a->shared_res_nusd = nusd > SHARED_NUSD_MAX ? SHARED_NUSD_MAX : nusd;
+    if (pos == CLUSTER_ON)
+        shared_round(a);
+    else
+        runner_send_request(a);
+}
+
+/* ---- the shared round trips ---- */
+
+/* The wait the shared rpm booked is over: send. */
+static void send_after_rate_wait(void *ud)
+{
+    attempt *a = ud;
+    a->timer_id = 0;
+    if (runner_is_cancelled(a))
+        runner_finish_simple(a, AR_CANCELLED, "cancelled", 0);
+    else
+        runner_send_request(a);
+}
+
+/* Queue what the attempt still needs from the shared state, together: one round trip. */
+static void shared_round(attempt *a)
+{
+    const rf_provider *p = config_provider(a->plan->route_cfg, hop_provider(a));
+    shared *sh = cluster_shared();
+    int need_slot = p && p->max_concurrent && !a->shared_lease[0];
+    int need_res = a->shared_res_wanted && !a->shared_res[0];
+    int need_rate = p && p->rpm && !a->rate_booked && !need_slot;
+    if (!sh || (!need_slot && !need_res && !need_rate)) {
+        if (a->rate_booked && a->rate_wait_ms > 0)
+            runner_arm(a, a->rate_wait_ms, send_after_rate_wait);
+        else
+            runner_send_request(a);
         return;
     }
-    runner_send_request(a);
+    a->slot_status = a->rate_status = a->res_status = 0;
+    a->shared_pending = 1;   /* held while queueing: replies may come back meanwhile */
+    rf_err err;
+    rf_err_clear(&err);
+    gate_reply *rp;
+    int failed = 0;
+    if (need_slot && !failed) {
+        if (!(rp = reply_new(a, GR_SLOT)) ||
+            shared_slot_acquire(sh, p->name, p->max_concurrent, lease_ms(a), on_slot, rp, &err) < 0)
+            failed = reply_failed(a, rp, &a->slot_status, &err);
+        else
+            a->shared_pending++;
+    }
+    if (need_rate && !failed) {
+        if (!(rp = reply_new(a, GR_RATE)) ||
+            shared_rate_acquire(sh, p->name, p->rpm, on_rate, rp, &err) < 0)
+            failed = reply_failed(a, rp, &a->rate_status, &err);
+        else
+            a->shared_pending++;
+    }
+    if (need_res && !failed) {
+        if (!(rp = reply_new(a, GR_RESERVE)) ||
+            shared_reserve(sh, &a->caps, a->shared_res_nusd, on_reserve, rp, &err) < 0)
+            failed = reply_failed(a, rp, &a->res_status, &err);
+        else
+            a->shared_pending++;
+    }
+    if (--a->shared_pending == 0)
+        shared_round_done(a);   /* every reply is in already, or nothing went out */
+    else
+        a->phase = AT_WAIT_SHARED;
+}
+
+/* Every reply of a round is in: go on, wait, or give up. */
+static void shared_round_done(attempt *a)
+{
+    int worst = a->slot_status == ECANCELED || a->rate_status == ECANCELED ||
+                a->res_status == ECANCELED;
+    if (runner_is_cancelled(a)) {
+        runner_finish_simple(a, AR_CANCELLED, "cancelled", 0);
+    } else if (worst) {
+        runner_finish_simple(a, AR_SKIPPED, "routefs is stopping", 0);
+    } else if (a->res_status == EDQUOT) {
+        runner_finish_simple(a, AR_REFUSED, a->res_msg, 0);   /* a shared cap would break */
+    } else if (a->slot_status == EAGAIN) {
+        long wait = a->slot_retry_ms < 50 ? 50 : a->slot_retry_ms > 1000 ? 1000 : a->slot_retry_ms;
+        runner_back_off(a, wait);   /* every host's slots are taken */
+    } else if (a->res_status == EAGAIN) {
+        runner_back_off(a, BUDGET_WAIT_MS);   /* fits once other hosts' requests settle */
+    } else if (a->slot_status || a->rate_status || a->res_status) {
+        int st = a->slot_status ? a->slot_status : a->rate_status ? a->rate_status : a->res_status;
+        shared_failed(a, st, a->res_status ? a->res_msg : NULL);
+    } else {
+        shared_round(a);   /* the rpm booking once the slot is held, or the send */
+    }
 }
 
 /* ---- after the answer ---- */

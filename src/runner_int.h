@@ -56,6 +56,14 @@ struct attempt {
     char shared_res[SHARED_ID_MAX];    /* shared reservation id, "" = none */
     char shared_lease[SHARED_ID_MAX];  /* shared in-flight slot, "" = none */
     int probes;                /* PROBE_* held across hosts */
+    /* the requests to the shared state that go out together (runner_gates.c) */
+    int shared_pending;        /* replies still due */
+    int rate_booked;           /* a shared send time is booked (rate_wait_ms from then) */
+    int slot_status, rate_status, res_status;   /* their outcomes (0 = granted) */
+    long slot_retry_ms, rate_wait_ms;
+    char res_msg[300];         /* a refused reservation: which cap */
+    int shared_res_wanted;     /* this attempt reserves in the shared windows */
+    int64_t shared_res_nusd;   /* how much */
     int shared_spend;          /* settle the spend into the shared windows (caps) */
     shared_caps caps;          /* those windows */
     attempt *prev, *next;      /* the live list */
