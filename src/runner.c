@@ -52,6 +52,8 @@ struct attempt {
     stream_parser *sp;         /* a streamed request's SSE parser (owned), or NULL */
     size_t live_len;           /* bytes of its text already in the live buffer */
     int hops_covered;          /* route hops this request covers (OpenRouter "models") */
+    int funds_gone;            /* the answer said the provider's money is gone (402, a key
+                                  limit): not a health failure, an out-of-budget mark */
     attempt *prev, *next;      /* the live list */
 };
 
@@ -290,6 +292,11 @@ static int reserve(attempt *a)
 {
     const attempt_plan *pl = a->plan;
     const rf_hop *hop = plan_hop(pl);
+    char why[600];
+    if (budget_provider_blocked(R.d.budget, hop->provider, why, sizeof why)) {
+        finish_simple(a, AR_SKIPPED, why, 0);   /* its money is gone until its reset */
+        return -1;
+    }
     rf_config *now = R.d.current_config ? R.d.current_config() : NULL;
     const rf_config *cfg = now ? now : pl->route_cfg;
     a->priced = prices_lookup(cfg, hop->provider, hop->model, &a->price);
@@ -297,12 +304,7 @@ static int reserve(attempt *a)
                                                 pl->tier->max_tokens);
     int capped = budget_caps_apply(cfg, pl->tier_name);
     if (!a->priced && (capped || pl->tier->require_price)) {
-        char why[600];
-        snprintf(why, sizeof why,
-                 "no price known for %s on %s while %s: add \"prices\": {\"%s\": "
-                 "{\"prompt\": USD_PER_M, \"completion\": USD_PER_M}} to config.json",
-                 hop->model, hop->provider, capped ? "a spend cap applies" : "the tier has require_price",
-                 hop->model);
+        cost_unpriced_reason(why, sizeof why, hop->provider, hop->model, capped);
         config_unref(now);
         finish_simple(a, AR_SKIPPED, why, 0);
         return -1;
@@ -317,8 +319,13 @@ static int reserve(attempt *a)
         return 0;
     }
     if (err.code == EAGAIN) {
-        /* Fits once requests in flight settle: wait for them rather than fail. */
+        /* Fits once requests in flight settle: wait for them rather than fail, holding
+         * neither the provider's slot nor the breaker's (step_send asks it again). */
         release_slot(a);
+        if (a->breaker_taken) {
+            breakers_release(R.d.breakers, hop->provider, hop->model, now_mono_ms());
+            a->breaker_taken = 0;
+        }
         arm(a, BUDGET_WAIT_MS, step_begin);
         return -1;
     }
@@ -571,6 +578,7 @@ static void judge(attempt *a, const upstream_result *res, long retry_after_max_m
     } else if (te == RF_TE_NONE) {
         openai_parse_error_status((int)res->http_status, res->body ? res->body : "",
                                   res->body_len, &info);
+        a->funds_gone = info.insufficient_credits || info.key_limit;
         at.context_length = info.context_length;
         at.unsupported_param = info.unsupported_param;
         at.content_policy = info.content_policy;
@@ -586,7 +594,10 @@ static void judge(attempt *a, const upstream_result *res, long retry_after_max_m
         else
             describe_failure(res, detail, r->error, sizeof r->error);
     }
-    *scope = breakers_scope_of(te, res->http_status, at.parse_status != 0);
+    /* Money gone is not ill health: the provider is marked out of budget instead (on_answer),
+     * until its reset, which a breaker's cooldown knows nothing of. */
+    *scope = a->funds_gone ? BREAKER_SCOPE_NONE
+                           : breakers_scope_of(te, res->http_status, at.parse_status != 0);
 }
 
 /* The provider's breaker settings in the config in force now, so that a live edit applies
@@ -685,17 +696,14 @@ static void on_answer(upstream_result *res, void *ud)
     breaker_settings(pl, hop->provider, &br.failure_threshold, &br.cooldown_ms);
     breakers_record(R.d.breakers, hop->provider, hop->model, &br, now_mono_ms());
     a->breaker_taken = 0;
+    if (a->funds_gone)   /* skipped until its Retry-After, or for a cooldown without one */
+        budget_provider_out(R.d.budget, hop->provider,
+                            res->retry_after_ms >= 0 ? res->retry_after_ms : br.cooldown_ms, r.error);
     if (r.outcome == RF_OUT_SUCCESS) {
         cost_result c;
         cost_of_answer(&r.comp, a->priced ? &a->price : NULL, a->worst_usd, pl->prompt->len, &c);
-        if (c.over_reservation &&
-            prices_observe(hop->provider, hop->model, r.comp.cost, r.comp.prompt_tokens,
-                           r.comp.completion_tokens, pl->prompt->len, a->max_tokens))
-            LOG_WARN("%s/%s charged $%.6f, more than the $%.6f reserved: the configured price "
-                     "is too low; later reservations use the observed rate", hop->provider,
-                     hop->model, r.comp.cost, a->worst_usd);
-        if (c.nonsense)
-            LOG_WARN("%s/%s: %s", hop->provider, hop->model, c.note);
+        cost_learn(R.d.budget, hop->provider, hop->model, a->priced ? &a->price : NULL,
+                   a->worst_usd, &r.comp, &c, pl->prompt->len, a->max_tokens);
         settle(a, &r, &c, &r.comp);
         if (pl->live && !a->sp && r.comp.content)
             live_append(pl->live, r.comp.content, strlen(r.comp.content));
@@ -727,21 +735,9 @@ static void step_cancel(void *ud)
         r.tokens = a->sp ? stream_tokens(a->sp) : -1;
         r.sent_ms = a->sent_wall_ms;
         snprintf(r.error, sizeof r.error, "cancelled: the prompt changed or was removed");
-        /* What streamed before the abort is billed as an estimate from the tokens seen;
-         * an unstreamed request in flight is billed at its worst case (the provider may
-         * finish and charge it). */
         cost_result c;
-        if (a->sp)
-            cost_of_partial(r.tokens, a->priced ? &a->price : NULL, a->plan->prompt->len, &c);
-        else {
-            memset(&c, 0, sizeof c);
-            if (a->priced) {
-                c.has_cost = 1;
-                c.nusd = cost_usd_to_nusd(a->worst_usd);
-                c.estimated = 1;
-                snprintf(c.note, sizeof c.note, "cancelled in flight: billed the worst case");
-            }
-        }
+        cost_of_cancelled(a->priced ? &a->price : NULL, a->worst_usd, a->sp != NULL, r.tokens,
+                          a->plan->prompt->len, &c);
         settle(a, &r, &c, NULL);
         finish(a, &r);
     } else if (a->phase == AT_TIMER && a->timer_id) {

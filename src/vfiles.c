@@ -261,6 +261,8 @@ static char *render_status(size_t *len)
 static char *render_providers(size_t *len)
 {
     char *pj = breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms());
+    if (pj && V.spend)
+        pj = budget_mark_providers(V.spend, pj);   /* providers out of budget (402, limits) */
     if (!pj)
         return NULL;
     char *out = NULL;
