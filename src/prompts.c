@@ -5,6 +5,7 @@
  * fields are guarded by the stripe lock of its current key; its key changes only under
  * both stripe locks of a rename, so lock_draft() re-checks it after locking. */
 #include "prompts.h"
+#include "prompts_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,12 @@ typedef struct draft {
     int too_large;             /* a write went past PROMPT_MAX */
     int force_new;             /* the stored prompt is incomplete: same bytes still run */
     int orphaned;              /* the prompt was deleted while open: nothing is stored */
+    int mtime_set;             /* utimens set attrs.mtime_ns after the last write (cp -p,
+                                  tar): the close keeps it rather than "now" */
+    int revived;               /* created where a prompt was deleted a moment ago: its row is
+                                  back (prompts_int.h, trash) ... */
+    int64_t revived_mtime_ns;  /* ... and the same answer stands only for the same bytes
+                                  with this modification time set again (tar -x) */
     int64_t gen;               /* the store's generation for key */
     uint64_t stored_hash;
     size_t stored_size;
@@ -70,14 +77,21 @@ static int64_t now_ms(void)
 void prompts_init(store *st, budget *b)
 {
     P.st = st;
+    trash_init(st);
     P.budget = b;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&P.stripes[i], NULL);
     P.drafts = hmap_new();
 }
 
+store *prompts_store(void)
+{
+    return P.st;
+}
+
 void prompts_shutdown(void)
 {
+    trash_shutdown();
     pthread_mutex_lock(&P.drafts_lock);
     for (hmap_iter it = {0}; P.drafts && hmap_next(P.drafts, &it);) {
         draft *d = it.value;
@@ -270,8 +284,12 @@ static int draft_decide(draft *d)
                   d->stored_state == PS_EMPTY;
     rf_err err;
     rf_err_clear(&err);
-    int64_t mtime = now_ns();
-    d->attrs.mtime_ns = d->attrs.ctime_ns = mtime;
+    int64_t mtime = d->mtime_set ? d->attrs.mtime_ns : now_ns();
+    d->attrs.mtime_ns = mtime;
+    d->attrs.ctime_ns = now_ns();
+    if (d->revived && d->mtime_set && mtime == d->revived_mtime_ns)
+        d->force_new = 0;   /* tar -x put the deleted prompt back as it was */
+    d->revived = 0;
     if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
         len == d->stored_size) {
         int r = sp_touch(P.st, d->key, mtime, &err);
@@ -357,14 +375,33 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
         }
         prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid};
         a.atime_ns = a.mtime_ns = a.ctime_ns = now_ns();
+        int64_t old_mtime = 0;
+        int revived = create ? trash_revive(key, &old_mtime) : 0;
+        if (revived < 0) {
+            r = revived;
+            goto fail;
+        }
         r = sp_begin_write(P.st, key, store_next_generation(P.st), &a, now_ms(), &row, &err);
         if (r < 0)
             goto fail;
+        if (revived) {   /* a new file to whoever created it */
+            r = sp_setattr(P.st, key, SP_ATTR_MODE | SP_ATTR_UID | SP_ATTR_GID | SP_ATTR_ATIME |
+                                          SP_ATTR_MTIME, &a, &err);
+            if (r < 0) {
+                sp_end_write(P.st, key);
+                goto fail;
+            }
+            row.attrs = a;
+        }
         int e = 0;
-        if (!(d = draft_new(key, &row, truncate, &e))) {
+        if (!(d = draft_new(key, &row, truncate || revived, &e))) {
             r = e;
             sp_end_write(P.st, key);
             goto fail;
+        }
+        if (revived) {
+            d->revived = d->force_new = 1;
+            d->revived_mtime_ns = old_mtime;
         }
     } else if (writing && truncate && d->len) {
         d->len = 0;
@@ -441,6 +478,7 @@ long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off)
             d->len = (size_t)off + size;
         d->dirty = 1;
         d->attrs.mtime_ns = now_ns();
+        d->mtime_set = 0;
         result = (long)size;
     }
     pthread_mutex_unlock(&P.stripes[s]);
@@ -461,8 +499,10 @@ int prompts_ftruncate(prompt_handle *h, off_t size)
     if (r == 0) {
         if ((size_t)size > d->len)
             memset(d->data + d->len, 0, (size_t)size - d->len);
-        if (d->len != (size_t)size)
+        if (d->len != (size_t)size) {
             d->dirty = 1;
+            d->mtime_set = 0;
+        }
         d->len = (size_t)size;
     }
     pthread_mutex_unlock(&P.stripes[s]);
@@ -509,27 +549,12 @@ void prompts_release(prompt_handle *h)
 
 /* ---- attributes ---- */
 
-static void fill_stat(struct stat *st, mode_t type, const prompt_attrs *a, off_t size)
-{
-    memset(st, 0, sizeof *st);
-    st->st_mode = type | (a->mode & 07777);
-    st->st_nlink = S_ISDIR(type) ? 2 : 1;
-    st->st_uid = a->uid;
-    st->st_gid = a->gid;
-    st->st_size = size;
-    st->st_blksize = 4096;
-    st->st_blocks = (size + 511) / 512;
-    st->st_atim = (struct timespec){a->atime_ns / 1000000000LL, a->atime_ns % 1000000000LL};
-    st->st_mtim = (struct timespec){a->mtime_ns / 1000000000LL, a->mtime_ns % 1000000000LL};
-    st->st_ctim = (struct timespec){a->ctime_ns / 1000000000LL, a->ctime_ns % 1000000000LL};
-}
-
 int prompts_stat(const char *key, struct stat *st)
 {
     lock_key(key);
     draft *d = draft_find(key);
     if (d) {
-        fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
+        prompts_fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
         unlock_key(key);
         return 0;
     }
@@ -539,7 +564,7 @@ int prompts_stat(const char *key, struct stat *st)
     int r = sp_get(P.st, key, &row, &err);
     if (r < 0)
         return r;
-    fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
+    prompts_fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
     return 0;
 }
 
@@ -556,7 +581,7 @@ int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
         if (mask & SP_ATTR_UID) d->attrs.uid = v.uid;
         if (mask & SP_ATTR_GID) d->attrs.gid = v.gid;
         if (mask & SP_ATTR_ATIME) d->attrs.atime_ns = v.atime_ns;
-        if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns;
+        if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns, d->mtime_set = 1;
         d->attrs.ctime_ns = v.ctime_ns;
     }
     unlock_key(key);
@@ -584,7 +609,7 @@ int prompts_unlink(const char *key)
     prompt_row row;
     int r = sp_get(P.st, key, &row, &err);
     if (r == 0)
-        r = sp_delete(P.st, key, &err);
+        r = trash_delete(key, &row);   /* kept aside a moment for tar -x (prompts_int.h) */
     if (r == 0) {
         draft *d = draft_find(key);
         if (d)
@@ -604,6 +629,8 @@ static int same_content(const prompt_row *dst, uint64_t hash, size_t size)
 
 int prompts_rename(const char *from, const char *to, int noreplace)
 {
+    if (strlen(base_name(to)) > PROMPT_NAME_MAX)
+        return -ENAMETOOLONG;   /* its results could not be stored */
     rf_err err;
     lock_two(from, to);
     prompt_row src, dst;
@@ -647,7 +674,7 @@ int prompts_rename(const char *from, const char *to, int noreplace)
     return r;
 }
 
-int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace)
+int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace, int mode)
 {
     if (strlen(base_name(key)) > PROMPT_NAME_MAX)
         return -ENAMETOOLONG;
@@ -666,7 +693,8 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
     if (scratch_read_all(scratch_path, PROMPT_MAX, &data, &len, &err) < 0)
         return -err.code;
     uint64_t hash = blob_hash(data, len);
-    prompt_attrs a = {.mode = sb.st_mode & 07777, .uid = sb.st_uid, .gid = sb.st_gid,
+    prompt_attrs a = {.mode = (mode >= 0 ? (mode_t)mode : sb.st_mode) & 07777,
+                      .uid = sb.st_uid, .gid = sb.st_gid,
                       .atime_ns = sb.st_atim.tv_sec * 1000000000LL + sb.st_atim.tv_nsec,
                       .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
                       .ctime_ns = now_ns()};
@@ -679,7 +707,8 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
         r = -EBUSY;
     else if (have_dst && same_content(&dst, hash, len)) {
         /* rsync, editors: the same bytes again keep the job and its result */
-        r = sp_setattr(P.st, key, SP_ATTR_MODE | SP_ATTR_MTIME, &a, &err);
+        r = sp_setattr(P.st, key, SP_ATTR_MODE | SP_ATTR_UID | SP_ATTR_GID | SP_ATTR_MTIME, &a,
+                       &err);
     } else {
         int64_t gen = store_next_generation(P.st);
         r = sp_install(P.st, key, data, len, hash, gen, len ? PS_PENDING : PS_EMPTY, &a, now_ms(),
@@ -762,44 +791,4 @@ int prompts_rerun(const char *key)
     unlock_key(key);
     free(data);
     return r;
-}
-
-/* ---- tag directories ---- */
-
-int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
-{
-    int r = store_admit(P.st);
-    if (r < 0)
-        return r;
-    rf_err err;
-    prompt_row row;
-    if (sp_get(P.st, path, &row, &err) == 0)
-        return -EEXIST;   /* a prompt has that name */
-    int64_t t = now_ns();
-    prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid, .atime_ns = t,
-                      .mtime_ns = t, .ctime_ns = t};
-    return sp_mkdir(P.st, path, &a, &err);
-}
-
-int prompts_rmdir(const char *path)
-{
-    int r = scratch_nonempty(path);   /* editor files or dot directories inside it */
-    if (r > 0)
-        return -ENOTEMPTY;
-    rf_err err;
-    r = sp_rmdir(P.st, path, &err);
-    if (r == 0)
-        scratch_rmdir(path);          /* its (empty) scratch area, if any */
-    return r;
-}
-
-int prompts_dir_stat(const char *path, struct stat *st)
-{
-    dir_row row;
-    rf_err err;
-    int r = sp_dir_get(P.st, path, &row, &err);
-    if (r < 0)
-        return r;
-    fill_stat(st, S_IFDIR, &row.attrs, 4096);
-    return 0;
 }
