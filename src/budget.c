@@ -10,93 +10,18 @@
  * and "this month" follow the clock without rescanning the ledger.  The ledger itself is
  * in the state store (store_ledger.h), written with each result; at open the tallies are
  * rebuilt from its daily totals (spend_days), which is fast however long the ledger. */
-#include "jsonfmt.h"
-#include "budget.h"
+#include "budget_int.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "hmap.h"
 #include "job.h"
 #include "log.h"
 
-#define MS_PER_DAY 86400000LL
-#define NUSD_PER_USD 1e9
-#define NUSD_MAX 1000000000000000000LL   /* $1e9: larger amounts are clamped */
-
-/* ---- money and windows ---- */
-
-static int64_t to_nusd(double usd)
-{
-    if (usd >= (double)NUSD_MAX / NUSD_PER_USD)
-        return NUSD_MAX;
-    if (usd <= -(double)NUSD_MAX / NUSD_PER_USD)
-        return -NUSD_MAX;
-    return (int64_t)llround(usd * NUSD_PER_USD);
-}
-
-static double to_usd(int64_t nusd)
-{
-    return (double)nusd / NUSD_PER_USD;
-}
-
-/* Sums never overflow, however absurd the amounts. */
-static int64_t add_nusd(int64_t a, int64_t b)
-{
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r))
-        return b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static int64_t day_key(int64_t ms)
-{
-    return floor_div(ms, MS_PER_DAY);
-}
-
-static int64_t month_key(int64_t ms)
-{
-    time_t secs = (time_t)floor_div(ms, 1000);
-    struct tm tm;
-    if (!gmtime_r(&secs, &tm))
-        return INT64_MIN;     /* out of range: a window of its own, never "now" */
-    return ((int64_t)tm.tm_year + 1900) * 12 + tm.tm_mon;
-}
-
 /* ---- tallies: sums overall and per day / month ---- */
-
-typedef struct period {
-    int64_t key;             /* day_key or month_key */
-    int64_t nusd;
-    long requests;
-} period;
-
-typedef struct series {
-    period *v;               /* sorted by key; mostly appended at the end */
-    size_t len, cap;
-} series;
-
-typedef struct tally {
-    int64_t nusd;
-    long requests;
-    long unpriced;           /* requests whose cost was unknown */
-    long estimated;          /* requests billed at routefs's estimate */
-    series days, months;
-} tally;
 
 static const period *series_find(const series *s, int64_t key)
 {
@@ -162,19 +87,18 @@ static int tally_add(tally *t, int64_t day, int64_t month, const spend_count *c)
     return 0;
 }
 
-/* The window's sums, zero when nothing was spent in it (or t is NULL). */
-static period tally_window(const tally *t, int monthly, int64_t key)
+period tally_window(const tally *t, int monthly, int64_t key)
 {
     const period *p = t ? series_find(monthly ? &t->months : &t->days, key) : NULL;
     return p ? *p : (period){ key, 0, 0 };
 }
 
-static int64_t tally_day(const tally *t, int64_t day)
+int64_t tally_day(const tally *t, int64_t day)
 {
     return tally_window(t, 0, day).nusd;
 }
 
-static int64_t tally_month(const tally *t, int64_t month)
+int64_t tally_month(const tally *t, int64_t month)
 {
     return tally_window(t, 1, month).nusd;
 }
@@ -189,38 +113,21 @@ static void tally_free(tally *t)
 
 /* ---- the budget ---- */
 
-enum { BY_TIER, BY_TAG, BY_PROVIDER, BY_MODEL, BY_UPSTREAM, BY_COUNT };
-static const char *const by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model",
+const char *const budget_by_names[BY_COUNT] = {"by_tier", "by_tag", "by_provider", "by_model",
                                                "by_upstream"};
+
 
 typedef struct held {        /* one reservation in flight */
     char *tier;              /* "" when none was given */
     int64_t nusd;
 } held;
 
-typedef struct tier_hold {   /* reservations in flight for one tier */
-    int64_t nusd;
-    long count;
-} tier_hold;
-
-struct budget {
-    pthread_mutex_t lock;    /* guards everything below */
-    budget_clock_fn clock;
-    tally all;
-    hmap *by[BY_COUNT];      /* name -> tally* (owned) */
-    hmap *reservations;      /* "%ld" id -> held* (owned) */
-    hmap *holds;             /* tier -> tier_hold* (owned), only tiers with reservations */
-    int64_t reserved_nusd;
-    long next_id;
-};
-
-static int64_t budget_now(const budget *b)
+int64_t budget_clock_now(const budget *b)
 {
     return b->clock ? b->clock() : now_wall_ms();
 }
 
-/* The tally for name in a breakdown, created when create is set; NULL if absent or OOM. */
-static tally *breakdown(budget *b, int which, const char *name, int create)
+tally *budget_breakdown(budget *b, int which, const char *name, int create)
 {
     tally *t = hmap_get(b->by[which], name);
     if (t || !create)
@@ -245,7 +152,7 @@ static int account(budget *b, const char *names[BY_COUNT], int64_t day, const sp
     for (int i = 0; i < BY_COUNT; i++) {
         if (!names[i] || !*names[i])
             continue;
-        tally *t = breakdown(b, i, names[i], 1);
+        tally *t = budget_breakdown(b, i, names[i], 1);
         if (!t || tally_add(t, day, month, c) < 0)
             return -1;
     }
@@ -253,12 +160,6 @@ static int account(budget *b, const char *names[BY_COUNT], int64_t day, const sp
 }
 
 /* ---- caps ---- */
-
-/* Cap messages use cents, or hundredths of a cent when the cap is under a dollar. */
-static int cap_decimals(double cap)
-{
-    return cap < 1.0 ? 4 : 2;
-}
 
 /* Is adding want to this window over cap?  For admission (want 0), a window already at
  * its cap counts as over: the next prompt could not reserve anything. */
@@ -290,7 +191,7 @@ static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t
 {
     if (!cfg)
         return 0;
-    int64_t now = budget_now(b);
+    int64_t now = budget_clock_now(b);
     int64_t day = day_key(now);
     /* Every cap is checked: one that can never fit (EDQUOT) outranks one that only has to
      * wait for requests in flight (EAGAIN). */
@@ -313,7 +214,7 @@ static int check_caps(budget *b, const rf_config *cfg, const char *tier, int64_t
         snprintf(label, sizeof label, "%stier %.200s daily cap",
                  share < 1 ? "this host's share of the " : "", tier);
         if (over_cap(label, share_of(t->daily_usd, share),
-                     tally_day(breakdown(b, BY_TIER, tier, 0), day),
+                     tally_day(budget_breakdown(b, BY_TIER, tier, 0), day),
                      hold ? hold->nusd : 0, want, &found[nfound]) < 0)
             nfound++;
     }
@@ -457,7 +358,7 @@ void budget_settle(budget *b, long reservation, const ledger_row *row)
     if (row) {
         const char *names[BY_COUNT] = {row->tier, row->tag, row->provider, row->model,
                                        row->upstream};
-        int64_t at_ms = row->at_ms > 0 ? row->at_ms : budget_now(b);
+        int64_t at_ms = row->at_ms > 0 ? row->at_ms : budget_clock_now(b);
         spend_count c = {row->has_cost ? row->cost_nusd : 0, 1, !row->has_cost,
                          row->estimated != 0};
         if (account(b, names, day_key(at_ms), &c) < 0)
@@ -503,6 +404,8 @@ void budget_close(budget *b)
         free_values(b->reservations, 0);
     }
     free_values(b->holds, 0);
+    free_values(b->funds, 0);
+    free_values(b->warnings, 0);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -524,7 +427,9 @@ budget *budget_open(store *st, budget_clock_fn clock, rf_err *err)
     }
     b->reservations = hmap_new();
     b->holds = hmap_new();
-    int ok = b->reservations && b->holds;
+    b->funds = hmap_new();
+    b->warnings = hmap_new();
+    int ok = b->reservations && b->holds && b->funds && b->warnings;
     for (int i = 0; i < BY_COUNT; i++)
         ok = (b->by[i] = hmap_new()) != NULL && ok;
     if (!ok) {
@@ -539,207 +444,3 @@ fail:
     return NULL;
 }
 
-/* ---- reports ---- */
-
-void budget_spent_now(budget *b, const char *tier, int64_t *today_nusd, int64_t *month_nusd)
-{
-    pthread_mutex_lock(&b->lock);
-    int64_t now = budget_now(b);
-    const tally *t = tier ? breakdown(b, BY_TIER, tier, 0) : &b->all;
-    *today_nusd = t ? tally_day(t, day_key(now)) : 0;
-    *month_nusd = t ? tally_month(t, month_key(now)) : 0;
-    pthread_mutex_unlock(&b->lock);
-}
-
-void budget_totals(budget *b, double *today, double *month, double *reserved)
-{
-    pthread_mutex_lock(&b->lock);
-    int64_t now = budget_now(b);
-    if (today)
-        *today = to_usd(tally_day(&b->all, day_key(now)));
-    if (month)
-        *month = to_usd(tally_month(&b->all, month_key(now)));
-    if (reserved)
-        *reserved = to_usd(b->reserved_nusd);
-    pthread_mutex_unlock(&b->lock);
-}
-
-static cJSON *cap_json(int64_t cap, int64_t spent, int64_t reserved)
-{
-    cJSON *o = cJSON_CreateObject();
-    int64_t left = cap - add_nusd(spent, reserved);
-    if (o && cJSON_AddNumberToObject(o, "cap", to_usd(cap)) &&
-        cJSON_AddNumberToObject(o, "spent", to_usd(spent)) &&
-        cJSON_AddNumberToObject(o, "reserved", to_usd(reserved)) &&
-        cJSON_AddNumberToObject(o, "remaining", to_usd(left > 0 ? left : 0)))
-        return o;
-    cJSON_Delete(o);
-    return NULL;
-}
-
-static int cmp_strings(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* One breakdown, keys sorted so the file reads the same from run to run. */
-static cJSON *breakdown_json(const hmap *m, int64_t day, int64_t month)
-{
-    cJSON *o = cJSON_CreateObject();
-    size_t n = hmap_len(m), i = 0;
-    const char **keys = malloc((n ? n : 1) * sizeof *keys);
-    if (!o || !keys)
-        goto fail;
-    for (hmap_iter it = {0}; hmap_next(m, &it);)
-        keys[i++] = it.key;
-    qsort(keys, n, sizeof *keys, cmp_strings);
-    for (i = 0; i < n; i++) {
-        const tally *t = hmap_get(m, keys[i]);
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddItemToObject(o, keys[i], e)) {
-            cJSON_Delete(e);
-            goto fail;
-        }
-        if (!cJSON_AddNumberToObject(e, "total", to_usd(t->nusd)) ||
-            !cJSON_AddNumberToObject(e, "today", to_usd(tally_day(t, day))) ||
-            !cJSON_AddNumberToObject(e, "this_month",
-                                     to_usd(tally_month(t, month))) ||
-            !cJSON_AddNumberToObject(e, "requests", (double)t->requests))
-            goto fail;
-    }
-    free(keys);
-    return o;
-fail:
-    free(keys);
-    cJSON_Delete(o);
-    return NULL;
-}
-
-/* Add item to o under name; item is consumed either way.  0 on failure. */
-static int add_item(cJSON *o, const char *name, cJSON *item)
-{
-    if (item && cJSON_AddItemToObject(o, name, item))
-        return 1;
-    cJSON_Delete(item);
-    return 0;
-}
-
-static cJSON *spend_json_locked(budget *b, const rf_config *cfg)
-{
-    int64_t now = budget_now(b);
-    int64_t day = day_key(now), month = month_key(now);
-    int64_t today = tally_day(&b->all, day);
-    int64_t this_month = tally_month(&b->all, month);
-    cJSON *o = cJSON_CreateObject();
-    cJSON *caps = cJSON_CreateObject();
-    cJSON *tiers = cJSON_CreateObject();
-    cJSON *requests = cJSON_CreateObject();
-    int ok = o && caps && tiers && requests;
-    ok = ok && cJSON_AddStringToObject(o, "currency", "USD") &&
-         cJSON_AddNumberToObject(o, "total", to_usd(b->all.nusd)) &&
-         cJSON_AddNumberToObject(o, "today", to_usd(today)) &&
-         cJSON_AddNumberToObject(o, "this_month", to_usd(this_month)) &&
-         cJSON_AddNumberToObject(o, "reserved", to_usd(b->reserved_nusd));
-    /* caps */
-    ok = ok && add_item(caps, "daily",
-                        cfg && cfg->daily_usd >= 0
-                            ? cap_json(to_nusd(cfg->daily_usd), today, b->reserved_nusd)
-                            : cJSON_CreateNull());
-    ok = ok && add_item(caps, "monthly",
-                        cfg && cfg->monthly_usd >= 0
-                            ? cap_json(to_nusd(cfg->monthly_usd), this_month, b->reserved_nusd)
-                            : cJSON_CreateNull());
-    for (size_t i = 0; ok && cfg && i < cfg->tiers_len; i++) {
-        const rf_tier *t = &cfg->tiers[i];
-        if (t->daily_usd < 0)
-            continue;
-        const tally *spent = breakdown(b, BY_TIER, t->name, 0);
-        const tier_hold *hold = hmap_get(b->holds, t->name);
-        ok = add_item(tiers, t->name,
-                      cap_json(to_nusd(t->daily_usd), tally_day(spent, day),
-                               hold ? hold->nusd : 0));
-    }
-    ok = ok && add_item(caps, "tiers", tiers);
-    tiers = NULL;
-    ok = ok && add_item(o, "caps", caps);
-    caps = NULL;
-    /* requests */
-    ok = ok && cJSON_AddNumberToObject(requests, "total", (double)b->all.requests) &&
-         cJSON_AddNumberToObject(requests, "today",
-                                 (double)tally_window(&b->all, 0, day).requests) &&
-         cJSON_AddNumberToObject(requests, "this_month",
-                                 (double)tally_window(&b->all, 1, month).requests) &&
-         cJSON_AddNumberToObject(requests, "unpriced", (double)b->all.unpriced) &&
-         cJSON_AddNumberToObject(requests, "estimated", (double)b->all.estimated);
-    ok = ok && add_item(o, "requests", requests);
-    requests = NULL;
-    for (int i = 0; ok && i < BY_COUNT; i++)
-        ok = add_item(o, by_names[i], breakdown_json(b->by[i], day, month));
-    if (ok)
-        return o;
-    cJSON_Delete(o);
-    cJSON_Delete(caps);
-    cJSON_Delete(tiers);
-    cJSON_Delete(requests);
-    return NULL;
-}
-
-char *budget_spend_json(budget *b, const rf_config *cfg)
-{
-    pthread_mutex_lock(&b->lock);
-    cJSON *o = spend_json_locked(b, cfg);
-    pthread_mutex_unlock(&b->lock);
-    char *text = o ? json_print_line(o, 1) : NULL;
-    cJSON_Delete(o);
-    return text;
-}
-
-/* "$0.12", or "$0.0031" for amounts too small to show in cents (no cap to scale by). */
-static void format_usd(char *buf, size_t len, double usd)
-{
-    snprintf(buf, len, "$%.*f", usd > 0 && usd < 0.01 ? 4 : 2, usd);
-}
-
-/* "today $0.12 of $5.00 daily cap (2%)", or "today $0.12 (no daily cap)" when cap < 0. */
-static void format_window(char *buf, size_t len, const char *what, const char *cap_word,
-                          const char *no_cap, int64_t spent, double cap_usd)
-{
-    char amount[48];
-    if (cap_usd < 0) {
-        format_usd(amount, sizeof amount, to_usd(spent));
-        snprintf(buf, len, "%s %s (%s)", what, amount, no_cap);
-        return;
-    }
-    int64_t cap = to_nusd(cap_usd);
-    int d = cap_decimals(cap_usd);
-    double pct = cap > 0 ? 100.0 * (double)spent / (double)cap : 100;   /* shown rounded down */
-    snprintf(buf, len, "%s $%.*f of $%.*f%s (%.0f%%)", what, d, to_usd(spent), d, cap_usd,
-             cap_word, floor(pct));
-}
-
-char *budget_status_line(budget *b, const rf_config *cfg)
-{
-    pthread_mutex_lock(&b->lock);
-    int64_t now = budget_now(b);
-    int64_t today = tally_day(&b->all, day_key(now));
-    int64_t month = tally_month(&b->all, month_key(now));
-    int64_t reserved = b->reserved_nusd;
-    long unpriced = b->all.unpriced;
-    pthread_mutex_unlock(&b->lock);
-
-    char day_part[128], month_part[128], reserved_part[48], unpriced_part[96] = "";
-    format_window(day_part, sizeof day_part, "today", " daily cap", "no daily cap", today,
-                  cfg ? cfg->daily_usd : -1);
-    format_window(month_part, sizeof month_part, "this month", "", "no monthly cap", month,
-                  cfg ? cfg->monthly_usd : -1);
-    format_usd(reserved_part, sizeof reserved_part, to_usd(reserved));
-    if (unpriced > 0)
-        snprintf(unpriced_part, sizeof unpriced_part,
-                 "; %ld request%s without a known price (cost unknown)", unpriced,
-                 unpriced == 1 ? "" : "s");
-    char *line = NULL;
-    if (asprintf(&line, "spend: %s, %s, %s reserved%s", day_part, month_part, reserved_part,
-                 unpriced_part) < 0)
-        return NULL;
-    return line;
-}

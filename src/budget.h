@@ -74,13 +74,38 @@ int budget_check_admission(budget *b, const rf_config *cfg, const char *tier, rf
  *   NAME -> {"total","today","this_month","requests"}).  malloc'd, ends with '\n'. */
 char *budget_spend_json(budget *b, const rf_config *cfg);
 
-/* One line for `status`, e.g. "spend: today $0.12 of $5.00 daily (2%), month $3.40 of
- * $100.00 (3%), $0.05 reserved; 2 requests without a known price".  malloc'd, no '\n'. */
+/* The spend lines of `status`, malloc'd, lines separated by '\n' (none at the end):
+ *   "spend: today $0.12 of $5.00 daily cap (2%), this month $3.40 of $100.00 (3%), $0.05
+ *    reserved; 2 requests without a known price (cost unknown); 1 request billed at
+ *    routefs's estimate (...)"
+ * then one line per provider out of budget (budget_provider_out), per provider/model whose
+ * reported costs were not stored (budget_warn_cost), and per hop of cfg priced at an
+ * observed rate: above its configured price ("the configured price is too low") or with
+ * no price configured. */
 char *budget_status_line(budget *b, const rf_config *cfg);
 
 /* What this host spent today and this month (UTC), overall (tier NULL) or in one tier;
  * nano-USD.  For the shared windows at mount (cluster.c). */
 void budget_spent_now(budget *b, const char *tier, int64_t *today_nusd, int64_t *month_nusd);
+
+/* ---- providers that say the money is gone ---- */
+
+/* provider answered 402 (insufficient credits) or a key / workspace limit: nothing is sent
+ * to it for the next for_ms (its Retry-After; <= 0: BUDGET_FUNDS_WAIT_MS).  A mark is only
+ * ever extended by answers still in flight.  why: one line for status and NAME.meta. */
+#define BUDGET_FUNDS_WAIT_MS 30000
+void budget_provider_out(budget *b, const char *provider, long for_ms, const char *why);
+/* Is provider out of budget now?  0 = no; 1 with why[len] filled: "provider P is out of
+ * budget until TIME: REASON".  A mark whose time has passed is forgotten. */
+int budget_provider_blocked(budget *b, const char *provider, char *why, size_t len);
+/* providers.json (json, owned: freed or returned) with every provider that is out of
+ * budget marked: "state": "out of budget", "out_of_budget_until" (UTC) and
+ * "out_of_budget_reason".  Returns the text to show (malloc'd). */
+char *budget_mark_providers(budget *b, char *json);
+
+/* An answer of provider/model whose reported cost was not stored (not a number, negative,
+ * absurd): counted for status with the last note. */
+void budget_warn_cost(budget *b, const char *provider, const char *model, const char *note);
 
 /* Totals for metrics: spent today, this month; reserved now. */
 void budget_totals(budget *b, double *today, double *month, double *reserved);

@@ -41,6 +41,27 @@ void cost_of_answer(const openai_completion *comp, const hop_price *price, doubl
 void cost_of_partial(long tokens, const hop_price *price, size_t prompt_bytes,
                      cost_result *out);
 
+/* A request cancelled in flight (its prompt changed or went): a stream is billed as
+ * cost_of_partial from the tokens seen; an unstreamed request at its worst case, estimated
+ * (the provider may finish and charge it).  price NULL = unpriced. */
+void cost_of_cancelled(const hop_price *price, double worst_usd, int streamed, long tokens,
+                       size_t prompt_bytes, cost_result *out);
+
+/* What routefs learns from an answer billed as c (comp: what the provider reported; price
+ * NULL when unpriced): a provider that charged more than the reservation, or an unpriced
+ * model that reported its cost, raises the model's observed rate (prices_observe), which
+ * later reservations use, and the log says so; a cost that was not stored is logged and
+ * counted for status (budget_warn_cost). */
+typedef struct budget budget;
+void cost_learn(budget *b, const char *provider, const char *model, const hop_price *price,
+                double worst_usd, const openai_completion *comp, const cost_result *c,
+                size_t prompt_bytes, int max_tokens);
+
+/* Why a hop without a price is not sent (capped: a spend cap applies; else the tier has
+ * require_price), and how to price it. */
+void cost_unpriced_reason(char *buf, size_t len, const char *provider, const char *model,
+                          int capped);
+
 int64_t cost_usd_to_nusd(double usd);
 double cost_nusd_to_usd(int64_t nusd);
 

@@ -19,6 +19,7 @@
 
 #include "fs_dir.h"
 #include "fs_int.h"
+#include "hmap.h"
 #include "inodes.h"
 #include "kcache.h"
 #include "liveconf.h"
@@ -33,6 +34,38 @@ static struct {
     store *st;
     struct fuse_session *se;
 } F;
+
+/* ---- modes asked for scratch files ----
+ * Scratch files are owner-only on disk, so the group and other bits of a chmod are kept
+ * here: rsync -a and editors chmod their temporary file before renaming it onto a prompt,
+ * which must get the mode asked for.  Forgotten at rename and unlink; bounded. */
+#define WANTED_MODES_MAX 4096
+
+static struct {
+    pthread_mutex_t lock;
+    hmap *modes;               /* scratch path -> (void *)(mode | WANTED_SET) */
+} W = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+#define WANTED_SET 0x100000u   /* so that no value is NULL */
+
+static void wanted_mode_set(const char *scratch, mode_t mode)
+{
+    pthread_mutex_lock(&W.lock);
+    if (!W.modes)
+        W.modes = hmap_new();
+    if (W.modes && (hmap_get(W.modes, scratch) || hmap_len(W.modes) < WANTED_MODES_MAX))
+        hmap_put(W.modes, scratch, (void *)(uintptr_t)((mode & 07777) | WANTED_SET));
+    pthread_mutex_unlock(&W.lock);
+}
+
+/* The mode asked for scratch (forgotten now), or -1. */
+static int wanted_mode_take(const char *scratch)
+{
+    pthread_mutex_lock(&W.lock);
+    void *v = W.modes ? hmap_del(W.modes, scratch) : NULL;
+    pthread_mutex_unlock(&W.lock);
+    return v ? (int)((uintptr_t)v & 07777) : -1;
+}
 
 int fs_open_for_writing(int flags)
 {
@@ -195,8 +228,9 @@ static int setattr_scratch(const pathinfo *pi, const struct stat *attr, int to_s
     if (to_set & FUSE_SET_ATTR_SIZE)
         r = h && h->fd >= 0 ? (ftruncate(h->fd, attr->st_size) < 0 ? -errno : 0)
                             : scratch_truncate(pi->scratch, attr->st_size);
-    if (r == 0 && (to_set & FUSE_SET_ATTR_MODE))
-        r = scratch_chmod(pi->scratch, attr->st_mode & 07777);
+    if (r == 0 && (to_set & FUSE_SET_ATTR_MODE) &&
+        (r = scratch_chmod(pi->scratch, attr->st_mode & 07777)) == 0)
+        wanted_mode_set(pi->scratch, attr->st_mode);
     if (r == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
         r = scratch_chown(pi->scratch, to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1,
                           to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1);
@@ -377,7 +411,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     if (r == 0)
         r = pi.kind == K_ENTRY     ? prompts_unlink(pi.key)
-            : pi.kind == K_SCRATCH ? scratch_unlink(pi.scratch)
+            : pi.kind == K_SCRATCH ? (wanted_mode_take(pi.scratch), scratch_unlink(pi.scratch))
             : pi.kind == K_TIER || pi.kind == K_ROOT ? -EISDIR
                                                      : -EACCES;
     fuse_reply_err(req, r < 0 ? -r : 0);
@@ -437,14 +471,19 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
             r = -EPERM;    /* tag directories keep their name: jobs inside are keyed by path */
         else if (src.kind == K_ENTRY && dst.kind == K_ENTRY)
             r = prompts_rename(src.key, dst.key, noreplace);
-        else if (src.kind == K_SCRATCH && dst.kind == K_ENTRY)
-            r = prompts_install_scratch(src.scratch, dst.key, noreplace);   /* rsync, editors */
+        else if (src.kind == K_SCRATCH && dst.kind == K_ENTRY) {
+            int mode = wanted_mode_take(src.scratch);
+            r = prompts_install_scratch(src.scratch, dst.key, noreplace, mode);   /* rsync */
+        }
         else if (src.kind == K_ENTRY && dst.kind == K_SCRATCH)
             r = prompts_to_scratch(src.key, dst.scratch, noreplace);
         else if (noreplace && scratch_exists(dst.scratch))
             r = -EEXIST;
-        else
-            r = scratch_rename(src.scratch, dst.scratch);
+        else if ((r = scratch_rename(src.scratch, dst.scratch)) == 0) {
+            int mode = wanted_mode_take(src.scratch);
+            if (mode >= 0)
+                wanted_mode_set(dst.scratch, (mode_t)mode);
+        }
     }
     if (r == 0)
         inodes_renamed(from, to);
@@ -572,6 +611,10 @@ void fs_session_destroy(void)
         F.se = NULL;
     }
     fs_handles_free_all();   /* files still open at a lazy unmount: never released */
+    pthread_mutex_lock(&W.lock);
+    hmap_free(W.modes);
+    W.modes = NULL;
+    pthread_mutex_unlock(&W.lock);
     fs_dir_close_all();
     inodes_free();
 }

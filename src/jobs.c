@@ -44,6 +44,7 @@ static struct {
     rf_config *cfg;
     hmap *table;               /* key -> job */
     hmap *tiers;               /* tier name -> tier_slots */
+    act *timers;               /* armed timers: upstream drops them unrun at its stop */
     int store_failing;
     int stopping;
     long resent;
@@ -91,6 +92,24 @@ act *act_add(actions *acts, act_kind kind)
 
 static void on_timer(void *ud);
 
+/* The list of armed timers (lock held): jobs_shutdown frees what never fired. */
+static void timer_link(act *a, int in)
+{
+    if (in) {
+        a->tprev = NULL;
+        if ((a->tnext = J.timers))
+            J.timers->tprev = a;
+        J.timers = a;
+        return;
+    }
+    if (a->tprev)
+        a->tprev->tnext = a->tnext;
+    else if (J.timers == a)
+        J.timers = a->tnext;
+    if (a->tnext)
+        a->tnext->tprev = a->tprev;
+}
+
 void run_actions(actions *acts)
 {
     for (act *a = acts->head, *next; a; a = next) {
@@ -108,11 +127,15 @@ void run_actions(actions *acts)
             break;
         case A_TIMER: {
             rf_err err;
+            jobs_lock();
+            timer_link(a, 1);   /* before it can fire */
+            jobs_unlock();
             if (upstream_after(J.d.up, a->delay_ms, on_timer, a, &err) > 0) {
                 a = NULL;   /* the timer owns it now */
             } else {
                 LOG_ERROR("cannot arm a timer: %s (the watchdog will retry)", err.msg);
                 jobs_lock();
+                timer_link(a, 0);
                 if ((unsigned)a->j->timer_id == a->timer_seq)
                     a->j->timer_armed = 0;
                 job_unref(a->j);
@@ -575,6 +598,7 @@ static void on_timer(void *ud)
     job *j = a->j;
     actions acts = ACTIONS_INIT(acts);
     jobs_lock();
+    timer_link(a, 0);
     if (j->in_table && (unsigned)j->timer_id == a->timer_seq) {
         j->timer_armed = 0;
         if (j->state == JOB_RUNNING && !j->attempt)
@@ -722,6 +746,12 @@ void jobs_shutdown(void)
     }
     hmap_free(J.tiers);
     J.tiers = NULL;
+    while (J.timers) {   /* upstream is stopped: these never fire */
+        act *a = J.timers;
+        timer_link(a, 0);
+        job_unref(a->j);
+        free(a);
+    }
     for (hmap_iter it = {0}; J.table && hmap_next(J.table, &it);) {
         job *j = it.value;
         j->in_table = 0;

@@ -55,7 +55,8 @@ typedef struct jobs_deps {
 
 int jobs_init(const jobs_deps *deps, rf_err *err);
 /* Stop dispatching, cancel what is in flight, answer every waiting reader (EINTR), free
- * the table.  Unfinished jobs stay pending in the store and resume at the next mount. */
+ * the table and the timers that never fired (call it after upstream_stop).  Unfinished
+ * jobs stay pending in the store and resume at the next mount. */
 void jobs_shutdown(void);
 
 /* The config new jobs start under (takes a reference of its own); caps and prices are

@@ -28,6 +28,7 @@ typedef struct act {
     struct act *next;
     attempt *att;              /* A_GO, A_CANCEL, A_RELEASE */
     job *j;                    /* A_TIMER (held) */
+    struct act *tprev, *tnext; /* A_TIMER, armed: the pending timers (freed at shutdown) */
     long delay_ms;
     unsigned timer_seq;
     job_commit *commit;        /* A_COMMIT (owned) */

@@ -46,14 +46,21 @@ static int64_t now_ms(void)
 void prompts_init(store *st, budget *b)
 {
     PS.st = st;
+    trash_init(st);
     PS.budget = b;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&PS.stripes[i], NULL);
     PS.drafts = hmap_new();
 }
 
+store *prompts_store(void)
+{
+    return PS.st;
+}
+
 void prompts_shutdown(void)
 {
+    trash_shutdown();
     pthread_mutex_lock(&PS.drafts_lock);
     for (hmap_iter it = {0}; PS.drafts && hmap_next(PS.drafts, &it);) {
         draft *d = it.value;
@@ -248,8 +255,12 @@ static int draft_decide(draft *d)
                   d->stored_state == PS_EMPTY;
     rf_err err;
     rf_err_clear(&err);
-    int64_t mtime = prompts_now_ns();
-    d->attrs.mtime_ns = d->attrs.ctime_ns = mtime;
+    int64_t mtime = d->mtime_set ? d->attrs.mtime_ns : prompts_now_ns();
+    d->attrs.mtime_ns = mtime;
+    d->attrs.ctime_ns = prompts_now_ns();
+    if (d->revived && d->mtime_set && mtime == d->revived_mtime_ns)
+        d->force_new = 0;   /* tar -x put the deleted prompt back as it was */
+    d->revived = 0;
     if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
         len == d->stored_size) {
         int r = sp_touch(PS.st, d->key, mtime, &err);
@@ -335,14 +346,33 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
         }
         prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid};
         a.atime_ns = a.mtime_ns = a.ctime_ns = prompts_now_ns();
+        int64_t old_mtime = 0;
+        int revived = create ? trash_revive(key, &old_mtime) : 0;
+        if (revived < 0) {
+            r = revived;
+            goto fail;
+        }
         r = sp_begin_write(PS.st, key, store_next_generation(PS.st), &a, now_ms(), &row, &err);
         if (r < 0)
             goto fail;
+        if (revived) {   /* a new file to whoever created it */
+            r = sp_setattr(PS.st, key, SP_ATTR_MODE | SP_ATTR_UID | SP_ATTR_GID | SP_ATTR_ATIME |
+                                           SP_ATTR_MTIME, &a, &err);
+            if (r < 0) {
+                sp_end_write(PS.st, key);
+                goto fail;
+            }
+            row.attrs = a;
+        }
         int e = 0;
-        if (!(d = draft_new(key, &row, truncate, &e))) {
+        if (!(d = draft_new(key, &row, truncate || revived, &e))) {
             r = e;
             sp_end_write(PS.st, key);
             goto fail;
+        }
+        if (revived) {
+            d->revived = d->force_new = 1;
+            d->revived_mtime_ns = old_mtime;
         }
     } else if (writing && truncate && d->len) {
         d->len = 0;
@@ -419,6 +449,7 @@ long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off)
             d->len = (size_t)off + size;
         d->dirty = 1;
         d->attrs.mtime_ns = prompts_now_ns();
+        d->mtime_set = 0;
         result = (long)size;
     }
     pthread_mutex_unlock(&PS.stripes[s]);
@@ -439,8 +470,10 @@ int prompts_ftruncate(prompt_handle *h, off_t size)
     if (r == 0) {
         if ((size_t)size > d->len)
             memset(d->data + d->len, 0, (size_t)size - d->len);
-        if (d->len != (size_t)size)
+        if (d->len != (size_t)size) {
             d->dirty = 1;
+            d->mtime_set = 0;
+        }
         d->len = (size_t)size;
     }
     pthread_mutex_unlock(&PS.stripes[s]);
@@ -487,27 +520,12 @@ void prompts_release(prompt_handle *h)
 
 /* ---- attributes ---- */
 
-static void fill_stat(struct stat *st, mode_t type, const prompt_attrs *a, off_t size)
-{
-    memset(st, 0, sizeof *st);
-    st->st_mode = type | (a->mode & 07777);
-    st->st_nlink = S_ISDIR(type) ? 2 : 1;
-    st->st_uid = a->uid;
-    st->st_gid = a->gid;
-    st->st_size = size;
-    st->st_blksize = 4096;
-    st->st_blocks = (size + 511) / 512;
-    st->st_atim = (struct timespec){a->atime_ns / 1000000000LL, a->atime_ns % 1000000000LL};
-    st->st_mtim = (struct timespec){a->mtime_ns / 1000000000LL, a->mtime_ns % 1000000000LL};
-    st->st_ctim = (struct timespec){a->ctime_ns / 1000000000LL, a->ctime_ns % 1000000000LL};
-}
-
 int prompts_stat(const char *key, struct stat *st)
 {
     prompts_lock_key(key);
     draft *d = prompts_draft_find(key);
     if (d) {
-        fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
+        prompts_fill_stat(st, S_IFREG, &d->attrs, (off_t)d->len);
         prompts_unlock_key(key);
         return 0;
     }
@@ -517,7 +535,7 @@ int prompts_stat(const char *key, struct stat *st)
     int r = sp_get(PS.st, key, &row, &err);
     if (r < 0)
         return r;
-    fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
+    prompts_fill_stat(st, S_IFREG, &row.attrs, (off_t)row.size);
     return 0;
 }
 
@@ -534,7 +552,7 @@ int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
         if (mask & SP_ATTR_UID) d->attrs.uid = v.uid;
         if (mask & SP_ATTR_GID) d->attrs.gid = v.gid;
         if (mask & SP_ATTR_ATIME) d->attrs.atime_ns = v.atime_ns;
-        if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns;
+        if (mask & SP_ATTR_MTIME) d->attrs.mtime_ns = v.mtime_ns, d->mtime_set = 1;
         d->attrs.ctime_ns = v.ctime_ns;
     }
     prompts_unlock_key(key);
@@ -562,7 +580,7 @@ int prompts_unlink(const char *key)
     prompt_row row;
     int r = sp_get(PS.st, key, &row, &err);
     if (r == 0)
-        r = sp_delete(PS.st, key, &err);
+        r = trash_delete(key, &row);   /* kept aside a moment for tar -x (prompts_int.h) */
     if (r == 0) {
         draft *d = prompts_draft_find(key);
         if (d)
@@ -571,44 +589,4 @@ int prompts_unlink(const char *key)
     }
     prompts_unlock_key(key);
     return r;
-}
-
-/* ---- tag directories ---- */
-
-int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
-{
-    int r = store_admit(PS.st);
-    if (r < 0)
-        return r;
-    rf_err err;
-    prompt_row row;
-    if (sp_get(PS.st, path, &row, &err) == 0)
-        return -EEXIST;   /* a prompt has that name */
-    int64_t t = prompts_now_ns();
-    prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid, .atime_ns = t,
-                      .mtime_ns = t, .ctime_ns = t};
-    return sp_mkdir(PS.st, path, &a, &err);
-}
-
-int prompts_rmdir(const char *path)
-{
-    int r = scratch_nonempty(path);   /* editor files or dot directories inside it */
-    if (r > 0)
-        return -ENOTEMPTY;
-    rf_err err;
-    r = sp_rmdir(PS.st, path, &err);
-    if (r == 0)
-        scratch_rmdir(path);          /* its (empty) scratch area, if any */
-    return r;
-}
-
-int prompts_dir_stat(const char *path, struct stat *st)
-{
-    dir_row row;
-    rf_err err;
-    int r = sp_dir_get(PS.st, path, &row, &err);
-    if (r < 0)
-        return r;
-    fill_stat(st, S_IFDIR, &row.attrs, 4096);
-    return 0;
 }

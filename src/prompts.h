@@ -58,8 +58,10 @@ int prompts_truncate(const char *key, off_t size, uid_t uid, gid_t gid);
 int prompts_unlink(const char *key);
 /* prompt -> prompt (replacing what is there unless noreplace: EEXIST). */
 int prompts_rename(const char *from, const char *to, int noreplace);
-/* A scratch file (rsync's temp file, an editor's) renamed onto a prompt name. */
-int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace);
+/* A scratch file (rsync's temp file, an editor's) renamed onto a prompt name.  mode: the
+ * permission bits last asked for it (chmod), which the disk keeps only for the owner;
+ * -1 = the file's own. */
+int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace, int mode);
 /* A prompt renamed to a scratch name (an editor's backup). */
 int prompts_to_scratch(const char *key, const char *scratch_path, int noreplace);
 /* Run the prompt again although its content has not changed (user.routefs.rerun). */

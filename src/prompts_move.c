@@ -21,6 +21,8 @@ static int same_content(const prompt_row *dst, uint64_t hash, size_t size)
 
 int prompts_rename(const char *from, const char *to, int noreplace)
 {
+    if (strlen(prompts_base_name(to)) > PROMPT_NAME_MAX)
+        return -ENAMETOOLONG;   /* its results could not be stored */
     rf_err err;
     prompts_lock_two(from, to);
     prompt_row src, dst;
@@ -64,7 +66,7 @@ int prompts_rename(const char *from, const char *to, int noreplace)
     return r;
 }
 
-int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace)
+int prompts_install_scratch(const char *scratch_path, const char *key, int noreplace, int mode)
 {
     if (strlen(prompts_base_name(key)) > PROMPT_NAME_MAX)
         return -ENAMETOOLONG;
@@ -83,7 +85,8 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
     if (scratch_read_all(scratch_path, PROMPT_MAX, &data, &len, &err) < 0)
         return -err.code;
     uint64_t hash = blob_hash(data, len);
-    prompt_attrs a = {.mode = sb.st_mode & 07777, .uid = sb.st_uid, .gid = sb.st_gid,
+    prompt_attrs a = {.mode = (mode >= 0 ? (mode_t)mode : sb.st_mode) & 07777,
+                      .uid = sb.st_uid, .gid = sb.st_gid,
                       .atime_ns = sb.st_atim.tv_sec * 1000000000LL + sb.st_atim.tv_nsec,
                       .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
                       .ctime_ns = prompts_now_ns()};
@@ -96,7 +99,8 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
         r = -EBUSY;
     else if (have_dst && same_content(&dst, hash, len)) {
         /* rsync, editors: the same bytes again keep the job and its result */
-        r = sp_setattr(PS.st, key, SP_ATTR_MODE | SP_ATTR_MTIME, &a, &err);
+        r = sp_setattr(PS.st, key, SP_ATTR_MODE | SP_ATTR_UID | SP_ATTR_GID | SP_ATTR_MTIME, &a,
+                       &err);
     } else {
         int64_t gen = store_next_generation(PS.st);
         r = sp_install(PS.st, key, data, len, hash, gen, len ? PS_PENDING : PS_EMPTY, &a, (prompts_now_ns() / 1000000),

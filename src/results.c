@@ -316,9 +316,14 @@ static void read_pending(fuse_req_t req, result_handle *h, size_t size, off_t of
 void results_read(fuse_req_t req, result_handle *h, size_t size, off_t off)
 {
     switch (h->kind) {
-    case RH_SNAPSHOT:
-        reply_bytes(req, h->data ? h->data->data : "", h->data ? h->data->len : 0, size, off);
+    case RH_SNAPSHOT: {
+        /* Held for the reply: the kernel may hand the bytes to the reader, which closes the
+         * file, and a release on another thread frees h before fuse_reply_buf returns. */
+        blob *b = blob_ref(h->data);
+        reply_bytes(req, b ? b->data : "", b ? b->len : 0, size, off);
+        blob_unref(b);
         return;
+    }
     case RH_FAILED:
         fuse_reply_err(req, EIO);
         return;

@@ -312,20 +312,18 @@ static void on_answer(upstream_result *res, void *ud)
     if (p && p->kind == RF_KIND_OPENROUTER &&
         (res->http_status == 402 || res->http_status == 403))
         or_key_refresh(hop->provider);   /* out of credit or over the key's limit: look */
+    if (a->funds_gone)   /* skipped until its Retry-After, or for a cooldown without one */
+        budget_provider_out(rn.d.budget, hop->provider,
+                            res->retry_after_ms >= 0 ? res->retry_after_ms : br.cooldown_ms,
+                            r.error);
     if (a->probes)   /* this host probed for all: tell them how it went */
         gates_probe_done(a, res->http_status != 0 && scope != BREAKER_SCOPE_PROVIDER,
                          scope == BREAKER_SCOPE_NONE, br.cooldown_ms, r.error);
     if (r.outcome == RF_OUT_SUCCESS) {
         cost_result c;
         cost_of_answer(&r.comp, a->priced ? &a->price : NULL, a->worst_usd, pl->prompt->len, &c);
-        if (c.over_reservation &&
-            prices_observe(hop->provider, hop->model, r.comp.cost, r.comp.prompt_tokens,
-                           r.comp.completion_tokens, pl->prompt->len, a->max_tokens))
-            LOG_WARN("%s/%s charged $%.6f, more than the $%.6f reserved: the configured price "
-                     "is too low; later reservations use the observed rate", hop->provider,
-                     hop->model, r.comp.cost, a->worst_usd);
-        if (c.nonsense)
-            LOG_WARN("%s/%s: %s", hop->provider, hop->model, c.note);
+        cost_learn(rn.d.budget, hop->provider, hop->model, a->priced ? &a->price : NULL,
+                   a->worst_usd, &r.comp, &c, pl->prompt->len, a->max_tokens);
         settle(a, &r, &c, &r.comp);
         if (pl->live && !a->sp && r.comp.content)
             live_append(pl->live, r.comp.content, strlen(r.comp.content));
@@ -357,21 +355,9 @@ static void step_cancel(void *ud)
         r.tokens = a->sp ? stream_tokens(a->sp) : -1;
         r.sent_ms = a->sent_wall_ms;
         snprintf(r.error, sizeof r.error, "cancelled: the prompt changed or was removed");
-        /* What streamed before the abort is billed as an estimate from the tokens seen;
-         * an unstreamed request in flight is billed at its worst case (the provider may
-         * finish and charge it). */
         cost_result c;
-        if (a->sp)
-            cost_of_partial(r.tokens, a->priced ? &a->price : NULL, a->plan->prompt->len, &c);
-        else {
-            memset(&c, 0, sizeof c);
-            if (a->priced) {
-                c.has_cost = 1;
-                c.nusd = cost_usd_to_nusd(a->worst_usd);
-                c.estimated = 1;
-                snprintf(c.note, sizeof c.note, "cancelled in flight: billed the worst case");
-            }
-        }
+        cost_of_cancelled(a->priced ? &a->price : NULL, a->worst_usd, a->sp != NULL, r.tokens,
+                          a->plan->prompt->len, &c);
         settle(a, &r, &c, NULL);
         finish(a, &r);
     } else if (a->phase == AT_TIMER && a->timer_id) {

@@ -358,6 +358,11 @@ static void reserve(attempt *a)
 {
     const attempt_plan *pl = a->plan;
     const rf_hop *hop = plan_hop(pl);
+    char why[600];
+    if (budget_provider_blocked(rn.d.budget, hop->provider, why, sizeof why)) {
+        runner_finish_simple(a, AR_SKIPPED, why, 0);   /* its money is gone until its reset */
+        return;
+    }
     rf_config *now = rn.d.current_config ? rn.d.current_config() : NULL;
     const rf_config *cfg = now ? now : pl->route_cfg;
     a->priced = prices_lookup(cfg, hop->provider, hop->model, &a->price);
@@ -365,12 +370,7 @@ static void reserve(attempt *a)
                                                 pl->tier->max_tokens);
     int capped = budget_caps_apply(cfg, pl->tier_name);
     if (!a->priced && (capped || pl->tier->require_price)) {
-        char why[600];
-        snprintf(why, sizeof why,
-                 "no price known for %s on %s while %s: add \"prices\": {\"%s\": "
-                 "{\"prompt\": USD_PER_M, \"completion\": USD_PER_M}} to config.json",
-                 hop->model, hop->provider, capped ? "a spend cap applies" : "the tier has require_price",
-                 hop->model);
+        cost_unpriced_reason(why, sizeof why, hop->provider, hop->model, capped);
         config_unref(now);
         runner_finish_simple(a, AR_SKIPPED, why, 0);
         return;

@@ -49,6 +49,8 @@ struct attempt {
     stream_parser *sp;         /* a streamed request's SSE parser (owned), or NULL */
     size_t live_len;           /* bytes of its text already in the live buffer */
     int hops_covered;          /* route hops this request covers (OpenRouter "models") */
+    int funds_gone;            /* the answer said the provider's money is gone (402, a key
+                                  limit): not a health failure, an out-of-budget mark */
     /* held before sending (runner_gates.c) */
     char *slot_provider;       /* holds a local in-flight slot on this provider (owned) */
     long reservation;          /* local budget reservation, 0 = none */

@@ -218,6 +218,7 @@ void runner_judge(attempt *a, const upstream_result *res, long retry_after_max_m
     } else if (te == RF_TE_NONE) {
         openai_parse_error_status((int)res->http_status, res->body ? res->body : "",
                                   res->body_len, &info);
+        a->funds_gone = info.insufficient_credits || info.key_limit;
         at.context_length = info.context_length;
         at.unsupported_param = info.unsupported_param;
         at.content_policy = info.content_policy;
@@ -233,7 +234,10 @@ void runner_judge(attempt *a, const upstream_result *res, long retry_after_max_m
         else
             describe_failure(res, detail, r->error, sizeof r->error);
     }
-    *scope = breakers_scope_of(te, res->http_status, at.parse_status != 0);
+    /* Money gone is not ill health: the provider is marked out of budget instead (on_answer),
+     * until its reset, which a breaker's cooldown knows nothing of. */
+    *scope = a->funds_gone ? BREAKER_SCOPE_NONE
+                           : breakers_scope_of(te, res->http_status, at.parse_status != 0);
 }
 
 static char *dup_or_null(const char *s)

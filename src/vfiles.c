@@ -315,8 +315,10 @@ static char *with_member(char *text, const char *name, cJSON *extra)
 
 static char *render_providers(size_t *len)
 {
-    char *pj = with_member(breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms()),
-                           "shared", cluster_providers_json());
+    char *pj = breakers_to_json(V.breakers, now_mono_ms(), now_wall_ms());
+    if (pj && V.spend)
+        pj = budget_mark_providers(V.spend, pj);   /* providers out of budget (402, limits) */
+    pj = with_member(pj, "shared", cluster_providers_json());
     if (!pj)
         return NULL;
     char *out = NULL;

@@ -9,11 +9,13 @@ set -eu
 # libsystemd-dev: sd_notify (Type=notify).  shellcheck: the lint suite.  mandoc and
 # groff-base: the man page checks (tests/e2e/docs.bats).  logrotate and util-linux (mount,
 # unshare, prlimit): the examples/ checks in tests/e2e/service.bats.  perl-base: a reader
-# that does not retry EINTR.
+# that does not retry EINTR.  rsync, git and tar: re-syncing prompts costs nothing, and
+# git works inside a tier (tests/e2e/money_sync.bats).
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libcmocka-dev bats bats-assert bats-support jq curl attr valgrind
 vim-tiny python3 libsqlite3-dev sqlite3 chromium prometheus libsystemd-dev shellcheck
-mandoc groff-base logrotate util-linux perl-base libhiredis-dev redis-server"
+mandoc groff-base logrotate util-linux perl-base libhiredis-dev redis-server rsync git
+tar"
 
 missing=""
 for p in $PKGS; do

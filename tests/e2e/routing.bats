@@ -323,8 +323,24 @@ JSON
     marks_down 401
 }
 
-@test "402: next hop and the provider is marked down" {
-    marks_down 402
+@test "402: next hop, and the provider is out of budget (README Spend), not down" {
+    two_hops '"retries": 2, "retry_base_ms": 20, "timeout_ms": 5000'
+    rfs_mount
+    sim_behave sim/a '{"status": 402}'
+    write_and_read p "hi"
+    assert_success
+    assert_output "sim[sim/b]: hi"
+    assert_fell_back_after 1
+    [ "$(meta "$MNT/fast/p.meta" '.hops[0].status')" = 402 ]
+    jq . "$MNT/providers.json"
+    [ "$(providers_json '.providers.sim.state')" = "out of budget" ]
+    [ "$(providers_json '.providers.sim.breaker')" = closed ]
+    [ "$(providers_json '.providers.backup.state')" = ok ]
+    # a later job does not knock on its door again while it is out of budget
+    write_and_read q "again"
+    assert_success
+    assert_output "sim[sim/b]: again"
+    [ "$(sim_count sim/a)" = 1 ]
 }
 
 @test "403: next hop and the provider is marked down" {

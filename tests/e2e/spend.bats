@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # routefs end-to-end: spend and budgets — cost of a request, spend.json and its
 # breakdowns, caps under concurrency, EDQUOT, tags, the ledger across a remount, unknown
-# prices.  Every test mounts a real routefs against routefs-sim.
+# prices.  Every test mounts a real routefs against routefs-sim, and ends by checking
+# that spend.json and the state store's ledger agree.  The money rules of issue 11 are in
+# money_*.bats.
 #
 # Prices in these tests are $1000 per million tokens ($0.001 a token) so costs are easy
 # to read.  The sim counts bytes/4+1 tokens for the prompt's messages and for its reply
@@ -9,35 +11,17 @@
 # (prompt_bytes/3 + 16) prompt tokens + the tier's max_tokens at the hop's price.
 
 load helpers
+load money_helpers
 
 setup() {
     rfs_setup
 }
 
 teardown() {
-    rfs_teardown
+    money_teardown
 }
 
-# --- helpers (this file only) ------------------------------------------------------------
-
-# spend JQ — query spend.json
-spend() { jq -r "$1" "$MNT/spend.json"; }
-
-# near A B — two amounts in USD are equal to within a nano-dollar.
-near() {
-    awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-9) }' || {
-        echo "not equal: $1 vs $2"
-        return 1
-    }
-}
-
-# le A B — amount A <= amount B (to within a nano-dollar).
-le() {
-    awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b + 1e-9) }' || {
-        echo "not <=: $1 vs $2"
-        return 1
-    }
-}
+# --- helpers (this file only; money_helpers.bash has spend, near, le) ---------------------
 
 # prompt_in TIER NAME TEXT — write a prompt and read its result (sets output/status).
 prompt_in() {
@@ -137,6 +121,7 @@ assert_edquot() {
     assert_success
     echo "$output"
     assert_output --partial '$0.02'
+    assert_spend_agrees
 }
 
 @test "only the hop that served is billed" {
@@ -162,6 +147,7 @@ JSON
     [ "$(spend .requests.total)" = 1 ]
     [ "$(spend '.by_model | keys | join(",")')" = sim/b ]
     [ "$(wc -l <"$(ledger_file)")" -eq 1 ]
+    assert_spend_agrees
 }
 
 @test "spend.json caps: cap, spent, reserved, remaining; status shows spend vs the caps" {
@@ -184,6 +170,7 @@ JSON
     echo "$output"
     assert_output --partial '$2.50'
     assert_output --partial '$40.00'
+    assert_spend_agrees
 }
 
 # --- caps --------------------------------------------------------------------------------
@@ -249,6 +236,7 @@ JSON
     [ "$(sim_count sim/a)" = "$done_n" ]
     [ "$(wc -l <"$(ledger_file)")" -eq "$done_n" ]
     near "$(spend .today)" "$(jq -s 'map(.cost) | add' "$(ledger_file)")"
+    assert_spend_agrees
 }
 
 @test "daily cap used up: cp into a tier fails with EDQUOT, old results still read" {
@@ -279,6 +267,7 @@ JSON
     run grep '^spend:' "$MNT/status"
     echo "$output"
     assert_output --partial '$0.0500'
+    assert_spend_agrees
 }
 
 @test "monthly cap: a job that would break it fails with .err naming it, not sent" {
@@ -298,6 +287,7 @@ JSON
     [ "$(sim_count sim/a)" = 1 ]
     [ "$(meta "$MNT/t/b.meta" .state)" = failed ]
     near "$(spend .this_month)" 0.08
+    assert_spend_agrees
 }
 
 @test "monthly cap used up: EDQUOT" {
@@ -309,6 +299,7 @@ JSON
     assert_edquot "$MNT/t/x"
     assert_edquot "$MNT/cheap/x"
     [ "$(sim_total)" = 1 ]
+    assert_spend_agrees
 }
 
 @test "per-tier daily cap: a job that would break it fails with .err; other tiers go on" {
@@ -327,6 +318,7 @@ JSON
     prompt_in u c "other tier"
     assert_success
     assert_output "sim[sim/b]: other tier"
+    assert_spend_agrees
 }
 
 @test "per-tier daily cap used up: EDQUOT in that tier only" {
@@ -340,6 +332,7 @@ JSON
     assert_success
     assert_output "sim[sim/b]: other tier"
     near "$(spend .caps.tiers.t.remaining)" 0
+    assert_spend_agrees
 }
 
 # --- tags --------------------------------------------------------------------------------
@@ -367,11 +360,12 @@ JSON
     near "$(spend .by_tag.news.total)" "$(meta "$MNT/t/news/p.meta" .cost)"
     near "$(spend '.by_tag["a/b"].total')" "$(meta "$MNT/t/a/b/q.meta" .cost)"
     [ "$(spend .by_tier.t.requests)" = 3 ]
+    assert_spend_agrees
 }
 
 # --- the ledger ----------------------------------------------------------------------------
 
-@test "remount keeps spend: spend.json the same; ledger.jsonl has one line per request" {
+@test "remount keeps spend: spend.json the same; the ledger has one row per request" {
     priced_config '{"daily_usd": 5}'
     rfs_mount
     sim_behave sim/b '{"cost": 0.0042}'
@@ -397,6 +391,7 @@ JSON
     diff "$RFS_DIR/spend.before" "$RFS_DIR/spend.after"
     [ "$(sim_total)" = 3 ]
     [ "$(wc -l <"$(ledger_file)")" -eq 3 ]
+    assert_spend_agrees
 }
 
 # --- unknown prices ------------------------------------------------------------------------
@@ -421,6 +416,7 @@ JSON
     run grep '^spend:' "$MNT/status"
     echo "$output"
     assert_output --partial "1 request without a known price"
+    assert_spend_agrees
 }
 
 @test "require_price: a hop without a price is not sent; with no other hop the job fails" {
@@ -452,6 +448,7 @@ JSON
     [ "$(sim_count sim/y)" = 1 ]
     [ "$(meta "$MNT/strict2/b.meta" '.cost > 0')" = true ]
     [ "$(spend .requests.unpriced)" = 0 ]
+    assert_spend_agrees
 }
 
 @test "providers.json counts only requests sent: cap refusals and require_price skips are not" {
@@ -477,4 +474,5 @@ JSON
     jq . "$MNT/providers.json"
     [ "$(sim_total)" = 1 ]
     [ "$(jq -r .providers.sim.requests "$MNT/providers.json")" = 1 ]
+    assert_spend_agrees
 }
