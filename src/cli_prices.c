@@ -40,7 +40,8 @@ static void usage(FILE *f)
             "observed the price, ISO 8601 UTC, - for the config).  Lines are sorted by model,\n"
             "then in the order the sources apply: for a model and provider the first line\n"
             "that matches is the price a request is reserved and billed at.  With MODELs,\n"
-            "only their lines.\n"
+            "only their lines; a variant (MODEL:nitro, :floor, ...) that OpenRouter does not\n"
+            "list on its own shows its base model's published price, as the mount uses it.\n"
             "\n"
             "  -s, --state STATE  state directory (default: $XDG_STATE_HOME/routefs, else\n"
             "                     ~/.local/state/routefs); works while it is mounted\n"
@@ -210,6 +211,34 @@ static int add_state(lines *ls, const char *state)
     return r;
 }
 
+/* A variant asked for by name ("m:nitro", ":floor", ...) with no published line of its
+ * own: its base model's published price, as the mount applies it (prices_lookup). */
+static void add_variants(lines *ls, char **models, int nmodels)
+{
+    for (int m = 0; m < nmodels; m++) {
+        const char *colon = strrchr(models[m], ':');
+        if (!colon || colon == models[m])
+            continue;
+        size_t base_len = (size_t)(colon - models[m]);
+        int own = 0;
+        const price_line *base = NULL;
+        for (size_t i = 0; i < ls->n; i++) {
+            const price_line *l = &ls->v[i];
+            if (strcmp(l->source, "openrouter") != 0)
+                continue;
+            if (!strcmp(l->model, models[m]))
+                own = 1;
+            else if (strlen(l->model) == base_len && !strncmp(l->model, models[m], base_len))
+                base = l;
+        }
+        if (!own && base) {
+            price_line b = *base;   /* add may move the array */
+            add(ls, models[m], NULL, "openrouter", b.rank, b.prompt, b.completion, b.request,
+                b.updated_ms);
+        }
+    }
+}
+
 static int wanted(const char *model, char **models, int nmodels)
 {
     for (int i = 0; i < nmodels; i++)
@@ -333,6 +362,7 @@ int prices_main(int argc, char **argv)
     }
     add_config(&ls, cfg);
     add_free(&ls, cfg, models, nmodels);
+    add_variants(&ls, models, nmodels);
     if (ls.oom) {
         fprintf(stderr, "routefs prices: out of memory\n");
         status = 1;

@@ -317,7 +317,7 @@ static const char schema_text[] =
     "          \"type\": [\"string\", \"null\"], \"minLength\": 1, \"maxLength\": 256, \"pattern\": \"^[^\\\\u0000-\\\\u001f\\\\u007f]*$\"\n"
     "        },\n"
     "        \"openrouter_metadata\": {\n"
-    "          \"description\": \"Fetch OpenRouter's own record of each request (its generation metadata) into NAME.meta.\",\n"
+    "          \"description\": \"Send X-OpenRouter-Metadata: enabled and keep the answer's openrouter_metadata in NAME.meta.\",\n"
     "          \"type\": [\"boolean\", \"null\"], \"default\": false\n"
     "        },\n"
     "        \"concurrency\": {\n"

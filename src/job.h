@@ -34,6 +34,8 @@ typedef struct job_hop {
     char *model;           /* owned */
     long status;           /* HTTP status, 0 when none */
     char *error;           /* one line, or NULL on success (owned) */
+    char *detail;          /* OpenRouter's error.metadata (previous_errors, availability,
+                              provider_name) as compact JSON, or NULL (owned) */
     long latency_ms;
     int attempt;           /* 1-based attempt number on this hop */
     int64_t at_ms;         /* wall clock when sent */
@@ -90,6 +92,8 @@ typedef struct job {
     char *served_endpoint; /* config provider that served (owned) */
     char *served_model;    /* response "model", else the hop's model (owned) */
     char *generation_id;   /* OpenRouter's id of the answer, for or_enrich (owned) */
+    char *service_tier;    /* the answer's "service_tier", or NULL (owned) */
+    char *or_metadata;     /* the answer's "openrouter_metadata" (compact JSON) or NULL (owned) */
     long prompt_tokens, completion_tokens;
     int64_t cost_nusd;
     int has_cost, cost_estimated;

@@ -180,12 +180,15 @@ void job_clear_outcome(job *j)
         free(j->hops[i].provider);
         free(j->hops[i].model);
         free(j->hops[i].error);
+        free(j->hops[i].detail);
     }
     j->nhops = 0;
     free(j->served_provider);
     free(j->served_endpoint);
     free(j->served_model);
     free(j->generation_id);
+    free(j->service_tier);
+    free(j->or_metadata);
     free(j->error);
     free(j->content);
     free(j->cost_note);

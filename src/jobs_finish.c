@@ -9,7 +9,8 @@
 #include "redact.h"
 
 void jobs_record_hop(job *j, const char *provider, const char *model, long status,
-                     const char *error, long latency_ms, int64_t at_ms, long tokens)
+                     const char *error, const char *detail, long latency_ms, int64_t at_ms,
+                     long tokens)
 {
     if (j->nhops == j->caphops) {
         size_t cap = j->caphops ? j->caphops * 2 : 4;
@@ -24,6 +25,7 @@ void jobs_record_hop(job *j, const char *provider, const char *model, long statu
     h->model = strdup(model);
     h->status = status;
     h->error = error ? strdup(error) : NULL;
+    h->detail = detail && *detail ? strdup(detail) : NULL;   /* lost if out of memory */
     h->latency_ms = latency_ms;
     h->attempt = j->hop_attempts + 1;
     h->at_ms = at_ms;
@@ -32,6 +34,7 @@ void jobs_record_hop(job *j, const char *provider, const char *model, long statu
         free(h->provider);
         free(h->model);
         free(h->error);
+        free(h->detail);
         return;
     }
     j->nhops++;

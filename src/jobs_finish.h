@@ -10,7 +10,8 @@
 
 /* Append an attempt to the job's hops (a failed allocation loses the line, not the job). */
 void jobs_record_hop(job *j, const char *provider, const char *model, long status,
-                     const char *error, long latency_ms, int64_t at_ms, long tokens);
+                     const char *error, const char *detail, long latency_ms, int64_t at_ms,
+                     long tokens);
 
 /* "all 2 hops failed: a/m1: HTTP 503 ...; b/m2: connection refused".  malloc'd. */
 char *jobs_exhausted_message(const job *j);

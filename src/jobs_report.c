@@ -35,9 +35,14 @@ static void take_answer(job *j, attempt_report *r, const rf_hop *hop)
     free(j->generation_id);
     const rf_provider *p = config_provider(j->cfg, hop->provider);
     j->generation_id = p && p->kind == RF_KIND_OPENROUTER && comp->id ? strdup(comp->id) : NULL;
+    free(j->service_tier);
+    free(j->or_metadata);
+    j->service_tier = comp->service_tier;   /* taken, as the content */
+    j->or_metadata = comp->or_metadata;
+    comp->service_tier = comp->or_metadata = NULL;
     j->prompt_tokens = comp->prompt_tokens;
     j->completion_tokens = comp->completion_tokens;
-    j->fallback = j->hop_index > 0;
+    j->fallback = j->hop_index > 0 || r->served_offset > 0;   /* or inside OpenRouter */
     if (r->billed) {
         j->has_cost = r->ledger.has_cost;
         j->cost_nusd = r->ledger.cost_nusd;
@@ -91,7 +96,7 @@ void jobs_on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *r)
         if (r->kind == AR_ANSWER)
             j->hop_sent = 1;
         jobs_record_hop(j, hop->provider, hop->model, r->http_status, success ? NULL : r->error,
-                        r->latency_ms, r->sent_ms, r->tokens);
+                        success ? NULL : r->error_detail, r->latency_ms, r->sent_ms, r->tokens);
         route_state s = {j->cfg, j->tier, j->hop_index, j->hop_attempts, j->hop_sent,
                          j->park_count, j->params, j->nparams, &j->seed};
         route_outcome o = {

@@ -42,6 +42,9 @@ static cJSON *hops_json(const job *j)
         cJSON_AddItemToObject(o, "at", time_or_null(h->at_ms));
         if (h->tokens >= 0)
             cJSON_AddNumberToObject(o, "tokens", (double)h->tokens);
+        cJSON *detail = h->detail ? cJSON_Parse(h->detail) : NULL;
+        if (detail && !cJSON_AddItemToObject(o, "openrouter", detail))
+            cJSON_Delete(detail);   /* what OpenRouter said about the providers it tried */
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
@@ -84,6 +87,11 @@ static cJSON *job_json(const job *j)
     cJSON_AddItemToObject(o, "provider", string_or_null(j->served_provider));
     cJSON_AddItemToObject(o, "endpoint", string_or_null(j->served_endpoint));
     cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
+    if (j->service_tier)
+        cJSON_AddStringToObject(o, "service_tier", j->service_tier);
+    cJSON *orm = j->or_metadata ? cJSON_Parse(j->or_metadata) : NULL;
+    if (orm && !cJSON_AddItemToObject(o, "openrouter_metadata", orm))
+        cJSON_Delete(orm);   /* X-OpenRouter-Metadata: the answer's own, as given */
     cJSON_AddBoolToObject(o, "fallback", j->fallback);
     cJSON_AddItemToObject(o, "tokens", tokens_json(j));
     cJSON_AddItemToObject(o, "cost", j->has_cost

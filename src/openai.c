@@ -405,6 +405,7 @@ void openai_completion_free(openai_completion *c)
     free(c->finish_reason);
     free(c->id);
     free(c->service_tier);
+    free(c->or_metadata);
     memset(c, 0, sizeof *c);
 }
 
@@ -528,6 +529,7 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
     out->id = dup_string_field(doc, "id", &oom_flag);
     out->finish_reason = dup_string_field(choice, "finish_reason", &oom_flag);
     out->service_tier = dup_string_field(doc, "service_tier", &oom_flag);
+    out->or_metadata = openai_or_metadata(doc, &oom_flag);
     if (oom_flag)
         return rf_err_set(err, ENOMEM, "out of memory"), OPENAI_NOT_JSON;
     if (!out->content)
@@ -540,6 +542,26 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
     out->prompt_tokens = out->completion_tokens = -1;
     openai_read_usage(get(doc, "usage"), out);
     return OPENAI_OK;
+}
+
+#define OR_METADATA_MAX 16384
+
+char *openai_or_metadata(const cJSON *doc, int *oom)
+{
+    const cJSON *m = cJSON_IsObject(doc) ? get(doc, "openrouter_metadata") : NULL;
+    if (!cJSON_IsObject(m))
+        return NULL;
+    char *text = cJSON_PrintUnformatted(m);
+    if (!text) {
+        *oom = 1;
+        return NULL;
+    }
+    size_t n = strlen(text);
+    if (n > OR_METADATA_MAX || !valid_utf8(text, n)) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 /* Escapes are walked pairwise, so an escaped backslash followed by "u0000" is text, not a

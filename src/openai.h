@@ -72,6 +72,8 @@ typedef struct openai_completion {
     char *finish_reason;     /* malloc'd or NULL */
     char *id;                /* response "id", malloc'd or NULL */
     char *service_tier;      /* response "service_tier", malloc'd or NULL */
+    char *or_metadata;       /* response "openrouter_metadata" (X-OpenRouter-Metadata:
+                                enabled) as compact JSON, malloc'd or NULL */
     long prompt_tokens;      /* -1 when not reported */
     long completion_tokens;  /* -1 when not reported */
     double cost;             /* usage.cost in USD when has_cost, else 0 */
@@ -127,6 +129,11 @@ size_t openai_utf8_char_len(const unsigned char *s, size_t n);
 /* Exactly one JSON value in text[0..len) (surrounding whitespace allowed), or NULL.
  * The caller owns the result (cJSON_Delete). */
 struct cJSON *openai_parse_json(const char *text, size_t len);
+
+/* OpenRouter's "openrouter_metadata" object of a response (or chunk) doc as compact JSON
+ * (malloc'd), kept as given; NULL when absent, not an object, over 16 KiB printed or not
+ * valid UTF-8.  *oom set when out of memory. */
+char *openai_or_metadata(const struct cJSON *doc, int *oom);
 
 /* Does JSON text contain a NUL byte or a \u0000 escape (which cJSON cuts strings at)? */
 int openai_json_has_nul(const char *text, size_t len);

@@ -321,6 +321,17 @@ static void on_answer(upstream_result *res, void *ud)
                          scope == BREAKER_SCOPE_NONE, br.cooldown_ms, r.error);
     if (r.outcome == RF_OUT_SUCCESS) {
         cost_result c;
+        if (a->hops_covered > 1) {   /* OpenRouter's "models": priced as what served */
+            a->served_offset = runner_served_offset(a, r.comp.model);
+            r.served_offset = a->served_offset;
+            const rf_hop *served = hop + a->served_offset;
+            rf_config *now = rn.d.current_config ? rn.d.current_config() : NULL;
+            if (a->priced)
+                a->priced = prices_lookup(now ? now : pl->route_cfg, served->provider,
+                                          served->model, &a->price);
+            config_unref(now);
+            hop = served;
+        }
         cost_of_answer(&r.comp, a->priced ? &a->price : NULL, a->worst_usd, pl->prompt->len, &c);
         cost_learn(rn.d.budget, hop->provider, hop->model, a->priced ? &a->price : NULL,
                    a->worst_usd, &r.comp, &c, pl->prompt->len, a->max_tokens);

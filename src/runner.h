@@ -65,7 +65,10 @@ typedef struct attempt_report {
     long tokens;             /* content chunks received, -1 unknown */
     long retry_in_ms;        /* AR_SKIPPED: > 0 = this hop again after that long */
     int hops_covered;        /* route hops the request covered (OpenRouter "models"), >= 1 */
+    int served_offset;       /* success: the covered hop that served is hop_index + this */
     char error[640];         /* one line when not a success */
+    char error_detail[OPENAI_DETAIL_MAX];   /* "" or what OpenRouter's error body says about
+                                the providers it tried (openai_error_info.detail_json) */
     openai_completion comp;  /* AR_ANSWER success: the answer (owned) */
     /* billing: set when this attempt was billed (success, or a cancelled stream) */
     int billed;

@@ -353,6 +353,39 @@ void gates_probe_and_reserve(attempt *a)
     next_probe(a);
 }
 
+/* With OpenRouter's "models" the request may be served by any of the models it names:
+ * the reservation prices the dearest.  A model with no price while prices are needed
+ * ends the list there (its hop is then tried, and refused, on its own). */
+static void cover_priced(attempt *a, const rf_config *cfg, int need_price)
+{
+    const attempt_plan *pl = a->plan;
+    const rf_hop *hop = plan_hop(pl);
+    runner_plan_models(a, config_provider(pl->route_cfg, hop->provider));
+    for (size_t i = 1; i < a->n_models; i++) {
+        hop_price p;
+        if (prices_lookup(cfg, hop->provider, a->models[i], &p)) {
+            if (!a->priced)
+                continue;   /* the first is unpriced: the worst case is unknown anyway */
+            if (p.prompt_per_m > a->price.prompt_per_m)
+                a->price.prompt_per_m = p.prompt_per_m;
+            if (p.completion_per_m > a->price.completion_per_m)
+                a->price.completion_per_m = p.completion_per_m;
+            if (p.request_usd > a->price.request_usd)
+                a->price.request_usd = p.request_usd;
+            continue;
+        }
+        if (!need_price)
+            continue;
+        size_t covered = 1;   /* the route hops before models[i] */
+        while (pl->hop_index + covered < pl->tier->route_len &&
+               pl->tier->route[pl->hop_index + covered].model != a->models[i])
+            covered++;
+        a->n_models = i;
+        a->hops_covered = (int)covered;
+        break;
+    }
+}
+
 /* The price and the reservation, under the caps and prices in force now; then send. */
 static void reserve(attempt *a)
 {
@@ -366,9 +399,10 @@ static void reserve(attempt *a)
     rf_config *now = rn.d.current_config ? rn.d.current_config() : NULL;
     const rf_config *cfg = now ? now : pl->route_cfg;
     a->priced = prices_lookup(cfg, hop->provider, hop->model, &a->price);
+    int capped = budget_caps_apply(cfg, pl->tier_name);
+    cover_priced(a, cfg, capped || pl->tier->require_price);
     a->max_tokens = openai_effective_max_tokens(pl->prompt->data, pl->prompt->len,
                                                 pl->tier->max_tokens);
-    int capped = budget_caps_apply(cfg, pl->tier_name);
     if (!a->priced && (capped || pl->tier->require_price)) {
         cost_unpriced_reason(why, sizeof why, hop->provider, hop->model, capped);
         config_unref(now);
@@ -387,6 +421,17 @@ static void reserve(attempt *a)
     rf_err_clear(&err);
     long id = budget_reserve_share(rn.d.budget, cfg, pl->tier_name, a->worst_usd,
                                    pos == CLUSTER_LOCAL ? share : 1.0, &err);
+    if (id < 0 && err.code != EAGAIN && a->hops_covered > 1) {
+        /* the dearest of OpenRouter's "models" does not fit: the hop's own model alone may */
+        a->priced = prices_lookup(cfg, hop->provider, hop->model, &a->price);
+        a->n_models = 1;
+        a->hops_covered = 1;
+        a->worst_usd = budget_worst_case(a->priced ? &a->price : NULL, pl->prompt->len,
+                                         a->max_tokens);
+        rf_err_clear(&err);
+        id = budget_reserve_share(rn.d.budget, cfg, pl->tier_name, a->worst_usd,
+                                  pos == CLUSTER_LOCAL ? share : 1.0, &err);
+    }
     a->shared_spend = pos != CLUSTER_OFF && cluster_caps(cfg, pl->tier_name, &a->caps, NULL) == 0;
     config_unref(now);
     if (id < 0) {

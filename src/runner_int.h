@@ -48,7 +48,11 @@ struct attempt {
     int64_t sent_wall_ms;
     stream_parser *sp;         /* a streamed request's SSE parser (owned), or NULL */
     size_t live_len;           /* bytes of its text already in the live buffer */
-    int hops_covered;          /* route hops this request covers (OpenRouter "models") */
+    int hops_covered;          /* route hops this request covers (OpenRouter "models");
+                                  0 = not decided yet (runner_plan_models) */
+    const char *models[16];    /* the models sent (borrowed from plan->route_cfg) */
+    size_t n_models;
+    int served_offset;         /* the covered hop that served: hop_index + this */
     int funds_gone;            /* the answer said the provider's money is gone (402, a key
                                   limit): not a health failure, an out-of-budget mark */
     /* held before sending (runner_gates.c) */
@@ -111,6 +115,11 @@ void gates_probe_done(attempt *a, int provider_ok, int model_ok, long cooldown_m
 
 /* runner_request.c */
 upstream_request *runner_build_request(attempt *a, const rf_provider *p, rf_err *err);
+/* Decide which route hops the request covers (OpenRouter "models", once per attempt):
+ * fills a->models, a->n_models and a->hops_covered. */
+void runner_plan_models(attempt *a, const rf_provider *p);
+/* After a success covering several hops: which one served (the answer's model). */
+int runner_served_offset(const attempt *a, const char *served_model);
 void runner_judge(attempt *a, const upstream_result *res, long retry_after_max_ms,
                   attempt_report *r, breaker_scope *scope);
 int runner_ledger_row(const attempt *a, const cost_result *c, const openai_completion *comp,

@@ -27,13 +27,14 @@ static long capped(long tier_ms, long provider_ms)
  * hops on the same OpenRouter provider (when the tier asks for it and their breakers let
  * them through).  Returns how many route hops the request covers (>= 1). */
 static size_t models_for(const attempt_plan *pl, const rf_provider *p, const char **models,
-                         size_t max)
+                         size_t max, size_t *n_models)
 {
     const rf_tier *t = pl->tier;
     const rf_hop *hop = plan_hop(pl);
     models[0] = hop->model;
     size_t n = 1, covered = 1;
-    if (!t->openrouter_models || p->kind != RF_KIND_OPENROUTER || !t->allow_fallbacks)
+    *n_models = 1;
+    if (!p || !t->openrouter_models || p->kind != RF_KIND_OPENROUTER || !t->allow_fallbacks)
         return 1;
     int64_t now = now_mono_ms();
     for (size_t i = pl->hop_index + 1; i < t->route_len && n < max; i++) {
@@ -43,7 +44,38 @@ static size_t models_for(const attempt_plan *pl, const rf_provider *p, const cha
         if (breakers_ready_at(rn.d.breakers, t->route[i].provider, t->route[i].model, now) <= now)
             models[n++] = t->route[i].model;
     }
+    *n_models = n;
     return covered;
+}
+
+void runner_plan_models(attempt *a, const rf_provider *p)
+{
+    if (a->hops_covered > 0)
+        return;   /* decided when the reservation priced them: send what was priced */
+    a->hops_covered = (int)models_for(a->plan, p, a->models,
+                                      sizeof a->models / sizeof *a->models, &a->n_models);
+}
+
+int runner_served_offset(const attempt *a, const char *served_model)
+{
+    const attempt_plan *pl = a->plan;
+    if (a->hops_covered <= 1 || !served_model)
+        return 0;
+    /* the exact model, else the longest route model the answer's begins with
+     * ("openai/gpt-4o" served as "openai/gpt-4o-2024-08-06") */
+    int best = 0;
+    size_t best_len = 0;
+    for (int i = 0; i < a->hops_covered && pl->hop_index + (size_t)i < pl->tier->route_len; i++) {
+        const char *m = pl->tier->route[pl->hop_index + (size_t)i].model;
+        size_t n = strlen(m);
+        if (strcmp(m, served_model) == 0)
+            return i;
+        if (n > best_len && strncmp(m, served_model, n) == 0) {
+            best = i;
+            best_len = n;
+        }
+    }
+    return best;
 }
 
 /* "{tag}" in a tier's session_id becomes the pipeline tag (empty without one). */
@@ -86,17 +118,13 @@ upstream_request *runner_build_request(attempt *a, const rf_provider *p, rf_err 
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
     }
-    const char *models[16];
-    a->hops_covered = (int)models_for(pl, p, models, sizeof models / sizeof *models);
-    size_t nmodels = 0;
-    while (nmodels < 16 && nmodels < (size_t)a->hops_covered && models[nmodels])
-        nmodels++;
+    runner_plan_models(a, p);
     char *session = session_for(pl);
     int openrouter = p->kind == RF_KIND_OPENROUTER;
     openai_request_in in = {
-        .model = models[0],
-        .models = a->hops_covered > 1 ? models : NULL,
-        .n_models = a->hops_covered > 1 ? nmodels : 0,
+        .model = a->models[0],
+        .models = a->hops_covered > 1 ? a->models : NULL,
+        .n_models = a->hops_covered > 1 ? a->n_models : 0,
         .prompt = pl->prompt->data,
         .prompt_len = pl->prompt->len,
         .system_prompt = t->system_prompt,
@@ -225,6 +253,8 @@ void runner_judge(attempt *a, const upstream_result *res, long retry_after_max_m
         snprintf(detail, sizeof detail, "%s", info.msg);
     }
     r->outcome = router_classify(&at, retry_after_max_ms);
+    if (r->outcome != RF_OUT_SUCCESS)
+        snprintf(r->error_detail, sizeof r->error_detail, "%s", info.detail_json);
     /* A timeout, a cut or a stall moves to the next hop at once (retrying is opt-in). */
     r->timed_out = te == RF_TE_TIMEOUT || te == RF_TE_FIRST_TOKEN || te == RF_TE_STALL ||
                    te == RF_TE_TRUNCATED;
@@ -259,7 +289,8 @@ int runner_ledger_row(const attempt *a, const cost_result *c, const openai_compl
     row->tier = strdup(pl->tier_name);
     row->tag = dup_or_null(pl->tag);
     row->provider = strdup(hop->provider);
-    row->model = strdup(hop->model);
+    /* the route hop that served: with OpenRouter's "models", maybe one after hop */
+    row->model = strdup(pl->tier->route[pl->hop_index + (size_t)a->served_offset].model);
     row->upstream = comp ? dup_or_null(comp->provider) : NULL;
     row->has_cost = c->has_cost;
     row->cost_nusd = c->nusd;

@@ -350,6 +350,14 @@ static int chunk_metadata(stream_parser *p, const cJSON *doc)
         set_string(p, &m->id, id && id[0] ? id : NULL, 0) < 0 ||
         set_string(p, &m->service_tier, tier && tier[0] ? tier : NULL, 0) < 0)
         return -1;
+    int oom_flag = 0;
+    char *or_meta = openai_or_metadata(doc, &oom_flag);
+    if (oom_flag)
+        return oom(p);
+    if (or_meta) {
+        free(m->or_metadata);
+        m->or_metadata = or_meta;
+    }
     openai_read_usage(get(doc, "usage"), m);
     return 0;
 }

@@ -16,6 +16,7 @@ MODE=${1:-all}
 BUILD=${2:-build}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1200}
+E2E_JOBS=${E2E_JOBS:-3}
 
 case $MODE in
     unit|e2e|lint|all) ;;
@@ -37,7 +38,9 @@ E2E_ROOT=""
 
 cleanup() {
     if [ -n "$E2E_ROOT" ] && [ -d "$E2E_ROOT" ]; then
-        reap_e2e
+        for per_file in "$E2E_ROOT"/*/; do
+            [ -d "$per_file" ] && reap_e2e "${per_file%/}"
+        done
         rm -rf --one-file-system "$E2E_ROOT" 2>/dev/null
     fi
     rm -rf "$TMP"
@@ -46,24 +49,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# After a bats file was cut off by its timeout its teardown did not run: unmount and stop
-# whatever it left behind (only this run's own directories and processes).
-reap_e2e() {
-    for d in "$E2E_ROOT"/*/; do
-        [ -d "$d" ] || continue
-        d=${d%/}
-        if mountpoint -q "$d/mnt" 2>/dev/null; then
-            fusermount3 -u -z "$d/mnt" 2>/dev/null || umount -l "$d/mnt" 2>/dev/null
-        fi
-        for f in "$d"/*.pid; do
-            [ -f "$f" ] || continue
-            pid=$(cat "$f" 2>/dev/null)
-            case $pid in ''|*[!0-9]*) continue ;; esac
-            kill -KILL "$pid" 2>/dev/null
-        done
-        rm -rf --one-file-system "$d" 2>/dev/null
-    done
-}
+# reap_e2e DIR: what a bats file cut off by its timeout left behind.
+. "$ROOT/tests/e2e-reap.sh"
 
 run_unit() {
     found=0
@@ -107,16 +94,25 @@ run_e2e() {
     # traversable, like /var/tmp itself: security.bats checks that another user is refused
     # by the mount (and by the state directory), not by this wrapper directory
     chmod 755 "$E2E_ROOT"
-    export RFS_E2E_ROOT="$E2E_ROOT"
-    found=0
+    export TMP E2E_ROOT E2E_TIMEOUT
+    # E2E_JOBS files at once (the tests mostly wait on timers and the simulator), the
+    # largest first so that the longest do not start last; each file's output is shown
+    # whole when it is done.
+    files=$(ls -S "$ROOT"/tests/e2e/*.bats 2>/dev/null)
+    if [ -z "$files" ]; then
+        echo "== e2e: no .bats files in tests/e2e"
+        return
+    fi
+    echo "== e2e: $(echo "$files" | wc -l) files, ${E2E_JOBS} at a time"
+    echo "$files" | xargs -P "$E2E_JOBS" -I{} sh "$ROOT/tests/run-bats-file.sh" {} |
+        while read -r done_name; do
+            echo "== e2e: $done_name ($(cat "$TMP/$done_name.secs") s)"
+            cat "$TMP/$done_name.log"
+        done
     for b in "$ROOT"/tests/e2e/*.bats; do
-        [ -f "$b" ] || continue
-        found=1
         name=$(basename "$b")
-        echo "== e2e: $name"
         log="$TMP/$name.log"
-        { timeout -k 10 "$E2E_TIMEOUT" bats --tap "$b" </dev/null; echo $? >"$TMP/rc"; } 2>&1 | tee "$log"
-        rc=$(cat "$TMP/rc")
+        rc=$(cat "$TMP/$name.rc" 2>/dev/null || echo 1)
         plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | head -n1)
         s=$(grep -c '^ok .* # skip' "$log")
         p=$(grep -c '^ok ' "$log")
@@ -131,7 +127,6 @@ run_e2e() {
             echo "!! $name: timed out after ${E2E_TIMEOUT}s; $missing test(s) did not report"
             [ "$missing" -gt 0 ] || missing=1
             f=$((f + missing))
-            reap_e2e
         elif [ "$missing" -gt 0 ]; then
             echo "!! $name: $missing planned test(s) did not report (bats exited with status $rc)"
             f=$((f + missing))
@@ -143,9 +138,6 @@ run_e2e() {
         FAILED=$((FAILED + f))
         SKIPPED=$((SKIPPED + s))
     done
-    if [ $found -eq 0 ]; then
-        echo "== e2e: no .bats files in tests/e2e"
-    fi
 }
 
 # Lint: tests/shellcheck.sh on every shell script, one test per file.

@@ -30,7 +30,7 @@ REDIS_PID=""
 stop_redis() { [ -n "$REDIS_PID" ] && { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }; REDIS_PID=""; }
 trap 'stop_redis; bench_cleanup' EXIT
 
-bench_start_sim
+bench_start_sim --latency-ms 0
 RPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 mkdir -p "$WORK/redis"
 redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' --appendonly no \

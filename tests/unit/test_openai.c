@@ -536,6 +536,30 @@ static void test_response_mangled(void **state)
 
 /* ---- main: fixed tests, then one test per table row ---- */
 
+/* X-OpenRouter-Metadata: the answer's openrouter_metadata object kept as given; anything
+ * but an object is not kept; service_tier recorded. */
+static void test_or_metadata(void **state)
+{
+    (void)state;
+    const char *ok = "{\"choices\":[{\"message\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],"
+                     "\"service_tier\":\"flex\",\"openrouter_metadata\":{\"strategy\":\"fallback\","
+                     "\"attempts\":[{\"model\":\"a\",\"status\":502},{\"model\":\"b\",\"status\":200}]}}";
+    openai_completion out;
+    rf_err err;
+    assert_int_equal(openai_parse_response(ok, strlen(ok), &out, &err), OPENAI_OK);
+    assert_non_null(out.or_metadata);
+    assert_string_equal(out.or_metadata, "{\"strategy\":\"fallback\",\"attempts\":"
+                        "[{\"model\":\"a\",\"status\":502},{\"model\":\"b\",\"status\":200}]}");
+    assert_string_equal(out.service_tier, "flex");
+    openai_completion_free(&out);
+    const char *not_object = "{\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+                             "\"openrouter_metadata\":[1,2]}";
+    assert_int_equal(openai_parse_response(not_object, strlen(not_object), &out, &err), OPENAI_OK);
+    assert_null(out.or_metadata);
+    assert_null(out.service_tier);
+    openai_completion_free(&out);
+}
+
 /* The max_tokens the budget reserves for must be the one sent. */
 static void test_effective_max_tokens(void **state)
 {
@@ -565,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_params_empty_prompt),
         cmocka_unit_test(test_response_mangled),
         cmocka_unit_test(test_effective_max_tokens),
+        cmocka_unit_test(test_or_metadata),
     };
     struct CMUnitTest tests[COUNT(fixed) + COUNT(build_cases) + COUNT(params_cases) +
                             COUNT(response_cases)];
