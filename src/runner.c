@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plimit.h"
+#include "redact.h"
 #include "store_prompts.h"
 #include "stream.h"
 
@@ -429,6 +430,9 @@ static upstream_request *build_request(attempt *a, const rf_provider *p, rf_err 
         free(body);
         return NULL;
     }
+    rf_err learn_err;         /* a key file rewritten since the config was applied */
+    if (key && redact_learn_key(key, &learn_err) < 0)
+        LOG_WARN("redaction: %s", learn_err.msg);
     upstream_request *rq = calloc(1, sizeof *rq);
     if (!rq || asprintf(&rq->url, "%s/chat/completions", p->base_url) < 0) {
         free(rq);
