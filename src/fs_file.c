@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "inodes.h"
+#include "jobs.h"
 #include "paths.h"
 #include "scratch.h"
+#include "upstream.h"
 
 static store *FF_st;
 
@@ -126,8 +128,23 @@ static int open_file(fuse_req_t req, const pathinfo *pi, int flags, int create, 
         if (r == 0)
             h->prompt = ph;
     } else {
+        int existed = !create || scratch_exists(pi->scratch);
         int fd = scratch_open(pi->scratch, (flags & ~O_NONBLOCK) | (create ? O_CREAT : 0),
                               mode & 07777);
+        if (fd >= 0) {
+            /* an open scratch file holds its descriptor: it may not take those the store
+             * and the tiers' connections still need */
+            rf_config *cfg = jobs_config();
+            if (!upstream_fd_may_keep(fd, cfg)) {
+                close(fd);
+                if (!existed)
+                    scratch_unlink(pi->scratch);
+                fd = -EMFILE;
+            }
+            config_unref(cfg);
+        }
+        if (fd == -EMFILE || fd == -ENFILE)
+            upstream_fd_shortage(UPSTREAM_FD_SCRATCH);
         r = fd < 0 ? fd : 0;
         if (r == 0 && !(h = handle_new(H_SCRATCH))) {
             close(fd);
