@@ -227,6 +227,11 @@ static char *render_status(size_t *len)
     if (resent > 0)
         tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
                        "were sent again (the provider may bill them twice)\n", resent);
+    long not_resent = jobs_not_resent_after_recovery();
+    if (not_resent > 0)
+        tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
+                       "were not sent again (resend_in_flight is false): they failed\n",
+                  not_resent);
     long tokens = 0;
     int running = 0;
     jobs_streaming(&tokens, &running);
