@@ -211,8 +211,7 @@ static char *render_status(size_t *len)
     if (shortages > 0)
         tb_printf(&tb, "descriptors: SHORT: %ld time(s) no file descriptor was left "
                        "(EMFILE, Too many open files; limit %ld), the last %lld s ago for %s; "
-                       "new connections and scratch files are refused, saved results stay "
-                       "readable\n",
+                       "the store keeps a reserve, so answers are still saved\n",
                   shortages, fd_limit, (long long)((now_mono_ms() - short_ms) / 1000),
                   short_use == UPSTREAM_FD_SCRATCH ? "a scratch file" : "a connection");
     char *spend = budget_status_line(V.spend, cfg);

@@ -156,6 +156,7 @@ _sim_in_flight_at_least() { [ "$(sim_model_stat "$1" in_flight)" -ge "$2" ]; }
     # 400 scratch files opened and held (an editor's or a tool's): each costs the daemon a
     # descriptor; those it cannot spare are refused with EMFILE
     mkdir "$MNT/fast/.junk"
+    echo "kept whole" >"$MNT/fast/.junk/existing"
     python3 - "$MNT/fast/.junk" "$RFS_DIR/held.txt" <<'PY' &
 import os, sys, time
 held, errors = [], {}
@@ -174,10 +175,13 @@ PY
     echo "scratch files held: $held; refused: $errors; daemon fds: $(open_fds) of $NOFILE"
     [ "$held" -ge 1 ]
     [[ $errors == "Too many open files=$((400 - held))" ]]
-    # refused ones left nothing behind, and each was counted
-    [ "$(ls "$MNT/fast/.junk" | wc -l)" = "$held" ]
+    # refused ones left nothing behind (nor truncated a file), and each was counted
+    [ "$(ls "$MNT/fast/.junk" | wc -l)" = "$((held + 1))" ]
+    run sh -c 'echo overwritten >"$1"' _ "$MNT/fast/.junk/existing"
+    assert_failure
+    assert_output --partial "Too many open files"
     run grep '^descriptors: ' "$MNT/status"
-    assert_output --regexp "^descriptors: SHORT: $((400 - held)) time\(s\) no file descriptor was left \(EMFILE, Too many open files; limit $NOFILE\), the last [0-9]+ s ago for a scratch file"
+    assert_output --regexp "^descriptors: SHORT: $((400 - held + 1)) time\(s\) no file descriptor was left \(EMFILE, Too many open files; limit $NOFILE\), the last [0-9]+ s ago for a scratch file"
     # the other tier still connects, and its answers are saved and readable
     for i in 1 2 3 4 5 6; do printf 'fast %d\n' "$i" >"$MNT/fast/q$i"; done
     for i in 1 2 3 4 5 6; do
@@ -195,7 +199,8 @@ PY
     kill "$HOLDER"
     wait "$HOLDER" || true
     HOLDER=""
-    # once the files are closed, scratch files open again
+    # once the files are closed, scratch files open again; the refused write changed nothing
     wait_for 10 sh -c 'echo again >"$1"' _ "$MNT/fast/.junk/after"
     [ "$(cat "$MNT/fast/.junk/after")" = again ]
+    [ "$(cat "$MNT/fast/.junk/existing")" = "kept whole" ]
 }
