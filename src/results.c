@@ -316,9 +316,15 @@ static void read_pending(fuse_req_t req, result_handle *h, size_t size, off_t of
 void results_read(fuse_req_t req, result_handle *h, size_t size, off_t off)
 {
     switch (h->kind) {
-    case RH_SNAPSHOT:
-        reply_bytes(req, h->data ? h->data->data : "", h->data ? h->data->len : 0, size, off);
+    case RH_SNAPSHOT: {
+        /* Once the kernel has the reply the reader may close, and the release (another
+         * thread) may free h while fuse_reply_buf is still returning: reply from a
+         * reference of our own. */
+        blob *b = blob_ref(h->data);
+        reply_bytes(req, b ? b->data : "", b ? b->len : 0, size, off);
+        blob_unref(b);
         return;
+    }
     case RH_FAILED:
         fuse_reply_err(req, EIO);
         return;
