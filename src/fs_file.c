@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "inodes.h"
+#include "jobs.h"
 #include "paths.h"
 #include "scratch.h"
+#include "upstream.h"
 
 static store *FF_st;
 
@@ -127,8 +129,32 @@ static int open_file(fuse_req_t req, const pathinfo *pi, int flags, int create, 
         if (r == 0)
             h->prompt = ph;
     } else {
-        int fd = scratch_open(pi->scratch, (flags & ~O_NONBLOCK) | (create ? O_CREAT : 0),
+        /* An open scratch file holds its descriptor: it may not take those the store and
+         * the tiers' connections still need.  A refused open changes nothing: O_TRUNC is
+         * applied once it is kept, and a file it created is removed. */
+        int existed = !create || scratch_exists(pi->scratch);
+        int trunc_later = (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY;
+        int fd = scratch_open(pi->scratch,
+                              (flags & ~(O_NONBLOCK | (trunc_later ? O_TRUNC : 0))) |
+                                  (create ? O_CREAT : 0),
                               mode & 07777);
+        if (fd >= 0) {
+            rf_config *cfg = jobs_config();
+            int keep = upstream_fd_may_keep(fd, cfg);
+            config_unref(cfg);
+            if (keep && trunc_later && ftruncate(fd, 0) < 0) {
+                int e = errno;
+                close(fd);
+                fd = -e;
+            } else if (!keep) {
+                close(fd);
+                if (!existed)
+                    scratch_unlink(pi->scratch);
+                fd = -EMFILE;
+            }
+        }
+        if (fd == -EMFILE || fd == -ENFILE)
+            upstream_fd_shortage(UPSTREAM_FD_SCRATCH);
         r = fd < 0 ? fd : 0;
         if (r == 0 && !(h = handle_new(H_SCRATCH))) {
             close(fd);

@@ -489,7 +489,8 @@ static void dispatch_tier(const char *tier, actions *acts)
     tier_slots *ts = hmap_get(J.tiers, tier);
     while (ts && ts->queue_head && !J.store_failing && !J.stopping) {
         job *j = ts->queue_head;
-        int limit = j->tier ? j->tier->concurrency : 1;
+        int limit = upstream_tier_share(j->cfg, j->tier);   /* concurrency, or a fair
+                                                               share of the sockets */
         if (ts->running >= limit)
             break;
         job_set_state(j, JOB_RUNNING);   /* leaves the queue (drops its reference) */

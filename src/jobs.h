@@ -113,6 +113,8 @@ void jobs_tier_counts(const char *tier, int counts[JOB_FAILED + 1]);
 void jobs_streaming(long *tokens, int *running);
 /* Jobs re-sent after the last recovery because a crash caught their request in flight. */
 long jobs_resent_after_recovery(void);
+/* Jobs failed at the last recovery instead (resend_in_flight false; recover.c). */
+long jobs_not_resent_after_recovery(void);
 
 /* ---- readers of NAME.out (jobs_wait.c; see fs.c for the protocol) ----
  *   jobs_wait_begin:  1 = registered (not yet armed), 0 = no active job: read now.

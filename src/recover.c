@@ -16,8 +16,10 @@
 typedef struct recovery {
     store *st;
     rf_config *cfg;
-    long resumed, parked, incomplete, waiting, failed_reads;
+    long resumed, parked, incomplete, waiting, failed_reads, not_resent;
 } recovery;
+
+static long not_resent_total;   /* atomic: jobs_not_resent_after_recovery */
 
 static int tier_known(const rf_config *cfg, const char *path)
 {
@@ -66,12 +68,20 @@ static int recover_row(const char *path, const prompt_row *row, void *ud)
     job_input in;
     job_input_make(&in, b);
     blob_unref(b);
+    int resend_ok = !rc->cfg || rc->cfg->resend_in_flight;
+    int in_flight = row->sent && row->state == PS_PENDING;
     if (row->state == PS_PARKED)
         rc->parked++;
-    else
+    else if (!in_flight || resend_ok)
         rc->resumed++;
-    jobs_resume(path, row, &in, !rc->cfg || rc->cfg->resend_in_flight);
+    if (!jobs_resume(path, row, &in, resend_ok) && in_flight && !resend_ok)
+        rc->not_resent++;   /* failed instead, with a .err saying why */
     return 0;
+}
+
+long jobs_not_resent_after_recovery(void)
+{
+    return __atomic_load_n(&not_resent_total, __ATOMIC_RELAXED);
 }
 
 void jobs_recover(void)
@@ -89,11 +99,14 @@ void jobs_recover(void)
     config_unref(rc.cfg);
     long resent = jobs_resent_after_recovery();
     if (rc.resumed || rc.parked)
-        LOG_INFO("recovery: resumed %ld unfinished job(s), %ld parked%s", rc.resumed, rc.parked,
-                 resent ? "" : "");
+        LOG_INFO("recovery: resumed %ld unfinished job(s), %ld parked", rc.resumed, rc.parked);
     if (resent)
         LOG_WARN("recovery: %ld request(s) were in flight when routefs stopped and are sent "
                  "again; the provider may bill them twice", resent);
+    __atomic_add_fetch(&not_resent_total, rc.not_resent, __ATOMIC_RELAXED);
+    if (rc.not_resent)
+        LOG_WARN("recovery: %ld request(s) were in flight when routefs stopped and are not "
+                 "sent again (resend_in_flight is false): those jobs failed", rc.not_resent);
     if (rc.incomplete)
         LOG_WARN("recovery: %ld prompt(s) were never closed by their writer: marked "
                  "incomplete, not sent (rewrite them to run)", rc.incomplete);

@@ -1,8 +1,9 @@
 /* redact.c — remove the configured secrets from text (see redact.h for what and how).
  *
- * A key set is immutable once built and reference-counted: redact_set_keys builds a new
- * one and swaps the `current` pointer under a mutex held for nothing else; a reader takes
- * a reference under the same mutex and scans without it.
+ * A key set is immutable once built and reference-counted: redact_set_keys (or
+ * redact_learn_key, from the current set and one more key) builds a new one and swaps the
+ * `current` pointer under a mutex held for nothing else; a reader takes a reference under
+ * the same mutex and scans without it.  Builders take build_lock around build and swap.
  *
  * Each secret becomes patterns: the secret itself (lower-cased, compared
  * case-insensitively) and its base64 forms (compared exactly).  Patterns are bucketed by
@@ -22,6 +23,8 @@
 #include <string.h>
 
 #define PREFIX_MIN 8                 /* a prefix this long of a secret counts */
+#define MAX_ENCODINGS 4              /* "%25" repeats taken as percent-encoding again */
+#define MAX_BACKSLASHES 15           /* a longer run of backslashes is not nesting */
 #define MARKER "[REDACTED]"
 #define MARKER_LEN (sizeof MARKER - 1)
 
@@ -34,6 +37,8 @@ typedef struct pattern {
 
 typedef struct keyset {
     int refs;                /* atomic */
+    char **secrets;          /* owned copies of the secrets themselves, wiped when freed */
+    size_t nsecrets;
     pattern *pats;           /* owned */
     size_t n, cap;
     size_t start[257];       /* patterns whose lower-cased first byte is b:            */
@@ -42,6 +47,9 @@ typedef struct keyset {
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static keyset *current;      /* guarded by current_lock; NULL = no secrets */
+/* Held while a new set is built from the current one and swapped in, so that two
+ * builders cannot lose each other's keys; readers never take it. */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- key sets ---- */
 
@@ -58,6 +66,11 @@ static void keyset_free(keyset *ks)
         explicit_bzero(ks->pats[i].bytes, ks->pats[i].len);
         free(ks->pats[i].bytes);
     }
+    for (size_t i = 0; i < ks->nsecrets; i++) {
+        explicit_bzero(ks->secrets[i], strlen(ks->secrets[i]));
+        free(ks->secrets[i]);
+    }
+    free(ks->secrets);
     free(ks->pats);
     free(ks->order);
     free(ks);
@@ -158,16 +171,40 @@ static int index_patterns(keyset *ks)
     return 0;
 }
 
-int redact_set_keys(const char *const *keys, size_t n, rf_err *err)
+static int has_secret(const keyset *ks, const char *key)
+{
+    for (size_t i = 0; ks && i < ks->nsecrets; i++)
+        if (strcmp(ks->secrets[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+static int keep_secret(keyset *ks, const char *key)
+{
+    if (has_secret(ks, key))
+        return 0;
+    char **grown = realloc(ks->secrets, (ks->nsecrets + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    ks->secrets = grown;
+    if (!(ks->secrets[ks->nsecrets] = strdup(key)))
+        return -1;
+    ks->nsecrets++;
+    return add_secret(ks, key);
+}
+
+/* A new set of keys[0..n) and `extra` (may be NULL), swapped in.  build_lock held. */
+static int build_and_swap(const char *const *keys, size_t n, const char *extra, rf_err *err)
 {
     keyset *ks = calloc(1, sizeof *ks);
     if (!ks)
         return rf_err_set(err, ENOMEM, "out of memory");
     ks->refs = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (!keys || !keys[i] || !keys[i][0])
+    for (size_t i = 0; i <= n; i++) {
+        const char *key = i < n ? (keys ? keys[i] : NULL) : extra;
+        if (!key || !key[0])
             continue;
-        if (add_secret(ks, keys[i]) < 0) {
+        if (keep_secret(ks, key) < 0) {
             keyset_free(ks);
             return rf_err_set(err, ENOMEM, "out of memory");
         }
@@ -187,6 +224,36 @@ int redact_set_keys(const char *const *keys, size_t n, rf_err *err)
     if (old && __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL) == 0)
         keyset_free(old);
     return 0;
+}
+
+int redact_set_keys(const char *const *keys, size_t n, rf_err *err)
+{
+    pthread_mutex_lock(&build_lock);
+    int rc = build_and_swap(keys, n, NULL, err);
+    pthread_mutex_unlock(&build_lock);
+    return rc;
+}
+
+static keyset *acquire(void);
+static void release(keyset *ks);
+
+int redact_learn_key(const char *key, rf_err *err)
+{
+    if (!key || !key[0])
+        return 0;
+    keyset *ks = acquire();
+    int known = has_secret(ks, key);   /* the usual case: no lock a builder holds */
+    release(ks);
+    if (known)
+        return 0;
+    pthread_mutex_lock(&build_lock);
+    int rc = 0;
+    ks = current;                      /* builders change it only under build_lock */
+    if (!has_secret(ks, key))
+        rc = build_and_swap(ks ? (const char *const *)ks->secrets : NULL,
+                            ks ? ks->nsecrets : 0, key, err);
+    pthread_mutex_unlock(&build_lock);
+    return rc;
 }
 
 static keyset *acquire(void)
@@ -254,19 +321,10 @@ static size_t utf8_encode(unsigned long cp, unsigned char out[4])
     return 4;
 }
 
-/* The escape at t[0..n), if any: *out_len decoded bytes in out, returns the escape's
- * length (0: t[0] does not start an escape). */
-static size_t decode_escape(const unsigned char *t, size_t n, unsigned char out[4],
-                            size_t *out_len)
+/* One level of JSON escape at t[0..n) (t[0] is '\\'): as decode_escape. */
+static size_t decode_json_escape(const unsigned char *t, size_t n, unsigned char out[4],
+                                 size_t *out_len)
 {
-    if (n >= 3 && t[0] == '%') {
-        int hi = hex_value(t[1]), lo = hex_value(t[2]);
-        if (hi < 0 || lo < 0)
-            return 0;
-        out[0] = (unsigned char)(hi * 16 + lo);
-        *out_len = 1;
-        return 3;
-    }
     if (n < 2 || t[0] != '\\')
         return 0;
     static const char simple_from[] = "\"\\/bfnrt", simple_to[] = "\"\\/\b\f\n\r\t";
@@ -295,6 +353,50 @@ static size_t decode_escape(const unsigned char *t, size_t n, unsigned char out[
     *out_len = utf8_encode(0x10000 + (((unsigned long)cp - 0xD800) << 10) +
                            ((unsigned long)low - 0xDC00), out);
     return 12;
+}
+
+/* The escape at t[0..n), if any: *out_len decoded bytes in out, returns the escape's
+ * length (0: t[0] does not start an escape).  Escapes applied more than once count as
+ * one: "%252D" is "%2D" percent-encoded again, and a JSON text quoted inside a JSON
+ * string has its backslashes doubled (two backslashes, then u002d), to a bounded depth. */
+static size_t decode_escape(const unsigned char *t, size_t n, unsigned char out[4],
+                            size_t *out_len)
+{
+    if (t[0] == '%') {
+        size_t j = 1, again = 0;
+        while (again < MAX_ENCODINGS && j + 3 < n && t[j] == '2' && t[j + 1] == '5' &&
+               hex_value(t[j + 2]) >= 0 && hex_value(t[j + 3]) >= 0)
+            j += 2, again++;                   /* "%25" is '%' itself */
+        if (j + 1 >= n)
+            return 0;
+        int hi = hex_value(t[j]), lo = hex_value(t[j + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[0] = (unsigned char)(hi * 16 + lo);
+        *out_len = 1;
+        return j + 2;
+    }
+    if (t[0] != '\\')
+        return 0;
+    size_t once = decode_json_escape(t, n, out, out_len);
+    if (once && !(*out_len == 1 && out[0] == '\\'))
+        return once;
+    /* a run of backslashes: the escape that follows it, one level deeper each doubling */
+    size_t b = 1;
+    while (b < n && b < MAX_BACKSLASHES && t[b] == '\\')
+        b++;
+    if (b > 1) {
+        unsigned char deep[4];
+        size_t deep_len = 0;
+        size_t esc = decode_json_escape(t + b - 1, n - (b - 1), deep, &deep_len);
+        if (esc && !(deep_len == 1 && deep[0] == '\\')) {
+            memcpy(out, deep, deep_len);
+            *out_len = deep_len;
+            return b - 1 + esc;
+        }
+        once = decode_json_escape(t, n, out, out_len);   /* out was overwritten */
+    }
+    return once;
 }
 
 /* ---- matching ---- */

@@ -10,6 +10,9 @@
  *     \r \t;
  *   - percent-encoded: any byte as %XX (either case of hex), mixed freely with raw and
  *     JSON-escaped characters in one occurrence;
+ *   - encoded twice (or up to 4 times): %25XX for %XX (a URL encoded again), and JSON
+ *     escapes with their backslash doubled, up to 15 backslashes (a JSON text quoted in
+ *     a JSON string, as a meta file shows a provider's quoted error body);
  *   - cut short: any prefix of at least 8 characters of a secret (a secret shorter than
  *     8 characters is matched whole only);
  *   - base64 (standard and URL-safe alphabets, at each of the three byte alignments, so
@@ -37,6 +40,11 @@
 /* Replace the set of secrets with copies of keys[0..n) (NULL and empty entries are
  * skipped; n = 0 clears the set).  0, or -1 with ENOMEM (the previous set stays). */
 int redact_set_keys(const char *const *keys, size_t n, rf_err *err);
+
+/* Add one secret to the current set unless it is there: a key read for a request that
+ * the last redact_set_keys did not see (a key file rewritten since the config was
+ * applied).  Cheap when the key is known.  0, or -1 with ENOMEM (the set stays). */
+int redact_learn_key(const char *key, rf_err *err);
 
 /* A malloc'd redacted copy of the NUL-terminated text; NULL when text is NULL or out of
  * memory. */

@@ -11,7 +11,9 @@
 
 #include "clock.h"
 #include "live.h"
+#include "log.h"
 #include "openai.h"
+#include "redact.h"
 
 #define RESPONSE_MAX (8u * 1024 * 1024)  /* no completion is larger; a bigger body is hostile */
 
@@ -146,6 +148,9 @@ upstream_request *runner_build_request(attempt *a, const rf_provider *p, rf_err 
         free(body);
         return NULL;
     }
+    rf_err learn_err;         /* a key file rewritten since the config was applied */
+    if (key && redact_learn_key(key, &learn_err) < 0)
+        LOG_WARN("redaction: %s", learn_err.msg);
     upstream_request *rq = calloc(1, sizeof *rq);
     if (!rq || asprintf(&rq->url, "%s/chat/completions", p->base_url) < 0) {
         free(rq);

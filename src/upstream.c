@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -19,8 +20,19 @@
 #define MIN_SOCKET_BUDGET   8
 #define MAX_SOCKET_BUDGET   (1L << 20)
 #define MAX_IDLE_CONNECTS   256       /* idle connections kept for reuse */
+#define CORE_FD_RESERVE     32        /* at most; limit / 8 under a small limit */
+#define UNTIERED_SOCKETS    4         /* kept from the tiers' shares: price, key and
+                                         generation lookups */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+/* Process-wide descriptor accounting, for upstream_tier_share and upstream_fd_may_keep
+ * (the daemon runs one loop; unit tests that start several see the last one's). */
+static _Atomic long running_budget;      /* the running loop's socket budget; 0: none */
+static _Atomic long fd_limit;            /* RLIMIT_NOFILE soft limit at its start; 0: none */
+static _Atomic long sockets_open;        /* connections' sockets open now */
+static _Atomic long fd_shortages;        /* descriptors refused or not to be had */
+static _Atomic int64_t last_shortage_ms; /* monotonic */
+static _Atomic int last_shortage_kind;
 static CURLcode curl_init_result;
 
 static void curl_init_once(void)
@@ -107,6 +119,17 @@ void entry_free(upstream *up, entry *e)
 /* Start and stop                                                                      */
 /* ---------------------------------------------------------------------------------- */
 
+/* The soft descriptor limit, 1024 (the usual default) when unknown, LONG_MAX unlimited. */
+static long soft_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)LONG_MAX)
+        return LONG_MAX;
+    return (long)rl.rlim_cur;
+}
+
 /* Connections curl may hold: the soft descriptor limit less what the daemon needs. */
 static long socket_budget(void)
 {
@@ -178,6 +201,8 @@ upstream *upstream_start(rf_err *err)
         rf_err_set(err, EIO, "pthread_create failed");
         goto fail;
     }
+    atomic_store(&running_budget, up->socket_budget);
+    atomic_store(&fd_limit, soft_fd_limit());
     return up;
 
 fail:
@@ -198,6 +223,8 @@ void upstream_stop(upstream *up)
 {
     if (!up)
         return;
+    long mine = up->socket_budget;
+    atomic_compare_exchange_strong(&running_budget, &mine, 0);
     pthread_mutex_lock(&up->lock);
     up->stop = 1;
     pthread_mutex_unlock(&up->lock);
@@ -424,4 +451,107 @@ size_t upstream_in_flight(upstream *up)
 long upstream_socket_budget(upstream *up)
 {
     return up ? up->socket_budget : 0;
+}
+
+/* The connections tiers want when each takes at most `level`. */
+static long fill_at(const rf_config *cfg, long level)
+{
+    long sum = 0;
+    for (size_t i = 0; i < cfg->tiers_len; i++)
+        sum += cfg->tiers[i].concurrency < level ? cfg->tiers[i].concurrency : level;
+    return sum;
+}
+
+/* Max-min fairness ("water filling"): the highest level L with every tier taking
+ * min(concurrency, L) within the budget; a tier that wants less than L keeps all of its
+ * concurrency, the others share the rest.  Shares are fixed, not lent: a connection held
+ * by a request that never answers cannot be taken back for another tier. */
+int upstream_tier_share(const rf_config *cfg, const rf_tier *t)
+{
+    if (!t)
+        return 1;
+    long budget = atomic_load(&running_budget);
+    if (!cfg || budget <= 0 || cfg->tiers_len == 0)
+        return t->concurrency;
+    if (budget - UNTIERED_SOCKETS >= (long)cfg->tiers_len)
+        budget -= UNTIERED_SOCKETS;
+    long top = 0;
+    for (size_t i = 0; i < cfg->tiers_len; i++)
+        if (cfg->tiers[i].concurrency > top)
+            top = cfg->tiers[i].concurrency;
+    if (fill_at(cfg, top) <= budget)
+        return t->concurrency;
+    long lo = 1, hi = top;   /* fill_at(lo) <= budget, or lo == 1: one each at least */
+    while (lo < hi) {
+        long mid = lo + (hi - lo + 1) / 2;
+        if (fill_at(cfg, mid) <= budget)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return t->concurrency < lo ? t->concurrency : (int)lo;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Descriptors                                                                         */
+/* ---------------------------------------------------------------------------------- */
+
+/* The top of the descriptor table nothing that can wait or fail may take: it is for the
+ * store's readers, the config's rewrite, the log's reopen. */
+static long core_reserve(long limit)
+{
+    long r = limit / 8;
+    return r > CORE_FD_RESERVE ? CORE_FD_RESERVE : r;
+}
+
+/* Descriptors are numbered lowest free first, so fd + 1 is about how many are open. */
+int upstream_socket_fd_ok(int fd)
+{
+    long limit = atomic_load(&fd_limit);
+    return limit <= 0 || (long)fd + 1 + core_reserve(limit) <= limit;
+}
+
+void upstream_socket_opened(void)
+{
+    atomic_fetch_add(&sockets_open, 1);
+}
+
+void upstream_socket_closed(void)
+{
+    atomic_fetch_sub(&sockets_open, 1);
+}
+
+int upstream_fd_may_keep(int fd, const rf_config *cfg)
+{
+    long limit = atomic_load(&fd_limit), budget = atomic_load(&running_budget);
+    if (limit <= 0 || fd < 0)
+        return 1;
+    /* what the tiers may still connect with: their shares, less what is open */
+    long want = UNTIERED_SOCKETS;
+    for (size_t i = 0; cfg && i < cfg->tiers_len; i++)
+        want += upstream_tier_share(cfg, &cfg->tiers[i]);
+    if (want > budget)
+        want = budget;
+    long still = want - atomic_load(&sockets_open);
+    if (still < 0)
+        still = 0;
+    return (long)fd + 1 + still + core_reserve(limit) <= limit;
+}
+
+void upstream_fd_shortage(upstream_fd_use what)
+{
+    atomic_store(&last_shortage_kind, (int)what);
+    atomic_store(&last_shortage_ms, upstream_now_ms());
+    atomic_fetch_add(&fd_shortages, 1);
+}
+
+long upstream_fd_shortages(int64_t *last_ms, upstream_fd_use *last_what, long *limit)
+{
+    if (last_ms)
+        *last_ms = atomic_load(&last_shortage_ms);
+    if (last_what)
+        *last_what = (upstream_fd_use)atomic_load(&last_shortage_kind);
+    if (limit)
+        *limit = atomic_load(&fd_limit);
+    return atomic_load(&fd_shortages);
 }

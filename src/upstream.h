@@ -28,11 +28,15 @@
  * minus a reserve of 64 for the rest of the daemon, at least 8.  curl never holds more
  * connections than that; transfers beyond it wait inside curl for a free connection.  A
  * socket that cannot be opened (EMFILE/ENFILE) fails its transfer with RF_TE_CONNECT,
- * "too many open files".
+ * "too many open files".  So that one tier whose provider never answers cannot hold every
+ * connection while another tier's requests wait behind it, the budget (less 4 kept for
+ * lookups outside any tier) is divided among the config's tiers when their concurrency
+ * adds up to more: upstream_tier_share, which the job dispatcher applies.
  *
  * Secrets.  The API key lives only in the request's header list, wiped before it is
- * freed.  Error text never contains it; bodies (collected or streamed) have every copy of
- * it replaced by "[redacted]" before anyone sees them. */
+ * freed.  Error text never contains it; bodies (collected or streamed) have every raw copy
+ * of it replaced by "[REDACTED]" before anyone sees them (the other forms a server may
+ * echo it in are redact.c's, at the sinks). */
 #ifndef RF_UPSTREAM_H
 #define RF_UPSTREAM_H
 
@@ -130,5 +134,28 @@ size_t upstream_in_flight(upstream *up);
 
 /* The most connections the loop will hold open at once (see "File descriptors"). */
 long upstream_socket_budget(upstream *up);
+
+/* How many jobs of tier t (a tier of cfg) may be in flight at once: its concurrency, or
+ * less when the running loop's socket budget cannot hold every tier's concurrency; then
+ * a max-min fair share: tiers wanting little keep all of it, the others get equal shares
+ * of the rest, each at least 1.  t->concurrency when no loop runs; 1 when t is NULL. */
+int upstream_tier_share(const rf_config *cfg, const rf_tier *t);
+
+/* ---- descriptors (process-wide; see "File descriptors") ----
+ * The top of the descriptor table (1/8 of the limit, at most 32) is kept for the store
+ * and the daemon's own files: a connection's socket that would fall into it is closed
+ * and fails as EMFILE.  Something else that can fail or wait, such as a scratch file,
+ * must also leave room for the connections the tiers may still open. */
+typedef enum { UPSTREAM_FD_SOCKET = 0, UPSTREAM_FD_SCRATCH } upstream_fd_use;
+
+/* May the caller keep descriptor fd, just opened for a scratch file, with cfg's tiers
+ * in force?  0: close it and fail with EMFILE (and count it with upstream_fd_shortage).
+ * 1 when no loop runs. */
+int upstream_fd_may_keep(int fd, const rf_config *cfg);
+/* Count a descriptor that was refused or could not be had (EMFILE/ENFILE). */
+void upstream_fd_shortage(upstream_fd_use what);
+/* How many were counted; the last one's monotonic time and use, the descriptor limit
+ * (any pointer may be NULL). */
+long upstream_fd_shortages(int64_t *last_ms, upstream_fd_use *last_what, long *limit);
 
 #endif

@@ -159,4 +159,10 @@ void callback_end(upstream *up);
 void deadline_update(upstream *up, request *r);  /* its deadline may have moved earlier */
 int64_t request_deadline(const request *r);
 
+/* Descriptor accounting of connections (upstream.c): may a socket keep this number, and
+ * one more open / one closed. */
+int upstream_socket_fd_ok(int fd);
+void upstream_socket_opened(void);
+void upstream_socket_closed(void);
+
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #define CONNECT_TIMEOUT_MAX_MS  10000L
@@ -67,7 +68,7 @@ void request_free(upstream *up, request *r)
  * longer than the key, so lengths only shrink).  buf must have room for a NUL at *len. */
 static void scrub_key(char *buf, size_t *len, const char *key, size_t klen)
 {
-    static const char mask[] = "[redacted]";
+    static const char mask[] = "[REDACTED]";   /* redact.c's marker */
     if (!buf || klen == 0)
         return;
     size_t mlen = klen < sizeof mask - 1 ? klen : sizeof mask - 1;
@@ -252,16 +253,31 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Open the transfer's socket ourselves, to know why when there is none (EMFILE). */
+/* Open the transfer's socket ourselves, to know why when there is none (EMFILE), and to
+ * leave the top of the descriptor table to the store (upstream_socket_fd_ok). */
 static curl_socket_t on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
     request *r = ud;
     int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd >= 0 && !upstream_socket_fd_ok(fd)) {
+        close(fd);
+        fd = -1;
+        errno = EMFILE;
+    }
     if (fd < 0) {
         r->socket_errno = errno;
+        if (errno == EMFILE || errno == ENFILE)
+            upstream_fd_shortage(UPSTREAM_FD_SOCKET);
         return CURL_SOCKET_BAD;
     }
+    upstream_socket_opened();
     return fd;
+}
+
+static int on_closesocket(void *ud, curl_socket_t fd)
+{
+    upstream_socket_closed();
+    return close(fd);
 }
 
 void xfer_flush_held(request *r)
@@ -366,6 +382,8 @@ static int setup_easy(request *r, rf_err *err)
     SETOPT(easy, CURLOPT_HEADERDATA, (void *)r);
     SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     SETOPT(easy, CURLOPT_OPENSOCKETDATA, (void *)r);
+    SETOPT(easy, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+    SETOPT(easy, CURLOPT_CLOSESOCKETDATA, NULL);
     if (r->max_response > 0 && r->max_response <= (size_t)INT64_MAX)
         SETOPT(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_response);
     if (r->body) {

@@ -18,6 +18,7 @@
 #include "report.h"
 #include "store_ledger.h"
 #include "store_prompts.h"
+#include "upstream.h"
 #include "version.h"
 
 static const char *vfile_names[VF_COUNT] = {
@@ -217,6 +218,15 @@ static char *render_status(size_t *len)
                   (long long)((now_wall_ms() - h.since_ms) / 1000), h.why, h.held);
     else
         tb_printf(&tb, "store: ok\n");
+    int64_t short_ms = 0;
+    upstream_fd_use short_use = UPSTREAM_FD_SOCKET;
+    long fd_limit = 0, shortages = upstream_fd_shortages(&short_ms, &short_use, &fd_limit);
+    if (shortages > 0)
+        tb_printf(&tb, "descriptors: SHORT: %ld time(s) no file descriptor was left "
+                       "(EMFILE, Too many open files; limit %ld), the last %lld s ago for %s; "
+                       "the store keeps a reserve, so answers are still saved\n",
+                  shortages, fd_limit, (long long)((now_mono_ms() - short_ms) / 1000),
+                  short_use == UPSTREAM_FD_SCRATCH ? "a scratch file" : "a connection");
     char *spend = budget_status_line(V.spend, cfg);
     if (spend)
         tb_printf(&tb, "%s\n", spend);
@@ -249,6 +259,11 @@ static char *render_status(size_t *len)
     if (resent > 0)
         tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
                        "were sent again (the provider may bill them twice)\n", resent);
+    long not_resent = jobs_not_resent_after_recovery();
+    if (not_resent > 0)
+        tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
+                       "were not sent again (resend_in_flight is false): they failed\n",
+                  not_resent);
     long tokens = 0;
     int running = 0;
     jobs_streaming(&tokens, &running);
@@ -258,9 +273,14 @@ static char *render_status(size_t *len)
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
-        tb_printf(&tb, "tier %s: %d running, %d queued, %d parked, %d writing\n",
+        tb_printf(&tb, "tier %s: %d running, %d queued, %d parked, %d writing",
                   cfg->tiers[i].name, counts[JOB_RUNNING] + counts[JOB_COMMITTING],
                   counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
+        int share = upstream_tier_share(cfg, &cfg->tiers[i]);
+        if (share < cfg->tiers[i].concurrency)
+            tb_printf(&tb, " (at most %d at once, not %d: the descriptor limit is shared "
+                           "among tiers)", share, cfg->tiers[i].concurrency);
+        tb_printf(&tb, "\n");
     }
     rf_provider_health *health = NULL;
     long nhealth = breakers_health(V.breakers, now_mono_ms(), 1, &health);

@@ -2,6 +2,9 @@
 # routefs end-to-end: who can reach the mount, permissions of the state directory,
 # API keys that never show, literal keys refused, prompts kept out of the log.
 # Each test gets a fresh directory, simulator and daemon.
+# More in security_access.bats (allow_other), security_config.bats (credentials in the
+# config), security_redact.bats (echo forms), security_resend.bats (crash and requests in
+# flight) and limits.bats (descriptor limits).
 
 load helpers
 

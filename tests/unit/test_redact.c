@@ -1,5 +1,6 @@
 /* test_redact.c — the redactor (src/redact.c): echo forms x positions, special keys,
- * overlapping and many keys, empty input, in-place use, key swaps under readers, speed.
+ * overlapping and many keys, empty input, in-place use, key swaps under readers, speed
+ * (also on long runs of escape characters), keys learned one at a time.
  *
  * The echo table is crossed with the position table: every form of a key is put at the
  * start, middle and end of a text, inside a JSON string and glued to other text, and the
@@ -65,6 +66,26 @@ static char *percent_all(const char *s, int upper)
     return out;
 }
 
+/* Every byte of s but letters and digits as %XX, percent-encoded again `times` more
+ * times ("%252D" for '-' once more). */
+static char *percent_again(const char *s, int times)
+{
+    char *out = malloc((3 + 2 * (size_t)times) * strlen(s) + 1), *o = out;
+    assert_non_null(out);
+    for (; *s; s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')) {
+            *o++ = *s;
+            continue;
+        }
+        *o++ = '%';
+        for (int i = 0; i < times; i++)
+            o += sprintf(o, "25");
+        o += sprintf(o, "%02X", (unsigned char)*s);
+    }
+    *o = '\0';
+    return out;
+}
+
 static char *base64(const unsigned char *s, size_t len, int url)
 {
     static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -97,7 +118,7 @@ typedef struct echo_form {
     char *marker;             /* what it becomes (owned) */
 } echo_form;
 
-static echo_form forms[32];
+static echo_form forms[40];
 static size_t n_forms;
 
 static char *dupf(const char *s)
@@ -136,6 +157,15 @@ static void build_forms(void)
     add_form("percent_dashes_mixed_case", dupf("sk%2dor%2Dv1%2d0123456789abcdefABCDEF%2fwxyz"),
              "[REDACTED]");
     add_form("mixed_encodings", dupf("s%6B\\u002dOR-v1%2D0123\\u0034567%389abcdef\\u0041BCDEF\\/wxyz"),
+             "[REDACTED]");
+    /* encoded twice and more: a JSON text quoted in a JSON string, a URL encoded again */
+    add_form("json_twice", dupf("sk\\\\u002dor\\\\u002dv1\\\\u002d0123456789abcdefABCDEF"
+                                "\\\\\\/wxyz"), "[REDACTED]");
+    add_form("json_four_times", dupf("sk\\\\\\\\u002dor-v1\\\\\\\\u002D0123456789abcdef"
+                                     "ABCDEF/wxyz"), "[REDACTED]");
+    add_form("percent_twice", percent_again(KEY, 1), "[REDACTED]");
+    add_form("percent_four_times", percent_again(KEY, 3), "[REDACTED]");
+    add_form("twice_mixed", dupf("sk%252Dor\\\\u002dv1%2D0123\\u0034567%25389abcdefABCDEF%252fwxyz"),
              "[REDACTED]");
     add_form("prefix_8", dupf("sk-or-v1"), "***");
     add_form("prefix_9_escaped", dupf("sk\\u002dor-v1-"), "[REDACTED]");   /* 14 bytes of text */
@@ -225,6 +255,8 @@ static void test_leaves_other_text(void **state)
         "", "hello", "sk-or-v", "sk-or-", "SK-OR-V", "sk-or-x1-0123", "sk\\u002dor-v",
         "%zz%2 \\u12 \\uZZZZ \\q \\", "%", "\\u", "\\ud800\\u0041", "sk-or-v%31",  /* %31 is '1' */
         "a sk-or-v2-0123456789 b",
+        "\\\\\\\\\\\\ %2525zz %25 %2525 \\\\u12 sk\\\\u002dor-v",   /* runs, not keys */
+        "sk%252Dor%252Dv", "sk\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\u002dor-v1",  /* 16 backslashes: too deep */
     };
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         char *got = redact_dup(same[i]);
@@ -451,6 +483,89 @@ static void test_one_mib_ten_keys(void **state)
     free(text);
 }
 
+/* Runs of backslashes and of "%25" (what the twice-encoded forms are made of) cost a
+ * bounded look-ahead each, not one that grows with the run. */
+static void test_long_escape_runs(void **state)
+{
+    (void)state;
+    set_one(KEY);
+    size_t len = 1024 * 1024;
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < len; i++)
+            text[i] = pass == 0 ? '\\' : "%25"[i % 3];
+        text[len] = '\0';
+        double t0 = now_ms();
+        size_t n = redact_inplace(text, len);
+        double elapsed = now_ms() - t0;
+        print_message("1 MiB of %s: %.1f ms\n", pass == 0 ? "backslashes" : "%25", elapsed);
+        assert_int_equal(n, len);                       /* nothing in it is a key */
+        assert_true(elapsed < 200 * slowdown());
+    }
+    free(text);
+}
+
+/* ---- keys learned one at a time (a key file rewritten after the config was applied) ---- */
+
+static void test_learn_key(void **state)
+{
+    (void)state;
+    rf_err err;
+    rf_err_clear(&err);
+    set_one(KEY);
+    expect_redacted("new=sk-rotated-0123456789", "new=sk-rotated-0123456789");
+    assert_int_equal(redact_learn_key("sk-rotated-0123456789", &err), 0);
+    expect_redacted("new=sk-rotated-0123456789 old=" KEY, "new=[REDACTED] old=[REDACTED]");
+    /* its other forms too: the learned key is a secret like the others */
+    expect_redacted("sk\\u002drotated%2D0123456789", "[REDACTED]");
+    assert_int_equal(redact_learn_key("sk-rotated-0123456789", &err), 0);   /* known */
+    assert_int_equal(redact_learn_key("", &err), 0);
+    assert_int_equal(redact_learn_key(NULL, &err), 0);
+    expect_redacted("" KEY, "[REDACTED]");
+    /* the next config's set replaces everything, learned keys included */
+    set_one("another-secret-abc");
+    expect_redacted("sk-rotated-0123456789", "sk-rotated-0123456789");
+    /* learning into an empty set */
+    set_keys(NULL, 0);
+    assert_int_equal(redact_learn_key("first-learned-key-1", &err), 0);
+    expect_redacted("x first-learned-key-1 y", "x [REDACTED] y");
+}
+
+static void *learner(void *arg)
+{
+    char key[64];
+    rf_err err;
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof key, "learned-%ld-%02d-0123456789", (long)(intptr_t)arg, i);
+        if (redact_learn_key(key, &err) < 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+/* Learners in parallel lose nobody's key: every learned one is redacted afterwards. */
+static void test_learn_in_parallel(void **state)
+{
+    (void)state;
+    set_one(KEY);
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, learner, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc;
+        assert_int_equal(pthread_join(t[i], &rc), 0);
+        assert_null(rc);
+    }
+    char text[64];
+    for (long i = 0; i < 4; i++)
+        for (int k = 0; k < 50; k++) {
+            snprintf(text, sizeof text, "learned-%ld-%02d-0123456789", i, k);
+            expect_redacted(text, "[REDACTED]");
+        }
+    expect_redacted(KEY, "[REDACTED]");
+}
+
 /* ---- keys swapped while readers redact ---- */
 
 static volatile int stop_readers;
@@ -505,6 +620,9 @@ int main(void)
         cmocka_unit_test_teardown(test_empty_and_null, teardown_keys),
         cmocka_unit_test_teardown(test_inplace, teardown_keys),
         cmocka_unit_test_teardown(test_one_mib_ten_keys, teardown_keys),
+        cmocka_unit_test_teardown(test_long_escape_runs, teardown_keys),
+        cmocka_unit_test_teardown(test_learn_key, teardown_keys),
+        cmocka_unit_test_teardown(test_learn_in_parallel, teardown_keys),
         cmocka_unit_test_teardown(test_swap_under_readers, teardown_keys),
     };
     return cmocka_run_group_tests_name("redact", tests, NULL, NULL);

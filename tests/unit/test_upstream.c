@@ -45,7 +45,7 @@ static void test_request_headers(void **state)
     assert_non_null(strstr(s->body, "POST /echo HTTP/1.1\r\n"));
     /* The server echoes the request: the key was sent, and the echo of it is scrubbed
      * before anything downstream sees the body (providers quote keys back in errors). */
-    assert_non_null(strstr(s->body, "\r\nAuthorization: Bearer [redacted]\r\n"));
+    assert_non_null(strstr(s->body, "\r\nAuthorization: Bearer [REDACTED]\r\n"));
     assert_null(strstr(s->body, "sk-test-secret-123"));
     assert_non_null(strstr(s->body, "\r\nContent-Type: application/json\r\n"));
     assert_non_null(strstr(s->body, "\r\nAccept-Encoding: identity\r\n"));

@@ -1,6 +1,7 @@
 /* test_upstream_fd.c — load and file descriptors: a thousand concurrent requests, the
  * socket budget taken from RLIMIT_NOFILE, 200 requests under a limit of 64 descriptors,
- * a transfer that finds no descriptor left (EMFILE); and upstream_post's ordering.
+ * a transfer that finds no descriptor left (EMFILE), the budget's shares among tiers and
+ * the descriptors a scratch file may keep; and upstream_post's ordering.
  *
  * The descriptor limit is lowered in-process, before upstream_start, and put back right
  * after each test that lowers it (the test server shares the process and its limit). */
@@ -148,6 +149,89 @@ static void test_emfile(void **state)
     assert_int_equal(e->slots[1].status, 200);
 }
 
+/* ---- the socket budget divided among tiers, and what a scratch file may keep ---- */
+
+/* upstream_tier_share of tier i of a config whose tiers have these concurrencies. */
+static int share_of(const int *conc, size_t n, size_t i)
+{
+    rf_tier tiers[16];
+    memset(tiers, 0, sizeof tiers);
+    for (size_t k = 0; k < n; k++)
+        tiers[k].concurrency = conc[k];
+    rf_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tiers = tiers;
+    cfg.tiers_len = n;
+    return upstream_tier_share(&cfg, &tiers[i]);
+}
+
+static void test_tier_share(void **state)
+{
+    env *e = *state;
+    /* a budget far above what the tiers want: every tier its concurrency */
+    static const int big[] = {1000, 4};
+    if (upstream_socket_budget(e->up) >= 1008)
+        assert_int_equal(share_of(big, 2, 0), 1000);
+    assert_int_equal(share_of(big, 2, 1), 4);
+
+    restart_under_limit(e, 256);           /* 192 sockets, 188 for the tiers */
+    assert_int_equal(share_of(big, 2, 0), 184);     /* the flood: what is left */
+    assert_int_equal(share_of(big, 2, 1), 4);       /* the small tier: all it wants */
+    static const int even[] = {1000, 1000};
+    assert_int_equal(share_of(even, 2, 0), 94);
+    assert_int_equal(share_of(even, 2, 1), 94);
+    static const int three[] = {200, 50, 10};
+    assert_int_equal(share_of(three, 3, 0), 128);   /* 10 + 50 + 128 = 188 */
+    assert_int_equal(share_of(three, 3, 1), 50);
+    assert_int_equal(share_of(three, 3, 2), 10);
+    static const int fits[] = {100, 50, 38};
+    assert_int_equal(share_of(fits, 3, 0), 100);    /* 188 exactly: no cut */
+
+    restart_under_limit(e, 64);            /* the floor: 8 sockets */
+    static const int ten[] = {5, 5, 5, 5, 5, 5, 5, 5, 5, 5};
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(share_of(ten, 10, i), 1);  /* one each, whatever the budget */
+    static const int two[] = {5, 5};
+    assert_int_equal(share_of(two, 2, 0), 2);       /* 8 less 4 for lookups, halved */
+
+    assert_int_equal(upstream_tier_share(NULL, NULL), 1);
+    rf_tier lone;
+    memset(&lone, 0, sizeof lone);
+    lone.concurrency = 7;
+    assert_int_equal(upstream_tier_share(NULL, &lone), 7);
+}
+
+static void test_fd_reserve(void **state)
+{
+    env *e = *state;
+    restart_under_limit(e, 256);           /* 32 at the top kept; 192 sockets */
+    rf_tier tiers[2];
+    memset(tiers, 0, sizeof tiers);
+    tiers[0].concurrency = 1000;
+    tiers[1].concurrency = 4;
+    rf_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tiers = tiers;
+    cfg.tiers_len = 2;
+    /* no socket open yet: the tiers may still open all 192 of their shares */
+    assert_true(upstream_fd_may_keep(31, &cfg));
+    assert_false(upstream_fd_may_keep(32, &cfg));
+    /* without tiers only the 4 lookups' sockets and the top 32 are kept */
+    assert_true(upstream_fd_may_keep(219, NULL));
+    assert_false(upstream_fd_may_keep(220, NULL));
+    assert_true(upstream_fd_may_keep(-1, &cfg));
+
+    long before = upstream_fd_shortages(NULL, NULL, NULL);
+    upstream_fd_shortage(UPSTREAM_FD_SCRATCH);
+    int64_t last = 0;
+    upstream_fd_use what = UPSTREAM_FD_SOCKET;
+    long limit = 0;
+    assert_int_equal(upstream_fd_shortages(&last, &what, &limit), before + 1);
+    assert_int_equal(what, UPSTREAM_FD_SCRATCH);
+    assert_int_equal(limit, 256);
+    assert_true(last > 0);
+}
+
 /* ---- upstream_post ---- */
 
 typedef struct post_rec {
@@ -273,6 +357,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_socket_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_low_fd_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tier_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fd_reserve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_from_post_and_cancel, setup, teardown),
     };

@@ -300,7 +300,7 @@ static void test_key_scrubbed_from_stream(void **state)
     assert_true(s->chunks >= 2);
     assert_null(strstr(s->stream, "secret-123"));
     assert_null(strstr(s->stream, "sk-test-secret"));
-    assert_non_null(strstr(s->stream, "data: {\"said\":\"abc [redacted] def\"}\n\n"));
+    assert_non_null(strstr(s->stream, "data: {\"said\":\"abc [REDACTED] def\"}\n\n"));
     assert_non_null(strstr(s->stream, "data: [DONE]\n\n"));
     s = &e->slots[1];
     assert_int_equal(s->transport, RF_TE_NONE);
