@@ -67,13 +67,14 @@ run_unit() {
         p=${p:-0}
         f=${f:-0}
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-            echo "!! $name: timed out after ${UNIT_TIMEOUT}s"
+            echo "!! $name: timed out after ${UNIT_TIMEOUT}s" | tee -a "$TMP/failures"
             f=$((f + 1))
         elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
             # crashed, aborted (sanitizer) or exited nonzero without a failure summary
-            echo "!! $name: exited with status $rc"
+            echo "!! $name: exited with status $rc" | tee -a "$TMP/failures"
             f=1
         fi
+        grep '^\[  FAILED  \] ' "$log" | sed "s|^|$name: |" >>"$TMP/failures"
         PASSED=$((PASSED + p))
         FAILED=$((FAILED + f))
     done
@@ -119,19 +120,22 @@ run_e2e() {
         p=$((p - s))
         f=$(grep -c '^not ok ' "$log")
         seen=$((p + s + f))
+        grep '^not ok ' "$log" | sed "s|^|$name: |" >>"$TMP/failures"
         missing=0
         if [ -n "$plan" ] && [ "$seen" -lt "$plan" ]; then
             missing=$((plan - seen))
         fi
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-            echo "!! $name: timed out after ${E2E_TIMEOUT}s; $missing test(s) did not report"
+            echo "!! $name: timed out after ${E2E_TIMEOUT}s; $missing test(s) did not report" |
+                tee -a "$TMP/failures"
             [ "$missing" -gt 0 ] || missing=1
             f=$((f + missing))
         elif [ "$missing" -gt 0 ]; then
-            echo "!! $name: $missing planned test(s) did not report (bats exited with status $rc)"
+            echo "!! $name: $missing planned test(s) did not report (bats exited with status $rc)" |
+                tee -a "$TMP/failures"
             f=$((f + missing))
         elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-            echo "!! $name: bats exited with status $rc"
+            echo "!! $name: bats exited with status $rc" | tee -a "$TMP/failures"
             f=1
         fi
         PASSED=$((PASSED + p))
@@ -167,6 +171,11 @@ case $MODE in
     all)  run_lint; run_unit; run_e2e ;;
 esac
 
+# what failed, again, next to the closing line (a CI log is often read from its tail)
+if [ -s "$TMP/failures" ]; then
+    echo "== failures"
+    cat "$TMP/failures"
+fi
 if [ "$SKIPPED" -gt 0 ]; then
     echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 else
