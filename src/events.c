@@ -64,8 +64,10 @@ static void fill(events_reader *r)
         r->buf = b;
         r->cap = cap;
     }
-    memcpy(r->buf + r->len, lost, lost_len);
-    r->len += lost_len;
+    if (lost_len) {   /* (r->buf is still NULL for a reader that has had nothing yet) */
+        memcpy(r->buf + r->len, lost, lost_len);
+        r->len += lost_len;
+    }
     for (; r->seq < E.next_seq; r->seq++) {
         size_t i = r->seq % EVENTS_KEEP;
         memcpy(r->buf + r->len, E.lines[i], E.lens[i]);

@@ -311,7 +311,7 @@ static int import_dir(import_ctx *c, const char *dir_rel, const char *path, int 
 
 static const char SQL_LEDGER[] =
     "INSERT INTO ledger(ref, at_ms, tier, tag, provider, model, cost_nusd, prompt_tokens,"
-    " completion_tokens) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    " completion_tokens, path) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 static const char SQL_SPEND_DAY[] =
     "INSERT INTO spend_days(day, tier, tag, provider, model, upstream, nusd, requests,"
     " unpriced, estimated) VALUES(?1, ?2, ?3, ?4, ?5, '', ?6, 1, ?7, 0)"
@@ -383,6 +383,13 @@ static int import_ledger_line(import_ctx *c, char *line, hmap *ids, rf_err *err)
             sqlite3_bind_int64(s, 9, (sqlite3_int64)ct->valuedouble);
         else
             sqlite3_bind_null(s, 9);
+        /* 0.1.0's ids are "tier/tags/name#gen#ms#seq": the prompt's path, as rows of
+         * this version have it */
+        const char *hash_mark = strchr(id, '#');
+        if (hash_mark && hash_mark > id)
+            sqlite3_bind_text(s, 10, id, (int)(hash_mark - id), SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(s, 10);
         r = step(c->w, s, err);
     }
     sqlite3_stmt *d = r == 0 ? store_stmt(c->w, SQL_SPEND_DAY, err) : NULL;

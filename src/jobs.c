@@ -705,6 +705,7 @@ void jobs_set_config(rf_config *cfg)
     config_unref(old);
     actions acts = ACTIONS_INIT(acts);
     jobs_lock();
+    jobs_cancel_removed_tiers(cfg, &acts);
     dispatch_all(&acts);   /* a tier's concurrency may have grown */
     jobs_unlock();
     run_actions(&acts);

@@ -80,6 +80,9 @@ long jobs_resent_count(int add);
 /* jobs_life.c */
 void job_take_content(job *j, int64_t gen, job_input *in, actions *acts);
 void job_start(job *j, actions *acts);
+/* A new config is in force: the unfinished jobs of tiers it no longer has are cancelled
+ * (their request aborted on the wire) and fail.  Lock held. */
+void jobs_cancel_removed_tiers(const rf_config *cfg, actions *acts);
 
 /* ---- waiting readers (jobs_wait.c) ---- */
 

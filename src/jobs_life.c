@@ -232,6 +232,45 @@ void jobs_prompt_renamed(const char *from, const char *to)
     run_actions(&acts);
 }
 
+/* ---- the config ---- */
+
+static int in_removed_tier(const job *j, const rf_config *cfg)
+{
+    return (j->state == JOB_QUEUED || j->state == JOB_RUNNING || j->state == JOB_PARKED) &&
+           !config_tier(cfg, j->tier_name);
+}
+
+/* Its directory is gone, so nobody can wait for the answer or delete the prompt: stop
+ * paying for it.  The cancelled attempt's report brings the bill (what streamed, as an
+ * estimate); the prompt keeps a failed result that shows when the tier comes back.  All
+ * are stopped before any fails, so that a failing job's freed slot does not start a
+ * queued job of the same tier. */
+void jobs_cancel_removed_tiers(const rf_config *cfg, actions *acts)
+{
+    if (!cfg || !jobs_table())
+        return;
+    size_t n = 0, k = 0;
+    for (hmap_iter it = {0}; hmap_next(jobs_table(), &it);)
+        n += in_removed_tier(it.value, cfg);
+    if (n == 0)
+        return;
+    job **gone = calloc(n, sizeof *gone);
+    for (hmap_iter it = {0}; hmap_next(jobs_table(), &it) && k < n;) {
+        job *j = it.value;
+        if (!in_removed_tier(j, cfg))
+            continue;
+        LOG_INFO("%s: its tier %s left the config: cancelled", j->key, j->tier_name);
+        job_stop(j, acts);
+        if (gone)
+            gone[k++] = j;
+        else   /* out of memory: one at a time (a queued job may start, then stop) */
+            job_fail(j, "cancelled: its tier was removed from the config", acts);
+    }
+    for (size_t i = 0; i < k; i++)
+        job_fail(gone[i], "cancelled: its tier was removed from the config", acts);
+    free(gone);
+}
+
 /* ---- queries ---- */
 
 int jobs_active(const char *key, job_state *state, int64_t *gen)

@@ -93,6 +93,8 @@ void jobs_on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *r)
             runner_release(att);   /* cannot be deferred: the runner keeps its own ref */
         const rf_hop *hop = &j->tier->route[j->hop_index];
         int success = r->kind == AR_ANSWER && r->outcome == RF_OUT_SUCCESS;
+        if (!success)
+            live_reset(j->live);   /* abandoned: NAME.live starts over now, not at the next send */
         if (r->kind == AR_ANSWER)
             j->hop_sent = 1;
         jobs_record_hop(j, hop->provider, hop->model, r->http_status, success ? NULL : r->error,

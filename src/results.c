@@ -79,18 +79,31 @@ static char *incomplete_meta(const char *key)
     return line;
 }
 
+/* A job committing its result is over for readers once the row holds that result: from
+ * that moment listings show it (fs_dir.c reads the row), so a lookup must find it as it
+ * will stay, not as a pending result of size 0 with the prompt's times (tar would copy
+ * that). */
+static int result_durable(const prompt_row *row, job_state state, int64_t gen)
+{
+    return state == JOB_COMMITTING && !row->writing && row->gen == gen &&
+           (row->state == PS_DONE || row->state == PS_FAILED);
+}
+
 int results_stat(const char *key, int which, struct stat *st, int *live)
 {
     *live = 0;
     /* The job table first, then the row: a job leaves the table only once its result is
      * in the store, so a row read after "no job" is never older than the result. */
     job_state state;
-    int active = jobs_active(key, &state, NULL);
+    int64_t gen = 0;
+    int active = jobs_active(key, &state, &gen);
     prompt_row row;
     rf_err err;
     int r = sp_get(R_st, key, &row, &err);
     if (r < 0)
         return r;
+    if (active && result_durable(&row, state, gen))
+        active = 0;
     if (active) {
         *live = 1;
         off_t size = 0;
@@ -203,8 +216,16 @@ int results_open(const char *key, int which, int flags, result_handle **out)
 {
     if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
         return -EACCES;   /* results are written by routefs only */
-    if (!jobs_active(key, NULL, NULL))
+    job_state state;
+    int64_t gen = 0;
+    if (!jobs_active(key, &state, &gen))
         return open_stored(key, which, out);
+    if (state == JOB_COMMITTING) {
+        prompt_row row;
+        rf_err err;
+        if (sp_get(R_st, key, &row, &err) == 0 && result_durable(&row, state, gen))
+            return open_stored(key, which, out);   /* as its stat and the listing say */
+    }
     result_handle *h = NULL;
     switch (which) {
     case NAME_ERR:

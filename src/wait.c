@@ -21,11 +21,13 @@
  * and without results for EMPTY_GRACE_MS is not counted (until someone writes it).
  *
  * Progress goes to stderr (stdout stays free for the caller): on a terminal a bar with
- * done / failed / pending, the rate of the last seconds and an ETA, redrawn about five
- * times a second; otherwise a plain line every --interval seconds.  Then a summary line
- * and one line per failed job with its error.  With --each, stdout gets the path of each
- * prompt whose job is done, one per line and flushed as it is seen to end (for `| xargs`);
- * the path is spelled from the PATH argument that found it.
+ * done / failed / pending, the rate of the last seconds, an ETA and, while jobs stream,
+ * the tokens they have received so far (their .meta's tokens_so_far), redrawn about five
+ * times a second; otherwise a plain line every --interval seconds, which also says how
+ * many jobs run.  Then a summary line and one line per failed job with its error.  With
+ * --each, stdout gets the path of each prompt whose job is done, one per line and flushed
+ * as it is seen to end (for `| xargs`); the path is spelled from the PATH argument that
+ * found it.
  *
  * Exit status: 0 every job done, 1 some failed, 2 usage error, 3 timeout, 4 the mount (or
  * a directory waited on) went away, 128+N interrupted by signal N. */
@@ -168,15 +170,28 @@ static int terminal_width(void)
     return ws.ws_col;
 }
 
-/* The bar: [####xx------]  12/40  done 11  failed 1  pending 28  3.1/s  ETA 9s */
+/* "<sep>2 running, 57 tokens so far" while jobs stream; "" otherwise. */
+static void format_running(const counts *c, const char *sep, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (c->running)
+        snprintf(buf, len, "%s%zu running, %ld token%s so far", sep, c->running, c->tokens,
+                 c->tokens == 1 ? "" : "s");
+}
+
+/* The bar: [####xx------]  12/40  done 11  failed 1  pending 28  3.1/s  ETA 9s  57 tok
+ * (the tokens running jobs received so far, kept short so that the bar fits in 80 columns) */
 static void draw_bar(const counts *c, double rate)
 {
-    char stats[256], re[64], parked[32] = "";
+    char stats[320], re[64], parked[32] = "", running[40] = "";
     format_rate_eta(rate, c->pending, "  ", re, sizeof re);
+    if (c->running)
+        snprintf(running, sizeof running, "  %ld tok", c->tokens);
     if (c->parked)
         snprintf(parked, sizeof parked, " (%zu parked)", c->parked);
-    snprintf(stats, sizeof stats, " %zu/%zu  done %zu  failed %zu  pending %zu%s  %s",
-             c->done + c->failed, c->total, c->done, c->failed, c->pending, parked, re);
+    snprintf(stats, sizeof stats, " %zu/%zu  done %zu  failed %zu  pending %zu%s  %s%s",
+             c->done + c->failed, c->total, c->done, c->failed, c->pending, parked, re,
+             running);
     int cols = terminal_width() - 1;   /* never the last column: no wrap */
     int slen = (int)strlen(stats);
     char line[512];
@@ -208,12 +223,13 @@ static void clear_bar(void)
 
 static void print_line(const counts *c, double rate)
 {
-    char re[64], parked[32] = "";
+    char re[64], parked[32] = "", running[80];
     format_rate_eta(rate, c->pending, ", ", re, sizeof re);
+    format_running(c, "; ", running, sizeof running);
     if (c->parked)
         snprintf(parked, sizeof parked, " (%zu parked)", c->parked);
-    fprintf(stderr, "routefs wait: %zu/%zu ended: %zu done, %zu failed, %zu pending%s; %s\n",
-            c->done + c->failed, c->total, c->done, c->failed, c->pending, parked, re);
+    fprintf(stderr, "routefs wait: %zu/%zu ended: %zu done, %zu failed, %zu pending%s; %s%s\n",
+            c->done + c->failed, c->total, c->done, c->failed, c->pending, parked, re, running);
     fflush(stderr);
 }
 
@@ -244,6 +260,9 @@ static void list_jobs(wjob_state s, const char *label)
         if (s == J_FAILED)
             fprintf(stderr, "routefs wait: %s: %s: %s\n", label, j->shown,
                     j->error ? j->error : "(no reason recorded)");
+        else if (!strcmp(j->phase, "running"))
+            fprintf(stderr, "routefs wait: %s: %s (running, %ld token%s)\n", label, j->shown,
+                    j->tokens, j->tokens == 1 ? "" : "s");
         else
             fprintf(stderr, "routefs wait: %s: %s%s%s%s\n", label, j->shown,
                     j->phase[0] ? " (" : "", j->phase, j->phase[0] ? ")" : "");
@@ -290,7 +309,8 @@ static void usage(FILE *f)
             "(NAME.out, .meta or .err stand for their prompt), a tier or tag directory\n"
             "(walked recursively; prompts added meanwhile are waited for too), or the\n"
             "mount root.  Progress goes to stderr: a bar on a terminal, else a line every\n"
-            "few seconds; then a summary and one line per failed job.\n"
+            "few seconds, with the tokens running jobs have received so far; then a\n"
+            "summary and one line per failed job.\n"
             "\n"
             "  -t, --timeout S    give up after S seconds (suffix s, m, h or d allowed)\n"
             "  -i, --interval S   seconds between progress lines when stderr is not a\n"

@@ -30,12 +30,15 @@ typedef struct wjob {
     const wtarget *found_by;  /* the first target whose walk found it; borrowed */
     wjob_state state;
     char phase[16];      /* pending: the .meta "state" (writing, queued, running, parked...) */
+    long tokens;         /* running: the .meta "tokens_so_far" (what has streamed); else 0 */
     char *error;         /* failed: why; owned, may be NULL */
     unsigned gen;        /* the last walk that found the prompt */
 } wjob;
 
 typedef struct counts {
     size_t done, failed, pending, parked, total, gone;
+    size_t running;      /* pending jobs whose attempt is under way */
+    long tokens;         /* tokens the running jobs have received so far */
 } counts;
 
 /* 0, or -1 when out of memory. */

@@ -374,6 +374,7 @@ static void refresh_without_meta(wjob *j)
     else
         j->state = J_PENDING;
     j->phase[0] = '\0';
+    j->tokens = 0;
 }
 
 /* Read NAME.meta and update the job's state. */
@@ -393,6 +394,7 @@ static void refresh(wjob *j)
         return;
     }
     j->state = J_PENDING;
+    j->tokens = 0;
     if (r < 0)
         return;   /* e.g. a prompt being replaced this instant: the next walk sees it */
     cJSON *doc = cJSON_ParseWithLength(text, len);
@@ -411,6 +413,10 @@ static void refresh(wjob *j)
                 job_error_from_err_file(j);
         } else {
             snprintf(j->phase, sizeof j->phase, "%s", s);
+            /* a running job's .meta counts what its attempt has streamed so far */
+            const cJSON *tk = cJSON_GetObjectItemCaseSensitive(doc, "tokens_so_far");
+            if (cJSON_IsNumber(tk) && tk->valuedouble >= 0 && tk->valuedouble < 1e15)
+                j->tokens = (long)tk->valuedouble;
         }
     }
     cJSON_Delete(doc);
@@ -533,6 +539,10 @@ counts wscan_count(void)
             c.pending++;
             if (!strcmp(j->phase, "parked"))
                 c.parked++;
+            if (!strcmp(j->phase, "running")) {
+                c.running++;
+                c.tokens += j->tokens;
+            }
             break;
         case J_GONE: c.gone++; break;
         case J_EMPTY: break;

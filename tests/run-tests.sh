@@ -150,6 +150,7 @@ run_lint() {
     log="$TMP/lint.log"
     { timeout -k 10 300 sh "$ROOT/tests/shellcheck.sh"; echo $? >"$TMP/rc"; } 2>&1 | tee "$log"
     rc=$(cat "$TMP/rc")
+    grep '^failed ' "$log" | sed 's|^|shellcheck: |' >>"$TMP/failures"
     p=$(sed -n 's/^shellcheck: ok \([0-9][0-9]*\) \/ failed \([0-9][0-9]*\)$/\1/p' "$log" | tail -n1)
     f=$(sed -n 's/^shellcheck: ok \([0-9][0-9]*\) \/ failed \([0-9][0-9]*\)$/\2/p' "$log" | tail -n1)
     if [ -z "$p" ] || [ -z "$f" ]; then

@@ -21,6 +21,9 @@ else
     load "${BATS_LIB_PATH:-/usr/lib/bats}/bats-assert/load"
 fi
 
+# `run ! CMD` (a negated command that fails the test where it stands) needs bats 1.5
+bats_require_minimum_version 1.5.0
+
 RFS_REPO="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
 _rfs_abs() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 ROUTEFS_BIN="$(_rfs_abs "${ROUTEFS_BIN:-$RFS_REPO/build/routefs}")"

@@ -190,7 +190,7 @@ PY
         [ "$output" = "sim[sim/a]: fast $i" ]
     done
     [ "$(state_done fast)" = 6 ]
-    ! grep -lF "could not be saved" "$MNT"/fast/q* "$RFS_LOG"
+    run ! grep -lF "could not be saved" "$MNT"/fast/q* "$RFS_LOG"
     # status says that the hang tier is held to its share
     run cat "$MNT/status"
     echo "$output"

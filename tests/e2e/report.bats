@@ -176,8 +176,8 @@ PY
     rfs_cli report "$STATE" >"$RFS_DIR/report.html"
     [ -s "$RFS_DIR/report.html" ]
     # self-contained: no script, nothing that leaves the file; the hostile model is text
-    ! grep -qi '<script' "$RFS_DIR/report.html"
-    ! grep -qiE '(src|href)=|url\(|@import|https?://' "$RFS_DIR/report.html"
+    run ! grep -qi '<script' "$RFS_DIR/report.html"
+    run ! grep -qiE '(src|href)=|url\(|@import|https?://' "$RFS_DIR/report.html"
     grep -qF '&lt;script&gt;alert(1)&lt;/script&gt;' "$RFS_DIR/report.html"
 
     # desktop width: a real picture with the first tier's bar colour (#4e79a7), the gauge's
@@ -231,8 +231,8 @@ PY
     grep -q 'HTTP 400: &lt;b&gt;bad&lt;/b&gt; request' "$dom"
     grep -q 'id="latency-note"' "$dom"
     # the browser's own parse of the page has no script element and no <b> from the data
-    ! grep -qi '<script' "$dom"
-    ! grep -q '<b>' "$dom"
+    run ! grep -qi '<script' "$dom"
+    run ! grep -q '<b>' "$dom"
     grep -qF '&lt;script&gt;alert(1)&lt;/script&gt;' "$dom"
     run console_messages "$RFS_DIR/dom.err"
     assert_failure
@@ -246,7 +246,7 @@ PY
     grep -q 'id="no-spend"' "$RFS_DIR/dom.html"
     grep -q 'No spend yet.' "$RFS_DIR/dom.html"
     grep -q 'Caps in force: daily none, monthly none' "$RFS_DIR/dom.html"
-    ! grep -q 'id="daily-spend"' "$RFS_DIR/dom.html"
+    run ! grep -q 'id="daily-spend"' "$RFS_DIR/dom.html"
     run console_messages "$RFS_DIR/dom.err"
     assert_failure
 }

@@ -148,7 +148,7 @@ denied() {
     rfs_default_config
     rfs_mount -o allow_other,shared_read
     # shared_read is routefs's own: not passed to the kernel
-    ! awk -v m="$MNT" '$2 == m {print $4}' /proc/mounts | grep -q shared_read
+    run ! grep -q shared_read <<<"$(awk -v m="$MNT" '$2 == m {print $4}' /proc/mounts)"
     (umask 077; echo hi >"$MNT/fast/p")
     wait_for 15 job_ended "$MNT/fast/p"
     local v

@@ -491,7 +491,7 @@ JSON
     grep -qi '^Retry-After: 2' "$RFS_DIR/headers"
     run post sim/a hi '{}' -D "$RFS_DIR/headers"
     [ "${lines[-1]}" = 200 ]
-    ! grep -qi '^Retry-After' "$RFS_DIR/headers"
+    run ! grep -qi '^Retry-After' "$RFS_DIR/headers"
     sim_behave sim/b '{"fail_pattern": [503, "ok", 500], "fail_pattern_repeat": true}'
     got=""
     for i in 1 2 3 4 5 6; do got="$got $(post sim/b hi | tail -n1)"; done
