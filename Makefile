@@ -28,7 +28,7 @@ SIM_OBJ  := $(SIM_SRC:src/sim/%.c=$(BUILD)/sim/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all help deps run stop test test-build test-unit test-e2e test-asan lint bench bench-scale bench-outage install uninstall clean
+.PHONY: all help deps run stop test test-build test-unit test-e2e test-asan lint bench bench-scale bench-shared bench-outage install uninstall clean
 
 all: $(BUILD)/routefs $(BUILD)/routefs-sim
 
@@ -41,6 +41,7 @@ help:
 	@echo "make lint       shellcheck on every shell script (also part of make test)"
 	@echo "make bench      the throughput / overhead benchmark (tests/bench/bench.sh)"
 	@echo "make bench-scale   20,000 prompts on a real disk, then a state of a million finished jobs"
+	@echo "make bench-shared  what Redis shared state adds to each job"
 	@echo "make bench-outage  a blackholed / refused primary against a healthy batch"
 	@echo "make install    install binaries, man pages and examples (PREFIX=$(PREFIX), DESTDIR)"
 
@@ -103,6 +104,9 @@ bench: all
 
 bench-scale: all
 	@bash tests/bench/scale.sh
+
+bench-shared: all
+	@bash tests/bench/shared.sh
 
 bench-outage: all
 	@bash tests/bench/outage.sh

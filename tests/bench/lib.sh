@@ -8,7 +8,8 @@
 #   bench_unmount              unmount and wait for the daemon
 #   bench_prompts N            write N small prompts into $SRC
 #   bench_copy_and_read TIER   cp every prompt into $MNT/TIER and read every .out; sets
-#                              t_cp, t_fs (ms) and failed (count of .err)
+#                              t_cp, t_fs (ms) and failed (count of .err).  COPY_JOBS cp
+#                              processes at once (default 1), COPY_BATCH files each (5000)
 #   median                     median of numbers on stdin
 
 ROUTEFS="$BUILD/routefs"
@@ -103,7 +104,9 @@ bench_prompts() {
 bench_copy_and_read() {
     local tier=$1 t0 read_rc
     t0=$(now_ns)
-    (cd "$SRC" && find . -maxdepth 1 -name '*.txt' -print0 | xargs -0 cp -t "$MNT/$tier/")
+    # COPY_JOBS cp processes at once (default 1: one cp, as a shell user would run it)
+    (cd "$SRC" && find . -maxdepth 1 -name '*.txt' -print0 |
+        xargs -0 -P "${COPY_JOBS:-1}" -n "${COPY_BATCH:-5000}" cp -t "$MNT/$tier/")
     t_cp=$(ms_since "$t0")
     set +e
     (cd "$SRC" && find . -maxdepth 1 -name '*.txt' -printf '%f.out\0' \
