@@ -341,7 +341,12 @@ JSON
 
 @test "upgrade: a routefs 0.1.0 state directory is imported once: same results, same spend, nothing re-sent, the old files in backup-0.1/" {
     [ -d "$FIXTURE_01/tiers" ]
-    cp -a "$FIXTURE_01/." "$STATE/"
+    # the 0.1.0 directory as it was, fast/.git included (git cannot hold a directory
+    # named .git: the fixture has it as dot-git)
+    local orig="$RFS_DIR/state-0.1.0"
+    cp -a "$FIXTURE_01" "$orig"
+    mv "$orig/tiers/fast/dot-git" "$orig/tiers/fast/.git"
+    cp -a "$orig/." "$STATE/"
     chmod 700 "$STATE"
     rfs_01_config
     sim_behave 'sim/park' '{"status": 503}'
@@ -351,7 +356,7 @@ JSON
     local n=0 f rel
     while IFS= read -r -d '' f; do
         rel=${f#"$FIXTURE_01/tiers/"}
-        case $rel in .git/*|*/.git/*) continue ;; esac
+        case $rel in .git/*|*/.git/*|*/dot-git/*) continue ;; esac   # (scratch: below)
         cmp "$f" "$MNT/$rel" || { echo "differs: $rel"; return 1; }
         n=$((n + 1))
     done < <(find "$FIXTURE_01/tiers" -type f \( -name '*.out' -o -name '*.err' -o ! -name '*.*' -o -name 'utf8.txt' \) -print0)
@@ -364,7 +369,7 @@ JSON
     done
     # scratch files: the mount root's and a dot directory's
     cmp "$FIXTURE_01/root/notes.txt" "$MNT/notes.txt"
-    cmp "$FIXTURE_01/tiers/fast/.git/HEAD" "$MNT/fast/.git/HEAD"
+    cmp "$orig/tiers/fast/.git/HEAD" "$MNT/fast/.git/HEAD"
     run ls "$MNT/fast/proj/deep"
     assert_output --partial "q2.out"
     # the ledger: every record, the same totals
@@ -392,7 +397,7 @@ JSON
     # the old files, untouched, aside
     [ ! -e "$STATE/tiers" ] && [ ! -e "$STATE/ledger.jsonl" ]
     for f in tiers root ledger.jsonl activity.jsonl; do
-        diff -r "$FIXTURE_01/$f" "$STATE/backup-0.1/$f"
+        diff -r "$orig/$f" "$STATE/backup-0.1/$f"
     done
     # a second mount does not import again
     rfs_unmount
