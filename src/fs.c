@@ -137,12 +137,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = paths_stat(path, &pi, &st);
     if (r == -ENOENT && paths_classify(path, &pi) == 0 &&
         (pi.kind == K_ENTRY || pi.kind == K_SCRATCH)) {
-        /* A prompt or scratch name that does not exist can only come to exist through
-         * the kernel (create, rename), so it may remember the absence: cp asks twice per
-         * file.  Never for results, which appear on their own. */
+        /* The kernel may remember the absence (paths_absent_timeout); never for
+         * results, which appear on their own. */
         struct fuse_entry_param e;
         memset(&e, 0, sizeof e);
-        e.entry_timeout = paths_entry_timeout(&pi);
+        e.entry_timeout = paths_absent_timeout(path, &pi);
         fuse_reply_entry(req, &e);
         return;
     }

@@ -211,6 +211,17 @@ double paths_entry_timeout(const pathinfo *pi)
     }
 }
 
+/* A missing prompt or scratch name can only come to exist through the kernel (create,
+ * rename), so its absence may be cached: cp asks twice per file.  Not at the mount root,
+ * where a name that is not a tier (a scratch name) becomes a tier directory when a config
+ * edit adds it, and the kernel cannot be told synchronously inside a rename. */
+double paths_absent_timeout(const char *path, const pathinfo *pi)
+{
+    if (pi->kind == K_SCRATCH && !strchr(path, '/'))
+        return 0.0;
+    return paths_entry_timeout(pi);
+}
+
 /* How long the kernel may cache attributes: as long as names, with two exceptions.  Tier
  * directories: their entry is checked on every lookup, but their attributes only feed
  * permission checks.  Results of finished jobs: they change only when the prompt is

@@ -56,6 +56,8 @@ mode_t paths_vfile_mode(vfile_id vf);
 /* How long the kernel may cache the name and the attributes of what pi describes. */
 double paths_entry_timeout(const pathinfo *pi);
 double paths_attr_timeout(const pathinfo *pi);
+/* How long the kernel may remember that PATH (classified as pi) does not exist. */
+double paths_absent_timeout(const char *path, const pathinfo *pi);
 
 /* config.json looks absent for a moment after an unlink (a cross-device mv unlinks it,
  * then creates it again); a create or rename onto it ends that. */
