@@ -143,7 +143,11 @@ PY
         echo "$unrecorded request(s) in flight at the kill: received by the provider (which" \
              "may bill them) but never settled, as the daemon died first: not in the ledger"
     fi
-    [ "$unrecorded" -le 16 ]              # at most the tier's concurrency was in flight
+    # At most the tier's 16 running, plus answers received but not yet committed: a job's
+    # slot goes to the next job when its answer arrives, before the group commit that
+    # holds its result and ledger line (one more was seen under ASan, where commits are
+    # slow).  Never more than two tiers' worth.
+    [ "$unrecorded" -le 32 ]
     if [ "$rerun" -gt 0 ]; then
         echo "$rerun job(s) settled but not yet committed at the kill ran again after it:" \
              "two requests, two ledger lines"
