@@ -146,7 +146,7 @@ PY
     # At most the tier's 16 running, plus answers received but not yet committed: a job's
     # slot goes to the next job when its answer arrives, before the group commit that
     # holds its result and ledger line (one more was seen under ASan, where commits are
-    # slow).  Never more than two tiers' worth.
+    # slow); 32, twice the concurrency, bounds both.
     [ "$unrecorded" -le 32 ]
     if [ "$rerun" -gt 0 ]; then
         echo "$rerun job(s) settled but not yet committed at the kill ran again after it:" \
