@@ -352,7 +352,20 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
             r = revived;
             goto fail;
         }
-        r = sp_begin_write(PS.st, key, store_next_generation(PS.st), &a, now_ms(), &row, &err);
+        /* A name with no row yet (a cp of new files): its row is known, so the insert is
+         * queued instead of waited for; the content written at close follows it. */
+        int64_t gen = store_next_generation(PS.st);
+        int is_new = 0;
+        if (create && !revived) {
+            r = sp_get(PS.st, key, &row, &err);
+            if (r < 0 && r != -ENOENT)
+                goto fail;
+            is_new = r == -ENOENT;
+        }
+        if (!is_new || sp_begin_new(PS.st, key, gen, &a, now_ms(), &row) < 0)
+            r = sp_begin_write(PS.st, key, gen, &a, now_ms(), &row, &err);
+        else
+            r = 0;
         if (r < 0)
             goto fail;
         if (revived) {   /* a new file to whoever created it */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 const char *prompt_state_name(prompt_state s)
 {
     static const char *const names[] = {"pending", "parked", "incomplete", "done", "failed",
@@ -222,93 +224,6 @@ long sp_count(store *st, prompt_state state)
     return n;
 }
 
-/* ---- tag directories ---- */
-
-static const char SQL_DIR_GET[] =
-    "SELECT mode, uid, gid, mtime_ns, ctime_ns FROM dirs WHERE path = ?1";
-
-int sp_dir_get(store *st, const char *path, dir_row *row, rf_err *err)
-{
-    store_conn *c = store_reader(st, err);
-    if (!c)
-        return -err->code;
-    sqlite3_stmt *s = store_stmt(c, SQL_DIR_GET, err);
-    int r = -ENOENT;
-    if (!s) {
-        r = -err->code;
-    } else {
-        sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            row->attrs.mode = (mode_t)sqlite3_column_int(s, 0);
-            row->attrs.uid = (uid_t)sqlite3_column_int64(s, 1);
-            row->attrs.gid = (gid_t)sqlite3_column_int64(s, 2);
-            row->attrs.mtime_ns = row->attrs.atime_ns = sqlite3_column_int64(s, 3);
-            row->attrs.ctime_ns = sqlite3_column_int64(s, 4);
-            r = 0;
-        } else if (rc != SQLITE_DONE) {
-            store_fail(c, rc, err, "read a directory");
-            r = -err->code;
-        }
-        sqlite3_reset(s);
-    }
-    store_reader_done(st, c);
-    return r;
-}
-
-static const char SQL_DIR_LIST[] = "SELECT name FROM dirs WHERE parent = ?1 ORDER BY name";
-
-int sp_dir_list(store *st, const char *parent, int (*fn)(const char *name, void *ud), void *ud,
-                rf_err *err)
-{
-    store_conn *c = store_reader(st, err);
-    if (!c)
-        return -err->code;
-    sqlite3_stmt *s = store_stmt(c, SQL_DIR_LIST, err);
-    int r = 0;
-    if (!s) {
-        r = -err->code;
-    } else {
-        sqlite3_bind_text(s, 1, parent, -1, SQLITE_STATIC);
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            const char *name = (const char *)sqlite3_column_text(s, 0);
-            if (name && fn(name, ud))
-                break;
-        }
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            store_fail(c, rc, err, "list directories");
-            r = -err->code;
-        }
-        sqlite3_reset(s);
-    }
-    store_reader_done(st, c);
-    return r;
-}
-
-static const char SQL_DIR_NONEMPTY[] =
-    "SELECT EXISTS(SELECT 1 FROM prompts WHERE dir = ?1)"
-    " OR EXISTS(SELECT 1 FROM dirs WHERE parent = ?1)";
-
-int sp_dir_nonempty(store *st, const char *path, rf_err *err)
-{
-    store_conn *c = store_reader(st, err);
-    if (!c)
-        return -err->code;
-    sqlite3_stmt *s = store_stmt(c, SQL_DIR_NONEMPTY, err);
-    int r = -EIO;
-    if (!s) {
-        r = -err->code;
-    } else {
-        sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW)
-            r = sqlite3_column_int(s, 0) ? 1 : 0;
-        sqlite3_reset(s);
-    }
-    store_reader_done(st, c);
-    return r;
-}
-
 /* ---- synchronous writes: an op on the caller's stack ---- */
 
 typedef struct write_op {
@@ -395,6 +310,43 @@ int sp_begin_write(store *st, const char *path, int64_t gen, const prompt_attrs 
 {
     write_op o = {.path = path, .gen = gen, .attrs = a, .now_ms = now_ms, .row = row};
     return run_write(st, &o, apply_begin_write, err);
+}
+
+/* sp_begin_new's op: a write_op that owns its path and attributes (row: unused). */
+typedef struct new_op {
+    write_op w;                /* first */
+    prompt_attrs attrs;
+    prompt_row row;
+} new_op;
+
+static void new_done(store_op *op, int status, const rf_err *err)
+{
+    new_op *o = (new_op *)op;
+    if (status < 0)   /* (a held op outlasts a failing store: this one alone failed) */
+        LOG_ERROR("%s: not recorded as being written: %s", o->w.path, err->msg);
+    free((char *)o->w.path);
+    free(o);
+}
+
+int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a,
+                 int64_t now_ms, prompt_row *row)
+{
+    new_op *o = calloc(1, sizeof *o);
+    if (!o || !(o->w.path = strdup(path))) {
+        free(o);
+        return -ENOMEM;
+    }
+    o->attrs = *a;
+    o->w.op = (store_op){.apply = apply_begin_write, .done = new_done, .flags = STORE_OP_HELD};
+    o->w.gen = gen;
+    o->w.attrs = &o->attrs;
+    o->w.now_ms = now_ms;
+    o->w.row = &o->row;
+    *row = (prompt_row){.gen = gen, .state = PS_EMPTY, .writing = 1, .attrs = *a,
+                        .created_ms = now_ms};   /* as SQL_BEGIN_INSERT makes it: */
+    row->attrs.atime_ns = row->attrs.ctime_ns = a->mtime_ns;
+    store_submit(st, &o->w.op);
+    return 0;
 }
 
 static const char SQL_REPLACE[] =

@@ -107,6 +107,11 @@ int sp_rmdir(store *st, const char *path, rf_err *err);
  * the existing one as being written.  Fills *row with what the store holds now. */
 int sp_begin_write(store *st, const char *path, int64_t gen, const prompt_attrs *a,
                    int64_t now_ms, prompt_row *row, rf_err *err);
+/* The same for a path the caller has just seen has no row (under its key lock): the row
+ * it gets is known, so the insert is queued, not waited for (held while the store fails;
+ * the content written at close is queued after it).  0 with *row, or -ENOMEM. */
+int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a,
+                 int64_t now_ms, prompt_row *row);
 /* New content for path (expected generation old_gen): the bytes, their hash, the new
  * generation and state (PS_PENDING, or PS_EMPTY for no bytes); results are dropped.
  * -ENOENT when the row is gone or holds another generation. */

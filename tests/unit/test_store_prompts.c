@@ -202,6 +202,37 @@ static void test_begin_write_and_replace(void **state)
     assert_int_equal(sp_begin_write(fx->st, "nodir", 16, &A644, 1, &row, &err), -EINVAL);
 }
 
+/* sp_begin_new queues the insert: the row it gives is the row the store then holds, and
+ * content written right after it (before any flush) lands on it. */
+static void test_begin_new(void **state)
+{
+    fixture *fx = *state;
+    rf_err err;
+    prompt_row row;
+    memset(&row, 0, sizeof row);
+    prompt_attrs a = {.mode = 0600, .uid = 7, .gid = 8, .atime_ns = 1, .mtime_ns = 99};
+    assert_int_equal(sp_begin_new(fx->st, "t/new", 20, &a, 4000, &row), 0);
+    assert_int_equal(sp_replace_content(fx->st, "t/new", 20, "hi", 2, 5, 21, PS_PENDING, 300,
+                                        4100, &err), 0);
+    prompt_row stored = get(fx, "t/new");
+    assert_int_equal(stored.gen, 21);
+    assert_int_equal(stored.size, 2);
+    assert_int_equal(stored.writing, 1);
+    expect_blob(fx, "t/new", SP_DATA, 21, "hi");
+    /* what sp_begin_new said, against a twin made by sp_begin_write */
+    prompt_row twin;
+    memset(&twin, 0, sizeof twin);
+    assert_int_equal(sp_begin_write(fx->st, "t/twin", 20, &a, 4000, &twin, &err), 0);
+    twin.id = 0;
+    assert_int_equal(row.gen, twin.gen);
+    assert_int_equal(row.state, twin.state);
+    assert_int_equal(row.writing, twin.writing);
+    assert_int_equal(row.size, twin.size);
+    assert_int_equal(row.hash, twin.hash);
+    assert_int_equal(row.created_ms, twin.created_ms);
+    assert_memory_equal(&row.attrs, &twin.attrs, sizeof row.attrs);
+}
+
 static void test_results(void **state)
 {
     fixture *fx = *state;
@@ -598,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_begin_write_and_replace),
+        T(test_begin_new),
         T(test_results),
         T(test_touch_and_setattr),
         T(test_delete),
