@@ -87,7 +87,9 @@ void store_health_get(store *st, store_health *h)
     h->code = st->fail_code;
     snprintf(h->why, sizeof h->why, "%s", st->why);
     h->since_ms = st->since_ms;
-    h->held = st->held;
+    /* held work is work waiting out a failure: none once the store works again (the
+     * writer clears its count only after the held ops' callbacks have run) */
+    h->held = st->failing ? st->held : 0;
     h->groups = st->groups;
     h->ops = st->ops;
     h->failures = st->failures;
