@@ -265,6 +265,7 @@ static int draft_decide(draft *d)
         len == d->stored_size) {
         int r = sp_touch(PS.st, d->key, mtime, &err);
         d->dirty = 0;
+        d->insert_queued = 0;   /* (waited for, after the insert) */
         return r == -ENOENT ? 0 : r;
     }
     int64_t gen = store_next_generation(PS.st);
@@ -280,6 +281,7 @@ static int draft_decide(draft *d)
         return r;
     }
     d->gen = gen;
+    d->insert_queued = 0;
     d->stored_hash = hash;
     d->stored_size = len;
     d->stored_state = state;
@@ -362,10 +364,8 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
                 goto fail;
             is_new = r == -ENOENT;
         }
-        if (!is_new || sp_begin_new(PS.st, key, gen, &a, now_ms(), &row) < 0)
-            r = sp_begin_write(PS.st, key, gen, &a, now_ms(), &row, &err);
-        else
-            r = 0;
+        int queued = is_new && sp_begin_new(PS.st, key, gen, &a, now_ms(), &row) == 0;
+        r = queued ? 0 : sp_begin_write(PS.st, key, gen, &a, now_ms(), &row, &err);
         if (r < 0)
             goto fail;
         if (revived) {   /* a new file to whoever created it */
@@ -383,6 +383,7 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
             sp_end_write(PS.st, key);
             goto fail;
         }
+        d->insert_queued = queued;
         if (revived) {
             d->revived = d->force_new = 1;
             d->revived_mtime_ns = old_mtime;
@@ -493,12 +494,23 @@ int prompts_ftruncate(prompt_handle *h, off_t size)
     return r;
 }
 
+/* A new name closed without content (touch, `: >`) wrote nothing to wait for, but from
+ * its close on, listings and stat read the store: its queued insert must be there. */
+static void settle_insert(draft *d)
+{
+    if (d->insert_queued) {
+        store_flush(PS.st);   /* (failing: the insert is held, and lands when it works) */
+        d->insert_queued = 0;
+    }
+}
+
 int prompts_flush(prompt_handle *h)
 {
     if (!h->writer)
         return 0;
     unsigned s = lock_draft(h->d);
     int r = draft_decide(h->d);
+    settle_insert(h->d);
     pthread_mutex_unlock(&PS.stripes[s]);
     return r;
 }
@@ -525,8 +537,10 @@ void prompts_release(prompt_handle *h)
             sp_end_write(PS.st, d->key);
         jobs_writer_closed(d->key);
     }
-    if (--d->refs == 0)
+    if (--d->refs == 0) {
+        settle_insert(d);
         draft_drop(d);
+    }
     pthread_mutex_unlock(&PS.stripes[s]);
     free(h);
 }

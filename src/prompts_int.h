@@ -35,6 +35,8 @@ typedef struct draft {
                                   back (prompts_trash.c) ... */
     int64_t revived_mtime_ns;  /* ... and the same answer stands only for the same bytes
                                   with this modification time set again (tar -x) */
+    int insert_queued;         /* its row's insert is queued (sp_begin_new) and no write
+                                  has been waited for since: drop it only after a flush */
     int64_t gen;               /* the store's generation for key */
     uint64_t stored_hash;
     size_t stored_size;

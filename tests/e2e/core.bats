@@ -353,6 +353,24 @@ JSON
     [ "$(sim_count sim/a)" = 2 ]
 }
 
+@test "a new name touched, then written at once, runs its content; a touched name is there at once" {
+    rfs_default_config
+    rfs_mount
+    local i
+    for i in $(seq 1 40); do
+        touch "$MNT/fast/t$i" && echo "x$i" >"$MNT/fast/t$i"
+        : >"$MNT/fast/e$i"
+        [ -e "$MNT/fast/e$i" ]
+        ls "$MNT/fast" | grep -qx "e$i"
+    done
+    for i in $(seq 1 40); do
+        run read_out "$MNT/fast/t$i.out"
+        assert_success
+        assert_output "sim[sim/a]: x$i"
+    done
+    [ "$(sim_count sim/a)" = 40 ]
+}
+
 @test "a rewritten prompt's result is new at once: stat, wc -c and cat agree on its size" {
     rfs_default_config
     rfs_mount
