@@ -504,6 +504,13 @@ static void settle_insert(draft *d)
     }
 }
 
+void prompts_settle_key(const char *key)
+{
+    draft *d = prompts_draft_find(key);
+    if (d)
+        settle_insert(d);
+}
+
 int prompts_flush(prompt_handle *h)
 {
     if (!h->writer)
@@ -604,6 +611,7 @@ int prompts_unlink(const char *key)
 {
     rf_err err;
     prompts_lock_key(key);
+    prompts_settle_key(key);
     prompt_row row;
     int r = sp_get(PS.st, key, &row, &err);
     if (r == 0)

@@ -29,6 +29,9 @@ int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
         return r;
     rf_err err;
     prompt_row row;
+    prompts_lock_key(path);
+    prompts_settle_key(path);
+    prompts_unlock_key(path);
     if (sp_get(prompts_store(), path, &row, &err) == 0)
         return -EEXIST;   /* a prompt has that name */
     int64_t t = prompts_now_ns();

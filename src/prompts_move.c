@@ -25,6 +25,8 @@ int prompts_rename(const char *from, const char *to, int noreplace)
         return -ENAMETOOLONG;   /* its results could not be stored */
     rf_err err;
     prompts_lock_two(from, to);
+    prompts_settle_key(from);
+    prompts_settle_key(to);
     prompt_row src, dst;
     int r = sp_get(PS.st, from, &src, &err);
     int have_dst = r == 0 ? sp_get(PS.st, to, &dst, &err) == 0 : 0;
@@ -91,6 +93,7 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
                       .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
                       .ctime_ns = prompts_now_ns()};
     prompts_lock_key(key);
+    prompts_settle_key(key);
     prompt_row dst;
     int have_dst = sp_get(PS.st, key, &dst, &err) == 0;
     if (have_dst && noreplace)
@@ -129,6 +132,7 @@ int prompts_to_scratch(const char *key, const char *scratch_path, int noreplace)
         return -EEXIST;
     rf_err err;
     prompts_lock_key(key);
+    prompts_settle_key(key);
     prompt_row row;
     char *data = NULL;
     size_t len = 0;
@@ -159,6 +163,7 @@ int prompts_rerun(const char *key)
         return r;
     rf_err err;
     prompts_lock_key(key);
+    prompts_settle_key(key);
     prompt_row row;
     char *data = NULL;
     size_t len = 0;

@@ -369,6 +369,17 @@ JSON
         assert_output "sim[sim/a]: x$i"
     done
     [ "$(sim_count sim/a)" = 40 ]
+    # a new name still open (nothing written) can be removed and renamed at once
+    for i in $(seq 1 20); do
+        exec 4>"$MNT/fast/o$i"
+        rm "$MNT/fast/o$i"
+        exec 4>&-
+        [ ! -e "$MNT/fast/o$i" ]
+        exec 4>"$MNT/fast/m$i"
+        mv "$MNT/fast/m$i" "$MNT/fast/n$i"
+        exec 4>&-
+        [ -e "$MNT/fast/n$i" ] && [ ! -e "$MNT/fast/m$i" ]
+    done
 }
 
 @test "a rewritten prompt's result is new at once: stat, wc -c and cat agree on its size" {
