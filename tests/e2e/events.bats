@@ -11,6 +11,7 @@
 # Every wait is bounded; background readers are stopped by pid in teardown.
 
 load helpers
+load chromium
 
 setup() {
     rfs_setup
@@ -33,26 +34,10 @@ setup() {
   }
 }
 JSON
-    BG_PIDS=()
 }
 
 teardown() {
-    local p
-    for p in "${BG_PIDS[@]}"; do
-        kill "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
     rfs_teardown
-}
-
-# not CMD... — CMD must fail (a plain `! CMD` never fails a bats test but at its end).
-not() { ! "$@"; }
-
-# bg CMD... — run CMD in the background (fd 3 closed), remembered for teardown; sets BG.
-bg() {
-    "$@" 3>&- &
-    BG=$!
-    BG_PIDS+=("$BG")
 }
 
 # lines FILE — how many lines FILE has (0 when it does not exist).
@@ -83,7 +68,7 @@ ev() { jq -r --arg p "$2" "select(.path == \$p) | .$3" "$1"; }
     rfs_mount
     submit fast before.txt
     [ -n "$(read_out "$MNT/fast/before.txt.out")" ]   # ended before anyone listened
-    bg read_loop "$RFS_DIR/ev"
+    rfs_bg read_loop "$RFS_DIR/ev"
     wait_for 5 _exists "$RFS_DIR/ev.open"
     # a plain job, a fallback (sim/a's first request fails), a failed job
     submit fast ok.txt
@@ -125,7 +110,7 @@ ev() { jq -r --arg p "$2" "select(.path == \$p) | .$3" "$1"; }
 
 @test "events: jq --unbuffered prints each job's line as that job ends, not later" {
     rfs_mount
-    bg jq --unbuffered -c '{path, state, model}' "$MNT/events" >"$RFS_DIR/jq.out"
+    rfs_bg jq --unbuffered -c '{path, state, model}' "$MNT/events" >"$RFS_DIR/jq.out"
     wait_for 5 _in_read "$BG"   # jq has opened it and waits for a line
     sim_behave sim/c '{"latency_ms": 2500}'
     submit other slow.txt
@@ -143,8 +128,8 @@ ev() { jq -r --arg p "$2" "select(.path == \$p) | .$3" "$1"; }
 
 @test "events: two readers each get every line; a reader opened late gets none of the old ones" {
     rfs_mount
-    bg read_loop "$RFS_DIR/r1"
-    bg cat "$MNT/events" >"$RFS_DIR/r2"
+    rfs_bg read_loop "$RFS_DIR/r1"
+    rfs_bg cat "$MNT/events" >"$RFS_DIR/r2"
     wait_for 5 _in_read "$BG"
     wait_for 5 _exists "$RFS_DIR/r1.open"
     for n in 1 2 3 4 5; do submit fast "j$n.txt"; done
@@ -157,7 +142,7 @@ ev() { jq -r --arg p "$2" "select(.path == \$p) | .$3" "$1"; }
     cmp "$RFS_DIR/r1" "$RFS_DIR/r2"          # the same lines, in the same order
     [ "$(jq -r .path "$RFS_DIR/r1" | sort | paste -sd' ')" = "fast/j1.txt fast/j2.txt fast/j3.txt fast/j4.txt fast/j5.txt" ]
     # a reader that opens now: only what ends from now on
-    bg read_loop "$RFS_DIR/late"
+    rfs_bg read_loop "$RFS_DIR/late"
     wait_for 5 _exists "$RFS_DIR/late.open"
     submit other after.txt
     read_out "$MNT/other/after.txt.out" >/dev/null
@@ -180,7 +165,7 @@ except BlockingIOError:
 
 @test "events: a reader keeps its stream across a live config edit" {
     rfs_mount
-    bg read_loop "$RFS_DIR/ev"
+    rfs_bg read_loop "$RFS_DIR/ev"
     reader=$BG
     wait_for 5 _exists "$RFS_DIR/ev.open"
     submit fast one.txt
@@ -203,14 +188,14 @@ except BlockingIOError:
 
 @test "events: routefs umount ends blocked readers (EOF or EINTR), and the daemon exits" {
     rfs_mount
-    bg read_loop "$RFS_DIR/loop"
+    rfs_bg read_loop "$RFS_DIR/loop"
     loop=$BG
-    bg timeout 30 cat "$MNT/events" >"$RFS_DIR/cat.out" 2>"$RFS_DIR/cat.err"
+    rfs_bg timeout 30 cat "$MNT/events" >"$RFS_DIR/cat.out" 2>"$RFS_DIR/cat.err"
     catpid=$BG
-    bg timeout 30 jq --unbuffered -c . "$MNT/events" >"$RFS_DIR/jq.out" 2>"$RFS_DIR/jq.err"
+    rfs_bg timeout 30 jq --unbuffered -c . "$MNT/events" >"$RFS_DIR/jq.out" 2>"$RFS_DIR/jq.err"
     jqpid=$BG
     # one read(2) that does not retry an interrupted call, unlike cat, jq and bash
-    bg perl -e 'alarm 30; open(my $f, "<", $ARGV[0]) or die "open: $!\n";
+    rfs_bg perl -e 'alarm 30; open(my $f, "<", $ARGV[0]) or die "open: $!\n";
                 my $n = sysread($f, my $buf, 65536);
                 print defined $n ? "read $n\n" : "error: $!\n"' "$MNT/events" >"$RFS_DIR/perl.out" 2>&1
     perlpid=$BG
@@ -255,8 +240,8 @@ except BlockingIOError:
 
 # --- listings show what is ready ----------------------------------------------------
 
-# job_ended TIER/NAME — the store says the job of that prompt has ended (done or failed).
-job_ended() {
+# stored_ended TIER/NAME — the store says the job of that prompt has ended (done or failed).
+stored_ended() {
     [ "$(state_sql "SELECT count(*) FROM prompts WHERE path = '$1' AND state IN (3, 4) AND NOT writing")" -eq 1 ]
 }
 
@@ -269,7 +254,7 @@ check_listed() {
         *.out | *.meta | *.err) ;;
         *) continue ;;
         esac
-        if ! job_ended "${path%.*}"; then
+        if ! stored_ended "${path%.*}"; then
             echo "$kind listed $path while its job had not ended"
             bad=1
         fi
@@ -385,86 +370,7 @@ times() { stat -c '%y %z' "$1"; }
 }
 
 # --- report.html through the mount ----------------------------------------------------
-# (chromium_run, need_chromium, console_messages and png_check as in report.bats)
-
-chromium_run() {
-    local profile
-    profile="$(mktemp -d "$RFS_DIR/chromium.XXXXXX")"
-    timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-        --disable-background-networking --disable-component-update --disable-sync \
-        --disable-default-apps --disable-extensions --user-data-dir="$profile" \
-        --enable-logging=stderr --v=0 "$@" </dev/null 3>&-
-    local rc=$?
-    rm -rf "$profile"
-    return $rc
-}
-
-need_chromium() {
-    local why=""
-    if ! command -v chromium >/dev/null 2>&1; then
-        why="chromium is not installed (sh tests/install-deps.sh)"
-    elif ! chromium_run --dump-dom "data:text/html,<p>ok</p>" >"$RFS_DIR/probe.out" 2>"$RFS_DIR/probe.err" ||
-        ! grep -q '<p>ok</p>' "$RFS_DIR/probe.out"; then
-        why="chromium cannot start: $(grep -v '^\s*$' "$RFS_DIR/probe.err" | tail -n 1)"
-    fi
-    [ -z "$why" ] && return 0
-    if [ -n "${CI:-}" ]; then
-        echo "$why (CI installs chromium: this must not be skipped)" >&2
-        return 1
-    fi
-    skip "$why"
-}
-
-# The page runs no script, so any console message (a CSP violation, a blocked load, an
-# error) is a fault; Chromium logs every one as "INFO:CONSOLE".
-console_messages() { grep -E ':CONSOLE[:(]' "$1"; }
-
-png_check() {
-    python3 - "$@" <<'PY'
-import struct, sys, zlib
-path, colours = sys.argv[1], [tuple(int(v) for v in c.split(",")) for c in sys.argv[2:]]
-data = open(path, "rb").read()
-assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-pos, idat, w = 8, b"", None
-while pos < len(data):
-    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-    body = data[pos + 8:pos + 8 + n]
-    if kind == b"IHDR":
-        w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
-        assert depth == 8 and ctype in (2, 6), "unexpected PNG format %d/%d" % (depth, ctype)
-        bpp = 3 if ctype == 2 else 4
-    elif kind == b"IDAT":
-        idat += body
-    pos += 12 + n
-raw = zlib.decompress(idat)
-stride = w * bpp
-prev = bytearray(stride)
-counts = {}
-for y in range(h):
-    f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-    for i in range(stride):
-        a = line[i - bpp] if i >= bpp else 0
-        b = prev[i]
-        c = prev[i - bpp] if i >= bpp else 0
-        if f == 1: line[i] = (line[i] + a) & 255
-        elif f == 2: line[i] = (line[i] + b) & 255
-        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-        elif f == 4:
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    for x in range(0, stride, bpp):
-        px = tuple(line[x:x + 3])
-        counts[px] = counts.get(px, 0) + 1
-    prev = line
-assert len(counts) > 1, "blank screenshot: every pixel is %r" % (next(iter(counts)),)
-top = max(counts.values())
-print("%dx%d, %d colours, the commonest covers %.0f%%" % (w, h, len(counts), 100.0 * top / (w * h)))
-assert top < 0.98 * w * h, "nearly blank screenshot"
-for c in colours:
-    assert counts.get(c, 0) >= 40, "colour %r drawn on only %d pixels" % (c, counts.get(c, 0))
-PY
-}
+# (Chromium: chromium.bash)
 
 @test "report.html through the mount: Chromium draws M/report.html with its charts and no console message" {
     need_chromium

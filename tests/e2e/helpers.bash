@@ -175,7 +175,26 @@ rfs_unmount() {
     rm -f "$RFS_DIR/routefs.pid"
 }
 
+# rfs_bg CMD... — run CMD in the background (fd 3 closed, so bats does not wait for it);
+# sets BG; rfs_teardown kills it, before the unmount.
+BG_PIDS=()
+rfs_bg() {
+    "$@" 3>&- &
+    BG=$!
+    BG_PIDS+=("$BG")
+}
+
+# not CMD... — CMD must fail, and fails the test where it stands (a plain `! CMD` only at
+# a test's end); unlike `run ! CMD` it keeps $output.
+not() { ! "$@"; }
+
 rfs_teardown() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    BG_PIDS=()
     [ -n "${RFS_DIR:-}" ] && [ -d "$RFS_DIR" ] || return 0
     if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
         {
@@ -354,6 +373,20 @@ wait_state() {
     wait_for "${3:-10}" _meta_is "$1" "$2"
 }
 _meta_is() { [ "$(jq -r .state "$1.meta" 2>/dev/null)" = "$2" ]; }
+
+# job_ended PATH — the prompt's .meta says its job is done or failed.
+job_ended() {
+    local s
+    s="$(jq -r .state "$1.meta" 2>/dev/null)"
+    [ "$s" = "done" ] || [ "$s" = failed ]
+}
+
+# run_job PATH TEXT — write a prompt and wait for its job to end (done or failed).
+run_job() {
+    printf '%s\n' "$2" >"$1" || return 1
+    timeout 20 cat "$1.out" >/dev/null 2>&1 || true
+    wait_for 10 job_ended "$1"
+}
 
 # rfs_cli ARGS... — run routefs in the foreground of the test, bounded (10 s), with fd 3
 # closed (a daemon that inherited it would hang bats).  Use as `run rfs_cli ...`.

@@ -44,23 +44,10 @@ setup() {
   }
 }
 JSON
-    BG_PIDS=()
 }
 
 teardown() {
-    local p
-    for p in "${BG_PIDS[@]}"; do
-        kill "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
     rfs_teardown
-}
-
-# bg CMD... — run CMD in the background (fd 3 closed), remembered for teardown; sets BG.
-bg() {
-    "$@" 3>&- &
-    BG=$!
-    BG_PIDS+=("$BG")
 }
 
 # words PREFIX N — "PREFIX1 PREFIX2 ... PREFIXN": a reply the sim streams word by word.
@@ -80,8 +67,6 @@ _exists() { [ -e "$1" ]; }
 _absent() { [ ! -e "$1" ]; }
 _stat_is() { [ "$(sim_model_stat "$1" "$2")" = "$3" ]; }
 _stat_at_least() { [ "$(sim_model_stat "$1" "$2")" -ge "$3" ]; }
-# not CMD... — CMD must fail (a plain `! CMD` never fails a bats test but at its end).
-not() { ! "$@"; }
 
 # estimated_rows MODEL — the ledger rows of MODEL marked estimated, as JSON lines.
 estimated_rows() { jq -c --arg m "$1" 'select(.model == $m and .estimated == 1)' "$(ledger_file)"; }
@@ -109,7 +94,7 @@ _has_estimated_row() { [ -n "$(estimated_rows "$1")" ]; }
     p="$MNT/fast/grow.txt"
     echo "grow" >"$p"
     wait_for 5 _exists "$p.live"
-    bg timeout 20 tail -f -s 0.1 "$p.live" >"$RFS_DIR/tail.out" 2>"$RFS_DIR/tail.err"
+    rfs_bg timeout 20 tail -f -s 0.1 "$p.live" >"$RFS_DIR/tail.out" 2>"$RFS_DIR/tail.err"
     tailpid=$BG
     # several observations of a growing size, both of the file and of what tail printed
     sizes=() printed=()
@@ -159,7 +144,7 @@ _has_estimated_row() { [ -n "$(estimated_rows "$1")" ]; }
     p="$MNT/fast/hop.txt"
     echo "hop" >"$p"
     wait_for 5 _exists "$p.live"
-    bg timeout 20 tail -f -s 0.05 "$p.live" >"$RFS_DIR/tail.out" 2>"$RFS_DIR/tail.err"
+    rfs_bg timeout 20 tail -f -s 0.05 "$p.live" >"$RFS_DIR/tail.out" 2>"$RFS_DIR/tail.err"
     tailpid=$BG
     # watch the size: it grows (hop 1), drops (truncated), grows again (hop 2)
     sizes=()

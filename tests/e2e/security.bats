@@ -42,18 +42,6 @@ key_config() {
 JSON
 }
 
-# run_job PATH TEXT — write a prompt and wait for its job to end (done or failed).
-run_job() {
-    printf '%s\n' "$2" >"$1" || return 1
-    timeout 20 cat "$1.out" >/dev/null 2>&1 || true
-    wait_for 10 _job_ended "$1"
-}
-_job_ended() {
-    local s
-    s="$(jq -r .state "$1.meta" 2>/dev/null)"
-    [ "$s" = "done" ] || [ "$s" = failed ]
-}
-
 # no_secret FILE... — none of the files holds the key or a recognisable part of it.
 no_secret() {
     local f bad=0
@@ -367,10 +355,10 @@ JSON
     printf '{"messages": [{"role": "user", "content": "json %s"}], "temperature": 0.2}' \
         "$marker" >"$MNT/fast/q.json"
     timeout 20 cat "$MNT/fast/q.json.out" >/dev/null 2>&1 || true
-    wait_for 10 _job_ended "$MNT/fast/q.json"
+    wait_for 10 job_ended "$MNT/fast/q.json"
     printf '{"messages": "not a list %s"}' "$marker" >"$MNT/fast/broken.json"
     timeout 20 cat "$MNT/fast/broken.json.out" >/dev/null 2>&1 || true
-    wait_for 10 _job_ended "$MNT/fast/broken.json" || true
+    wait_for 10 job_ended "$MNT/fast/broken.json" || true
     # the prompts did reach the provider
     sim_last_body sim/a | grep -qF "$marker"
     [ -s "$RFS_LOG" ]

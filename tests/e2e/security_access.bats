@@ -31,13 +31,6 @@ as_nobody_in_group() {
     timeout 10 setpriv --reuid=65534 --regid=65534 --groups="$gid" "$@"
 }
 
-# job_ended PATH — the prompt's job is done or failed.
-job_ended() {
-    local s
-    s="$(jq -r .state "$1.meta" 2>/dev/null)"
-    [ "$s" = done ] || [ "$s" = failed ]
-}
-
 VFILES="config.json status providers.json spend.json activity.jsonl metrics.prom"
 
 # denied CMD... — CMD fails with "Permission denied".

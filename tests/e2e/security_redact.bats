@@ -37,18 +37,6 @@ echo_config() {
 JSON
 }
 
-# run_job PATH TEXT — write a prompt and wait for its job to end (done or failed).
-run_job() {
-    printf '%s\n' "$2" >"$1" || return 1
-    timeout 20 cat "$1.out" >/dev/null 2>&1 || true
-    wait_for 10 _job_ended "$1"
-}
-_job_ended() {
-    local s
-    s="$(jq -r .state "$1.meta" 2>/dev/null)"
-    [ "$s" = "done" ] || [ "$s" = failed ]
-}
-
 # key_leaks FILE... — prints "FILE: what" for each file holding the key or any 8
 # characters of it in a row, in any case, raw or after undoing JSON escapes (\uXXXX, \/)
 # and percent-encoding, once or twice, in any order; fails when one does.
