@@ -83,7 +83,7 @@ size_t openai_utf8_char_len(const unsigned char *s, size_t n)
     return len;
 }
 
-static int valid_utf8(const char *s, size_t len)
+int openai_valid_utf8(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
         size_t n = openai_utf8_char_len((const unsigned char *)s + i, len - i);
@@ -295,7 +295,7 @@ char *openai_build_request(const openai_request_in *in, rf_err *err)
         return rf_err_set(err, EINVAL, "no model given"), NULL;
     if (!in->prompt && in->prompt_len)
         return rf_err_set(err, EINVAL, "no prompt given"), NULL;
-    if (!valid_utf8(in->prompt, in->prompt_len))
+    if (!openai_valid_utf8(in->prompt, in->prompt_len))
         return rf_err_set(err, EILSEQ, "prompt is not valid UTF-8 text"), NULL;
     if (in->prompt_len && memchr(in->prompt, '\0', in->prompt_len))
         return rf_err_set(err, EILSEQ, "prompt contains a NUL byte (not text)"), NULL;
@@ -535,7 +535,7 @@ static openai_status completion_from_json(const cJSON *doc, openai_completion *o
     if (!out->content)
         return rf_err_set(err, EIO, "provider returned an empty message"), OPENAI_EMPTY_CONTENT;
     /* JSON text is UTF-8; a completion that is not is garbage, not an answer. */
-    if (!valid_utf8(out->content, strlen(out->content)))
+    if (!openai_valid_utf8(out->content, strlen(out->content)))
         return rf_err_set(err, EILSEQ, "provider returned text that is not valid UTF-8"),
                OPENAI_NOT_JSON;
 
@@ -557,7 +557,7 @@ char *openai_or_metadata(const cJSON *doc, int *oom)
         return NULL;
     }
     size_t n = strlen(text);
-    if (n > OR_METADATA_MAX || !valid_utf8(text, n)) {
+    if (n > OR_METADATA_MAX || !openai_valid_utf8(text, n)) {
         free(text);
         return NULL;
     }

@@ -125,6 +125,8 @@ struct cJSON;
 /* Length of the valid UTF-8 sequence at s (n >= 1 bytes available); 0 when invalid or cut
  * short (overlong forms, surrogates and code points past U+10FFFF are invalid). */
 size_t openai_utf8_char_len(const unsigned char *s, size_t n);
+/* 1 when the len bytes at s are whole, valid UTF-8 (by openai_utf8_char_len's rules). */
+int openai_valid_utf8(const char *s, size_t len);
 
 /* Exactly one JSON value in text[0..len) (surrounding whitespace allowed), or NULL.
  * The caller owns the result (cJSON_Delete). */

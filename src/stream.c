@@ -163,16 +163,6 @@ static int utf8_char(const unsigned char *s, size_t n)
     return openai_utf8_char_len(padded, need) == need ? -1 : 0;
 }
 
-static int valid_utf8(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        int n = utf8_char((const unsigned char *)s + i, len - i);
-        if (n <= 0)
-            return 0;
-        i += (size_t)n;
-    }
-    return 1;
-}
 
 /* ---- chunks ---- */
 
@@ -614,8 +604,9 @@ static char *tool_calls_json(stream_parser *p)
             continue;   /* an index skipped by the provider */
         const char *args = c->arguments.p ? c->arguments.p : "";
         const char *name = c->name ? c->name : "", *type = c->type ? c->type : "function";
-        utf8 = utf8 && valid_utf8(args, strlen(args)) && valid_utf8(name, strlen(name)) &&
-               valid_utf8(type, strlen(type)) && (!c->id || valid_utf8(c->id, strlen(c->id)));
+        utf8 = utf8 && openai_valid_utf8(args, strlen(args)) &&
+               openai_valid_utf8(name, strlen(name)) && openai_valid_utf8(type, strlen(type)) &&
+               (!c->id || openai_valid_utf8(c->id, strlen(c->id)));
         cJSON *call = cJSON_CreateObject(), *function = cJSON_CreateObject();
         if (!call || !function || !cJSON_AddItemToArray(array, call)) {
             cJSON_Delete(call);

@@ -48,17 +48,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FR_ID "gen-fuzz"
 
-static int fr_utf8(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        size_t n = openai_utf8_char_len((const unsigned char *)s + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* Valid UTF-8 without control characters, at most max bytes. */
 static int fr_clean(const char *s, size_t max)
 {
@@ -66,7 +55,7 @@ static int fr_clean(const char *s, size_t max)
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
-    return len <= max && fr_utf8(s, len);
+    return len <= max && openai_valid_utf8(s, len);
 }
 
 static void fr_check_error(const rf_err *err)
@@ -144,7 +133,7 @@ static void fr_check_key(const or_key_info *k)
     size_t xl = strnlen(k->extra_json, sizeof k->extra_json);
     FR_CHECK(xl < sizeof k->extra_json);
     if (xl) {
-        FR_CHECK(fr_utf8(k->extra_json, xl));
+        FR_CHECK(openai_valid_utf8(k->extra_json, xl));
         cJSON *x = cJSON_Parse(k->extra_json);
         FR_CHECK(cJSON_IsObject(x) && x->child);
         static const char *const never[] = {"label", "limit", "usage", "limit_remaining",
@@ -167,7 +156,7 @@ static void fr_key_round_trip(or_key_info *k)
     k->fetched_ms = 1764590400123LL;
     char *text = or_key_info_json(k);
     FR_CHECK(text);
-    FR_CHECK(fr_utf8(text, strlen(text)));
+    FR_CHECK(openai_valid_utf8(text, strlen(text)));
     or_key_info back;
     rf_err err;
     rf_err_clear(&err);
@@ -255,7 +244,7 @@ static void fr_generation(const char *text, size_t size, const char *expected)
         FR_CHECK(fr_zero(&g, sizeof g));
         return;
     }
-    FR_CHECK(g.json && fr_utf8(g.json, strlen(g.json)));
+    FR_CHECK(g.json && openai_valid_utf8(g.json, strlen(g.json)));
     cJSON *o = cJSON_Parse(g.json);
     FR_CHECK(cJSON_IsObject(o));
     fr_check_fields(o, fr_gen_strings, fr_gen_numbers, fr_gen_bools);

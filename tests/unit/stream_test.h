@@ -55,17 +55,6 @@ static inline int feed_bq(stream_parser *p, const char *s)
     return rc;
 }
 
-static inline int valid_utf8(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        size_t n = openai_utf8_char_len((const unsigned char *)s + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* Everything a finished stream says, for comparing two runs. */
 typedef struct result {
     openai_status status;
@@ -106,7 +95,7 @@ static inline void run_cuts(const char *text, size_t len, const size_t *cuts, si
         const char *live = stream_text(p, &live_len);
         assert_non_null(live);
         assert_true(live_len >= seen_len);
-        assert_true(valid_utf8(live, live_len));
+        assert_true(openai_valid_utf8(live, live_len));
         if (seen_len)
             assert_memory_equal(live, seen, seen_len);
         if (live_len > seen_len) {
