@@ -504,11 +504,12 @@ static void settle_insert(draft *d)
     }
 }
 
-void prompts_settle_key(const char *key)
+int prompts_row_get(const char *key, prompt_row *row, rf_err *err)
 {
     draft *d = prompts_draft_find(key);
     if (d)
         settle_insert(d);
+    return sp_get(PS.st, key, row, err);
 }
 
 int prompts_flush(prompt_handle *h)
@@ -611,9 +612,8 @@ int prompts_unlink(const char *key)
 {
     rf_err err;
     prompts_lock_key(key);
-    prompts_settle_key(key);
     prompt_row row;
-    int r = sp_get(PS.st, key, &row, &err);
+    int r = prompts_row_get(key, &row, &err);
     if (r == 0)
         r = trash_delete(key, &row);   /* kept aside a moment for tar -x (prompts_int.h) */
     if (r == 0) {

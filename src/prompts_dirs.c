@@ -30,9 +30,9 @@ int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
     rf_err err;
     prompt_row row;
     prompts_lock_key(path);
-    prompts_settle_key(path);
+    r = prompts_row_get(path, &row, &err);
     prompts_unlock_key(path);
-    if (sp_get(prompts_store(), path, &row, &err) == 0)
+    if (r == 0)
         return -EEXIST;   /* a prompt has that name */
     int64_t t = prompts_now_ns();
     prompt_attrs a = {.mode = mode & 07777, .uid = uid, .gid = gid, .atime_ns = t,

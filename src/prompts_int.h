@@ -60,9 +60,9 @@ void prompts_unlock_key(const char *key);
 void prompts_lock_two(const char *a, const char *b);     /* in stripe order */
 void prompts_unlock_two(const char *a, const char *b);
 draft *prompts_draft_find(const char *key);              /* drafts_lock inside */
-/* An open new name whose insert is still queued (sp_begin_new) is stored first, so that
- * a rename, unlink or mkdir reading the store finds it.  Stripe lock of key held. */
-void prompts_settle_key(const char *key);
+/* sp_get for code that holds key's stripe lock: an open new name whose insert is still
+ * queued (sp_begin_new) is stored first, so that a rename, unlink or mkdir finds it. */
+int prompts_row_get(const char *key, prompt_row *row, rf_err *err);
 const char *prompts_base_name(const char *key);          /* after the last '/' */
 /* May a writer create or replace the prompt key now?  0, or -errno (ENAMETOOLONG, the
  * store's refusal, EDQUOT when a cap is used up). */

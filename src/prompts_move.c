@@ -25,11 +25,9 @@ int prompts_rename(const char *from, const char *to, int noreplace)
         return -ENAMETOOLONG;   /* its results could not be stored */
     rf_err err;
     prompts_lock_two(from, to);
-    prompts_settle_key(from);
-    prompts_settle_key(to);
     prompt_row src, dst;
-    int r = sp_get(PS.st, from, &src, &err);
-    int have_dst = r == 0 ? sp_get(PS.st, to, &dst, &err) == 0 : 0;
+    int r = prompts_row_get(from, &src, &err);
+    int have_dst = r == 0 ? prompts_row_get(to, &dst, &err) == 0 : 0;
     if (r == 0 && have_dst && noreplace)
         r = -EEXIST;
     if (r == 0 && prompts_draft_find(to))
@@ -93,9 +91,8 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
                       .mtime_ns = sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
                       .ctime_ns = prompts_now_ns()};
     prompts_lock_key(key);
-    prompts_settle_key(key);
     prompt_row dst;
-    int have_dst = sp_get(PS.st, key, &dst, &err) == 0;
+    int have_dst = prompts_row_get(key, &dst, &err) == 0;
     if (have_dst && noreplace)
         r = -EEXIST;
     else if (prompts_draft_find(key))
@@ -126,21 +123,29 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
     return r;
 }
 
+/* The row and bytes of a prompt nobody is writing: -EBUSY while a writer has it open.
+ * Stripe lock held; *data malloc'd for the caller. */
+static int settled_read(const char *key, prompt_row *row, char **data, size_t *len,
+                        rf_err *err)
+{
+    int r = prompts_row_get(key, row, err);
+    if (r == 0 && prompts_draft_find(key))
+        r = -EBUSY;
+    if (r == 0)
+        r = sp_read(PS.st, key, SP_DATA, 0, data, len, err);
+    return r;
+}
+
 int prompts_to_scratch(const char *key, const char *scratch_path, int noreplace)
 {
     if (noreplace && scratch_exists(scratch_path))
         return -EEXIST;
     rf_err err;
     prompts_lock_key(key);
-    prompts_settle_key(key);
     prompt_row row;
     char *data = NULL;
     size_t len = 0;
-    int r = sp_get(PS.st, key, &row, &err);
-    if (r == 0 && prompts_draft_find(key))
-        r = -EBUSY;
-    if (r == 0)
-        r = sp_read(PS.st, key, SP_DATA, 0, &data, &len, &err);
+    int r = settled_read(key, &row, &data, &len, &err);
     if (r == 0 && scratch_write_atomic(scratch_path, data, len, &err) < 0)
         r = -err.code;
     if (r == 0) {
@@ -163,15 +168,10 @@ int prompts_rerun(const char *key)
         return r;
     rf_err err;
     prompts_lock_key(key);
-    prompts_settle_key(key);
     prompt_row row;
     char *data = NULL;
     size_t len = 0;
-    r = sp_get(PS.st, key, &row, &err);
-    if (r == 0 && prompts_draft_find(key))
-        r = -EBUSY;
-    if (r == 0)
-        r = sp_read(PS.st, key, SP_DATA, 0, &data, &len, &err);
+    r = settled_read(key, &row, &data, &len, &err);
     int64_t gen = store_next_generation(PS.st);
     if (r == 0)
         r = sp_replace_content(PS.st, key, row.gen, data, len, row.hash, gen,
