@@ -87,9 +87,7 @@ void store_health_get(store *st, store_health *h)
     h->code = st->fail_code;
     snprintf(h->why, sizeof h->why, "%s", st->why);
     h->since_ms = st->since_ms;
-    /* held work is work waiting out a failure: none once the store works again (the
-     * writer clears its count only after the held ops' callbacks have run) */
-    h->held = st->failing ? st->held : 0;
+    h->held = st->held;
     h->groups = st->groups;
     h->ops = st->ops;
     h->failures = st->failures;
@@ -239,6 +237,7 @@ static void set_health(store *st, int failing, const rf_err *err)
         st->fail_code = 0;
         st->why[0] = '\0';
         st->since_ms = 0;
+        st->held = 0;   /* what was held just committed: health says so with the rest */
     }
     if (changed) {
         fn = st->listener;
