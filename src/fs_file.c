@@ -409,7 +409,7 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
     if (h->kind == H_CONFIG_EDIT)
         r = liveconf_edit_commit(h->edit);   /* vim: "Fsync failed"; it keeps the original */
     else if (h->kind == H_PROMPT)
-        r = prompts_flush(h->prompt);        /* the bytes so far are stored */
+        r = prompts_fsync(h->prompt);        /* the bytes so far are on the disk */
     else if (h->kind == H_SCRATCH && (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0)
         r = -errno;
     fuse_reply_err(req, -r);
@@ -420,7 +420,7 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     handle *h = handle_of(fi);
     if (h->kind == H_CONFIG_EDIT)
         liveconf_edit_commit(h->edit);   /* nobody hears a release error: status and log do */
-    handle_free(h);                      /* a prompt's last writer starts its job here */
+    handle_free(h);                      /* a prompt's last writer: its job starts once stored */
     fuse_reply_err(req, 0);
 }
 

@@ -51,6 +51,7 @@ void prompts_init(store *st, budget *b)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&PS.stripes[i], NULL);
     PS.drafts = hmap_new();
+    PS.closed = hmap_new();
 }
 
 store *prompts_store(void)
@@ -70,6 +71,10 @@ void prompts_shutdown(void)
     }
     hmap_free(PS.drafts);
     PS.drafts = NULL;
+    for (hmap_iter it = {0}; PS.closed && hmap_next(PS.closed, &it);)
+        free(it.value);
+    hmap_free(PS.closed);
+    PS.closed = NULL;
     pthread_mutex_unlock(&PS.drafts_lock);
 }
 
@@ -242,6 +247,79 @@ static void draft_drop(draft *d)
     free(d);
 }
 
+/* On the writer thread (no lock held): the queued bytes of key could not be stored (the
+ * store itself failing holds them instead).  Its job must not send what the store does
+ * not have: it fails, saying why. */
+static void content_stored(const char *key, int64_t gen, blob *data, int status,
+                           const rf_err *err)
+{
+    if (status == 0 || status == -ENOENT)   /* stored, or deleted meanwhile */
+        return;
+    LOG_ERROR("%s: not saved: %s", key, err->msg);
+    job_input in;
+    job_input_make(&in, data);
+    jobs_prompt_refused(key, gen, &in, "the prompt could not be saved in the state store: "
+                                       "not sent");
+}
+
+/* A name whose last writer closed it a moment ago, its writes still queued: what stat
+ * says until the store has them.  (cp stats each file it has just written: reading the
+ * store there would wait for a commit per file.)  In PS.closed under drafts_lock, from
+ * the close until the writer thread has stored it (writer_closed_stored). */
+typedef struct closed_attrs {
+    prompt_attrs attrs;
+    size_t size;
+    int64_t gen;               /* the generation closed: a later close of the name is its own */
+} closed_attrs;
+
+static void closed_put(const draft *d)
+{
+    closed_attrs *c = malloc(sizeof *c);
+    if (!c)
+        return;   /* stat reads the store, after the queue */
+    *c = (closed_attrs){.attrs = d->attrs, .size = d->len, .gen = d->gen};
+    pthread_mutex_lock(&PS.drafts_lock);
+    closed_attrs *old = PS.closed ? hmap_get(PS.closed, d->key) : NULL;
+    if (PS.closed && hmap_put(PS.closed, d->key, c) == 0)
+        free(old), c = NULL;
+    pthread_mutex_unlock(&PS.drafts_lock);
+    free(c);
+}
+
+/* gen < 0: whatever is there. */
+static void closed_drop(const char *key, int64_t gen)
+{
+    pthread_mutex_lock(&PS.drafts_lock);
+    closed_attrs *c = PS.closed ? hmap_get(PS.closed, key) : NULL;
+    if (c && (gen < 0 || c->gen == gen))
+        free(hmap_del(PS.closed, key));
+    pthread_mutex_unlock(&PS.drafts_lock);
+}
+
+static int closed_get(const char *key, closed_attrs *out)
+{
+    pthread_mutex_lock(&PS.drafts_lock);
+    closed_attrs *c = PS.closed ? hmap_get(PS.closed, key) : NULL;
+    if (c)
+        *out = *c;
+    pthread_mutex_unlock(&PS.drafts_lock);
+    return c != NULL;
+}
+
+/* On the writer thread: the last writer's close is stored, after its bytes; the job may
+ * start now (a crash before this leaves the prompt incomplete, never sent). */
+static void writer_closed_stored(const char *key, int64_t gen, blob *data, int status,
+                                 const rf_err *err)
+{
+    (void)data;
+    closed_drop(key, gen);
+    if (status < 0) {
+        LOG_ERROR("%s: its close could not be saved: %s", key, err->msg);
+        return;
+    }
+    jobs_writer_closed(key);
+}
+
 /* Decide what was written (stripe lock held): the same bytes keep the prompt's job, new
  * bytes get a new generation and are stored. */
 static int draft_decide(draft *d)
@@ -253,8 +331,6 @@ static int draft_decide(draft *d)
     int settled = d->stored_state == PS_PENDING || d->stored_state == PS_PARKED ||
                   d->stored_state == PS_DONE || d->stored_state == PS_FAILED ||
                   d->stored_state == PS_EMPTY;
-    rf_err err;
-    rf_err_clear(&err);
     int64_t mtime = d->mtime_set ? d->attrs.mtime_ns : prompts_now_ns();
     d->attrs.mtime_ns = mtime;
     d->attrs.ctime_ns = prompts_now_ns();
@@ -263,33 +339,31 @@ static int draft_decide(draft *d)
     d->revived = 0;
     if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
         len == d->stored_size) {
-        int r = sp_touch(PS.st, d->key, mtime, &err);
-        d->dirty = 0;
-        d->insert_queued = 0;   /* (waited for, after the insert) */
-        return r == -ENOENT ? 0 : r;
+        int r = sp_queue_touch(PS.st, d->key, mtime);
+        if (r == 0)
+            d->dirty = 0;
+        return r;
     }
+    blob *b = blob_new(d->data ? d->data : "", len);
+    if (!b)
+        return -ENOMEM;
+    /* Queued, not waited for: the close returns at once, reads of the name wait for the
+     * store (store_settle), and the job starts only once its end of writing is stored
+     * (writer_closed_stored), after these bytes. */
     int64_t gen = store_next_generation(PS.st);
     prompt_state state = len ? PS_PENDING : PS_EMPTY;
-    int r = sp_replace_content(PS.st, d->key, d->gen, d->data ? d->data : "", len, hash, gen,
-                               state, mtime, now_ms(), &err);
-    if (r == -ENOENT) {
-        d->orphaned = 1;   /* deleted while open, as on a disk: the bytes go nowhere */
-        return 0;
-    }
+    int r = sp_queue_content(PS.st, d->key, d->gen, b, gen, state, mtime, now_ms(),
+                             content_stored);
     if (r < 0) {
-        LOG_WARN("%s: not saved: %s", d->key, err.msg);
+        blob_unref(b);
         return r;
     }
     d->gen = gen;
-    d->insert_queued = 0;
     d->stored_hash = hash;
     d->stored_size = len;
     d->stored_state = state;
     d->dirty = 0;
     d->force_new = 0;
-    blob *b = blob_new(d->data ? d->data : "", len);
-    if (!b)
-        return -ENOMEM;
     job_input in;
     job_input_make(&in, b);
     blob_unref(b);
@@ -383,7 +457,6 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
             sp_end_write(PS.st, key);
             goto fail;
         }
-        d->insert_queued = queued;
         if (revived) {
             d->revived = d->force_new = 1;
             d->revived_mtime_ns = old_mtime;
@@ -494,33 +567,20 @@ int prompts_ftruncate(prompt_handle *h, off_t size)
     return r;
 }
 
-/* A new name closed without content (touch, `: >`) wrote nothing to wait for, but from
- * its close on, listings and stat read the store: its queued insert must be there. */
-static void settle_insert(draft *d)
-{
-    if (d->insert_queued) {
-        store_flush(PS.st);   /* (failing: the insert is held, and lands when it works) */
-        d->insert_queued = 0;
-    }
-}
-
-int prompts_row_get(const char *key, prompt_row *row, rf_err *err)
-{
-    draft *d = prompts_draft_find(key);
-    if (d)
-        settle_insert(d);
-    return sp_get(PS.st, key, row, err);
-}
-
 int prompts_flush(prompt_handle *h)
 {
     if (!h->writer)
         return 0;
     unsigned s = lock_draft(h->d);
     int r = draft_decide(h->d);
-    settle_insert(h->d);
     pthread_mutex_unlock(&PS.stripes[s]);
     return r;
+}
+
+int prompts_fsync(prompt_handle *h)
+{
+    int r = prompts_flush(h);
+    return r < 0 ? r : store_sync(PS.st);   /* what is queued, on the disk */
 }
 
 void prompts_release(prompt_handle *h)
@@ -541,14 +601,18 @@ void prompts_release(prompt_handle *h)
     }
     if (h->writer) {
         d->writers--;
-        if (d->writers == 0 && !d->orphaned)
-            sp_end_write(PS.st, d->key);
-        jobs_writer_closed(d->key);
+        if (d->writers || d->orphaned) {
+            jobs_writer_closed(d->key);
+        } else {
+            closed_put(d);
+            if (sp_end_write_then(PS.st, d->key, d->gen, writer_closed_stored) < 0) {
+                closed_drop(d->key, d->gen);
+                jobs_writer_closed(d->key);   /* (out of memory: the store keeps writing = 1) */
+            }
+        }
     }
-    if (--d->refs == 0) {
-        settle_insert(d);
-        draft_drop(d);
-    }
+    if (--d->refs == 0)
+        draft_drop(d);   /* reads of the name now wait for what is queued (store_settle) */
     pthread_mutex_unlock(&PS.stripes[s]);
     free(h);
 }
@@ -564,7 +628,13 @@ int prompts_stat(const char *key, struct stat *st)
         prompts_unlock_key(key);
         return 0;
     }
+    closed_attrs c;
+    int closed = closed_get(key, &c);
     prompts_unlock_key(key);
+    if (closed) {
+        prompts_fill_stat(st, S_IFREG, &c.attrs, (off_t)c.size);
+        return 0;
+    }
     prompt_row row;
     rf_err err;
     int r = sp_get(PS.st, key, &row, &err);
@@ -581,6 +651,7 @@ int prompts_setattr(const char *key, unsigned mask, const prompt_attrs *a)
     v.ctime_ns = prompts_now_ns();
     prompts_lock_key(key);
     int r = sp_setattr(PS.st, key, mask, &v, &err);
+    closed_drop(key, -1);   /* (stored after what was queued: stat reads it now) */
     draft *d = prompts_draft_find(key);
     if (r == 0 && d) {
         if (mask & SP_ATTR_MODE) d->attrs.mode = v.mode;
@@ -613,7 +684,7 @@ int prompts_unlink(const char *key)
     rf_err err;
     prompts_lock_key(key);
     prompt_row row;
-    int r = prompts_row_get(key, &row, &err);
+    int r = sp_get(PS.st, key, &row, &err);
     if (r == 0)
         r = trash_delete(key, &row);   /* kept aside a moment for tar -x (prompts_int.h) */
     if (r == 0) {

@@ -44,9 +44,13 @@ int prompts_open(const char *key, int flags, int create, mode_t mode, uid_t uid,
 long prompts_read(prompt_handle *h, char *buf, size_t size, off_t off);
 long prompts_write(prompt_handle *h, const char *buf, size_t size, off_t off);
 int prompts_ftruncate(prompt_handle *h, off_t size);
-/* close(): store what was written (decides new content or not). */
+/* close(): decide what was written (new content or not) and queue it for the store; it
+ * does not wait for the disk (reads of the name do, until it is stored). */
 int prompts_flush(prompt_handle *h);
-/* The handle goes; the last writer's release starts the job. */
+/* fsync(): the same, and wait until it is on the disk: 0, or -ENOSPC / -EIO / -EROFS
+ * while the store is failing (the bytes are held and stored when it works again). */
+int prompts_fsync(prompt_handle *h);
+/* The handle goes; once the last writer's close is stored, the job starts. */
 void prompts_release(prompt_handle *h);
 int prompts_handle_writes(const prompt_handle *h);
 

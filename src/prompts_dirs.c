@@ -30,7 +30,7 @@ int prompts_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid)
     rf_err err;
     prompt_row row;
     prompts_lock_key(path);
-    r = prompts_row_get(path, &row, &err);
+    r = sp_get(PS.st, path, &row, &err);
     prompts_unlock_key(path);
     if (r == 0)
         return -EEXIST;   /* a prompt has that name */

@@ -35,8 +35,6 @@ typedef struct draft {
                                   back (prompts_trash.c) ... */
     int64_t revived_mtime_ns;  /* ... and the same answer stands only for the same bytes
                                   with this modification time set again (tar -x) */
-    int insert_queued;         /* its row's insert is queued (sp_begin_new) and no write
-                                  has been waited for since: drop it only after a flush */
     int64_t gen;               /* the store's generation for key */
     uint64_t stored_hash;
     size_t stored_size;
@@ -50,6 +48,7 @@ typedef struct prompts_state {
     pthread_mutex_t stripes[STRIPES];
     pthread_mutex_t drafts_lock;
     hmap *drafts;              /* key -> draft */
+    hmap *closed;              /* key -> closed_attrs (prompts.c), drafts_lock */
 } prompts_state;
 
 extern prompts_state PS;   /* the module's state (prompts.c) */
@@ -60,9 +59,6 @@ void prompts_unlock_key(const char *key);
 void prompts_lock_two(const char *a, const char *b);     /* in stripe order */
 void prompts_unlock_two(const char *a, const char *b);
 draft *prompts_draft_find(const char *key);              /* drafts_lock inside */
-/* sp_get for code that holds key's stripe lock: an open new name whose insert is still
- * queued (sp_begin_new) is stored first, so that a rename, unlink or mkdir finds it. */
-int prompts_row_get(const char *key, prompt_row *row, rf_err *err);
 const char *prompts_base_name(const char *key);          /* after the last '/' */
 /* May a writer create or replace the prompt key now?  0, or -errno (ENAMETOOLONG, the
  * store's refusal, EDQUOT when a cap is used up). */

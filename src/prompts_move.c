@@ -26,8 +26,8 @@ int prompts_rename(const char *from, const char *to, int noreplace)
     rf_err err;
     prompts_lock_two(from, to);
     prompt_row src, dst;
-    int r = prompts_row_get(from, &src, &err);
-    int have_dst = r == 0 ? prompts_row_get(to, &dst, &err) == 0 : 0;
+    int r = sp_get(PS.st, from, &src, &err);
+    int have_dst = r == 0 ? sp_get(PS.st, to, &dst, &err) == 0 : 0;
     if (r == 0 && have_dst && noreplace)
         r = -EEXIST;
     if (r == 0 && prompts_draft_find(to))
@@ -92,7 +92,7 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
                       .ctime_ns = prompts_now_ns()};
     prompts_lock_key(key);
     prompt_row dst;
-    int have_dst = prompts_row_get(key, &dst, &err) == 0;
+    int have_dst = sp_get(PS.st, key, &dst, &err) == 0;
     if (have_dst && noreplace)
         r = -EEXIST;
     else if (prompts_draft_find(key))
@@ -128,7 +128,7 @@ int prompts_install_scratch(const char *scratch_path, const char *key, int norep
 static int settled_read(const char *key, prompt_row *row, char **data, size_t *len,
                         rf_err *err)
 {
-    int r = prompts_row_get(key, row, err);
+    int r = sp_get(PS.st, key, row, err);
     if (r == 0 && prompts_draft_find(key))
         r = -EBUSY;
     if (r == 0)

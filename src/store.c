@@ -20,10 +20,13 @@
 #include <unistd.h>
 
 #include "faultvfs.h"
+#include "hmap.h"
 #include "log.h"
 #include "store_schema.h"
 
 #define GROUP_MAX_OPS 4096         /* bounds one transaction's latency */
+#define GATHER_US 2000             /* under load, a group gathers for this long ... */
+#define GATHER_BUSY_OPS 4          /* ... when the one before had at least this many ops */
 #define RETRY_FIRST_MS 250         /* failing: first retry, doubling ... */
 #define RETRY_MAX_MS 5000          /* ... up to this */
 #define CLOSE_RETRY_MS 5000        /* at close, how long held work may still be retried */
@@ -207,8 +210,72 @@ static int probe_write(store *st, rf_err *err)
     return 0;
 }
 
+/* ---- pending keys (store_settle) ---- */
+
+static void pending_add(store *st, store_op *op)
+{
+    op->tracked = 0;
+    if (!op->key)
+        return;
+    pthread_mutex_lock(&st->klock);
+    uintptr_t n = st->pending ? (uintptr_t)hmap_get(st->pending, op->key) : 0;
+    if (st->pending && hmap_put(st->pending, op->key, (void *)(n + 1)) == 0)
+        op->tracked = 1;
+    else
+        op->tracked = 2, st->untracked++;   /* no memory: every read settles meanwhile */
+    st->pending_n++;
+    pthread_mutex_unlock(&st->klock);
+}
+
+static void pending_del(store *st, store_op *op)
+{
+    if (!op->tracked)
+        return;
+    pthread_mutex_lock(&st->klock);
+    if (op->tracked == 2) {
+        st->untracked--;
+    } else {
+        uintptr_t n = (uintptr_t)hmap_get(st->pending, op->key);
+        if (n <= 1)
+            hmap_del(st->pending, op->key);
+        else
+            hmap_put(st->pending, op->key, (void *)(n - 1));   /* (replaces: no allocation) */
+    }
+    st->pending_n--;
+    op->tracked = 0;
+    pthread_mutex_unlock(&st->klock);
+}
+
+static int may_wait(store *st)
+{
+    return st->thread_started && !pthread_equal(pthread_self(), st->thread);
+}
+
+void store_settle(store *st, const char *key)
+{
+    if (!may_wait(st))
+        return;
+    pthread_mutex_lock(&st->klock);
+    int pending = st->untracked || (st->pending_n && hmap_get(st->pending, key));
+    pthread_mutex_unlock(&st->klock);
+    if (pending)
+        store_flush(st);
+}
+
+void store_settle_all(store *st)
+{
+    if (!may_wait(st))
+        return;
+    pthread_mutex_lock(&st->klock);
+    int pending = st->pending_n != 0;
+    pthread_mutex_unlock(&st->klock);
+    if (pending)
+        store_flush(st);
+}
+
 static void finish_op(store *st, store_op *op)
 {
+    pending_del(st, op);   /* committed (or failed): reads need not wait for it now */
     if (op->waiting) {
         pthread_mutex_lock(&st->lock);
         op->waiting = 2;                 /* done: the waiting thread may go on */
@@ -330,15 +397,22 @@ static void finish_all(store *st, store_op *list)
     }
 }
 
-static void timed_wait(store *st, int64_t until_mono)
+static int64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = until_mono - mono_ms();
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void timed_wait_us(store *st, int64_t until_us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t left = until_us - mono_us();
     if (left <= 0)
         return;
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000L;
+    ts.tv_sec += left / 1000000;
+    ts.tv_nsec += (left % 1000000) * 1000L;
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
@@ -353,7 +427,7 @@ static void *writer_main(void *arg)
     (void)pthread_setname_np(pthread_self(), "rfs-store");  /* for top -H, perf; cosmetic */
     store *st = arg;
     long backoff = RETRY_FIRST_MS;
-    int64_t retry_at = 0, give_up_at = 0;
+    int64_t retry_at = 0, give_up_at = 0, gather_until = 0;
     pthread_mutex_lock(&st->lock);
     for (;;) {
         if (st->stopping && !give_up_at)
@@ -379,7 +453,7 @@ static void *writer_main(void *arg)
             if (st->stopping && (!st->head || mono_ms() >= give_up_at))
                 break;
             if (mono_ms() < retry_at) {
-                timed_wait(st, st->stopping && give_up_at < retry_at ? give_up_at : retry_at);
+                timed_wait_us(st, (st->stopping && give_up_at < retry_at ? give_up_at : retry_at) * 1000);
                 continue;
             }
         } else if (!st->head) {
@@ -387,10 +461,19 @@ static void *writer_main(void *arg)
                 break;
             pthread_cond_wait(&st->work, &st->lock);
             continue;
+        } else if (gather_until && !st->hurry && !st->stopping && mono_us() < gather_until) {
+            /* Busy: let more work join this group (one transaction and one sync for many
+             * jobs), unless a thread waits for it. */
+            st->gathering = 1;   /* store_submit need not wake it */
+            timed_wait_us(st, gather_until);
+            st->gathering = 0;
+            continue;
         }
+        st->hurry = 0;
         int was_failing = st->failing;
         size_t n = 0;
         store_op *group = take_group(st, &n);
+        gather_until = n >= GATHER_BUSY_OPS ? mono_us() + GATHER_US : 0;
         pthread_mutex_unlock(&st->lock);
 
         rf_err err;
@@ -448,6 +531,7 @@ void store_submit(store *st, store_op *op)
 {
     op->next = NULL;
     op->status = 0;
+    pending_add(st, op);
     pthread_mutex_lock(&st->lock);
     if (st->tail)
         st->tail->next = op;
@@ -455,7 +539,8 @@ void store_submit(store *st, store_op *op)
         st->head = op;
     st->tail = op;
     st->submitted++;
-    pthread_cond_signal(&st->work);
+    if (!st->gathering)
+        pthread_cond_signal(&st->work);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -477,6 +562,7 @@ int store_run(store *st, store_op *op, rf_err *err)
         st->head = op;
     st->tail = op;
     st->submitted++;
+    st->hurry = 1;   /* a thread waits: no gathering */
     pthread_cond_signal(&st->work);
     while (op->waiting != 2)
         pthread_cond_wait(&st->applied, &st->lock);
@@ -490,11 +576,31 @@ int store_flush(store *st)
 {
     pthread_mutex_lock(&st->lock);
     uint64_t target = st->submitted;
-    while (st->finished < target && !st->failing)
+    if (st->finished < target) {
+        st->hurry = 1;
+        pthread_cond_signal(&st->work);
+    }
+    while (st->finished < target && !st->failing) {
         pthread_cond_wait(&st->applied, &st->lock);
+        st->hurry = 1;   /* (again for each group until target) */
+        pthread_cond_signal(&st->work);
+    }
     int r = st->finished >= target ? 0 : -st->fail_code;
     pthread_mutex_unlock(&st->lock);
     return r;
+}
+
+static int apply_nothing(store_conn *w, store_op *op, rf_err *err)
+{
+    (void)w, (void)op, (void)err;
+    return 0;
+}
+
+int store_sync(store *st)
+{
+    store_op op = {.apply = apply_nothing, .flags = STORE_OP_DURABLE};
+    rf_err err;
+    return store_run(st, &op, &err);   /* (queued after everything before it) */
 }
 
 int64_t store_next_generation(store *st)
@@ -572,6 +678,15 @@ store *store_open(const char *dir, rf_err *err)
     st->dirfd = st->lockfd = -1;
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->rlock, NULL);
+    pthread_mutex_init(&st->klock, NULL);
+    if (!(st->pending = hmap_new())) {
+        pthread_mutex_destroy(&st->lock);
+        pthread_mutex_destroy(&st->rlock);
+        pthread_mutex_destroy(&st->klock);
+        free(st);
+        rf_err_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* retries wait on the monotonic clock */
@@ -640,6 +755,8 @@ void store_close(store *st)
         close(st->dirfd);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->rlock);
+    pthread_mutex_destroy(&st->klock);
+    hmap_free(st->pending);
     pthread_cond_destroy(&st->work);
     pthread_cond_destroy(&st->applied);
     free(st->db_path);

@@ -105,11 +105,15 @@ struct store_op {
      * freed here. */
     void (*done)(store_op *op, int status, const rf_err *err);
     unsigned flags;
+    /* store_submit: the path this op writes, or NULL.  Until the op is done, reads of it
+     * wait for the queue (store_settle).  Borrowed from the op: it must live until done. */
+    const char *key;
     /* internal */
     store_op *next;
     int status;
     rf_err err;
     int waiting;            /* store_run: a thread waits for it */
+    int tracked;            /* key counted among the pending ones */
 };
 
 /* Queue op for the writer; op->done reports the outcome.  Never blocks on the disk. */
@@ -120,6 +124,16 @@ int store_run(store *st, store_op *op, rf_err *err);
 /* Wait until everything submitted so far has been applied (or failed): 0, or -errno
  * when the store is failing with work still held. */
 int store_flush(store *st);
+/* The same, and on the disk (the WAL synced): 0, or -errno at once while failing. */
+int store_sync(store *st);
+
+/* Read-your-writes for store_submit: a read of a key that has operations queued and not
+ * yet done first waits until everything queued so far is done (store_flush); for
+ * store_settle_all, when any key has.  At once on the writer thread itself (its done
+ * callbacks), before store_start, and while the store is failing (held work waits for
+ * the disk: reads see the store as it is). */
+void store_settle(store *st, const char *key);
+void store_settle_all(store *st);
 
 /* Unique, increasing job generations across mounts (the largest one in the database is
  * the base at open). */

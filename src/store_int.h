@@ -36,6 +36,8 @@ struct store {
     store_op *head, *tail;
     uint64_t submitted, finished;  /* sequence numbers, for store_flush */
     int stopping;
+    int hurry;                     /* a thread waits for the queue: commit without gathering */
+    int gathering;                 /* the writer lets a group gather (GATHER_US) */
     pthread_t thread;
     int thread_started;
     store_conn *writer;
@@ -53,6 +55,12 @@ struct store {
     store_conn *idle_readers;
 
     int64_t generation;            /* atomic */
+
+    /* keys of submitted operations not yet done (store_settle): key -> count */
+    pthread_mutex_t klock;
+    struct hmap *pending;
+    size_t pending_n;              /* ops counted in pending, or untracked (no memory) */
+    size_t untracked;              /* of those, not in the map: every key settles */
 };
 
 /* store_conn.c */

@@ -60,6 +60,7 @@ static void row_from(sqlite3_stmt *s, int c, prompt_row *r)
 
 int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
 {
+    store_settle(st, path);   /* its queued writes first (sp_begin_new, sp_queue_content) */
     store_conn *c = store_reader(st, err);
     if (!c)
         return -err->code;
@@ -94,6 +95,7 @@ int sp_read(store *st, const char *path, enum sp_blob which, int64_t gen, char *
     static const char *const sql[] = {SQL_READ_DATA, SQL_READ_OUT, SQL_READ_META, SQL_READ_ERR};
     *data = NULL;
     *len = 0;
+    store_settle(st, path);
     store_conn *c = store_reader(st, err);
     if (!c)
         return -err->code;
@@ -136,6 +138,7 @@ static const char SQL_LIST[] =
 int sp_list(store *st, const char *dir, int64_t after_id, int max,
             int (*fn)(const sp_entry *e, void *ud), void *ud, rf_err *err)
 {
+    store_settle_all(st);   /* names just created, whose inserts are queued */
     store_conn *c = store_reader(st, err);
     if (!c)
         return -err->code;
@@ -337,7 +340,8 @@ int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a
         return -ENOMEM;
     }
     o->attrs = *a;
-    o->w.op = (store_op){.apply = apply_begin_write, .done = new_done, .flags = STORE_OP_HELD};
+    o->w.op = (store_op){.apply = apply_begin_write, .done = new_done, .flags = STORE_OP_HELD,
+                         .key = o->w.path};
     o->w.gen = gen;
     o->w.attrs = &o->attrs;
     o->w.now_ms = now_ms;
@@ -400,6 +404,67 @@ int sp_touch(store *st, const char *path, int64_t mtime_ns, rf_err *err)
 {
     write_op o = {.path = path, .mtime_ns = mtime_ns};
     return run_write(st, &o, apply_touch, err);
+}
+
+/* sp_queue_content's op: a write_op that owns its path and a reference to the bytes. */
+typedef struct content_op {
+    write_op w;                /* first; w.path owned */
+    blob *data;                /* owned reference; NULL for a touch */
+    sp_queued_fn then;
+} content_op;
+
+static void content_done(store_op *op, int status, const rf_err *err)
+{
+    content_op *o = (content_op *)op;
+    if (o->then)
+        o->then(o->w.path, o->w.new_gen, o->data, status, err);
+    else if (status < 0)
+        LOG_ERROR("%s: not saved: %s", o->w.path, err->msg);
+    blob_unref(o->data);
+    free((char *)o->w.path);
+    free(o);
+}
+
+static int queue_content(store *st, content_op *o, const char *path,
+                         int (*apply)(store_conn *, store_op *, rf_err *))
+{
+    if (!(o->w.path = strdup(path))) {
+        blob_unref(o->data);
+        free(o);
+        return -ENOMEM;
+    }
+    o->w.op = (store_op){.apply = apply, .done = content_done, .flags = STORE_OP_HELD,
+                         .key = o->w.path};
+    store_submit(st, &o->w.op);
+    return 0;
+}
+
+int sp_queue_content(store *st, const char *path, int64_t old_gen, blob *data, int64_t new_gen,
+                     prompt_state state, int64_t mtime_ns, int64_t now_ms, sp_queued_fn then)
+{
+    content_op *o = calloc(1, sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    o->data = blob_ref(data);
+    o->then = then;
+    o->w.gen = old_gen;
+    o->w.data = data->data;
+    o->w.len = data->len;
+    o->w.hash = data->hash;
+    o->w.new_gen = new_gen;
+    o->w.state = state;
+    o->w.mtime_ns = mtime_ns;
+    o->w.now_ms = now_ms;
+    return queue_content(st, o, path, apply_replace);
+}
+
+int sp_queue_touch(store *st, const char *path, int64_t mtime_ns)
+{
+    content_op *o = calloc(1, sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    o->w.mtime_ns = mtime_ns;
+    return queue_content(st, o, path, apply_touch);
 }
 
 static const char SQL_SETATTR[] =
@@ -644,6 +709,7 @@ typedef struct state_op {
     int kind;                  /* 0 end_write, 1 set_state, 2 mark_sent */
     prompt_state state;
     int park_count;
+    sp_queued_fn then;         /* end_write: once stored */
 } state_op;
 
 static const char SQL_END_WRITE[] = "UPDATE prompts SET writing = 0 WHERE path = ?1";
@@ -677,41 +743,51 @@ static int apply_state(store_conn *w, store_op *op, rf_err *err)
 static void state_done(store_op *op, int status, const rf_err *err)
 {
     state_op *o = (state_op *)op;
+    if (o->then)
+        o->then(o->path, o->gen, NULL, status, err);
     free(o->path);
     free(o);
 }
 
-static void submit_state(store *st, const char *path, int kind, int64_t gen, prompt_state state,
-                         int park_count, int64_t next_ms)
+static int submit_state(store *st, const char *path, int kind, int64_t gen, prompt_state state,
+                        int park_count, int64_t next_ms, sp_queued_fn then)
 {
     state_op *o = calloc(1, sizeof *o);
     if (!o || !(o->path = strdup(path))) {
         free(o);
-        return;   /* out of memory: the state is still right in memory */
+        return -ENOMEM;   /* set_state, mark_sent: the state is still right in memory */
     }
     o->op.apply = apply_state;
     o->op.done = state_done;
     o->op.flags = kind == 2 ? 0 : STORE_OP_HELD;
+    o->op.key = kind == 0 ? o->path : NULL;   /* whether it is being written shows in reads */
+    o->then = then;
     o->kind = kind;
     o->gen = gen;
     o->state = state;
     o->park_count = park_count;
     o->next_attempt_ms = next_ms;
     store_submit(st, &o->op);
+    return 0;
 }
 
 void sp_end_write(store *st, const char *path)
 {
-    submit_state(st, path, 0, 0, PS_PENDING, 0, 0);
+    (void)submit_state(st, path, 0, 0, PS_PENDING, 0, 0, NULL);
+}
+
+int sp_end_write_then(store *st, const char *path, int64_t gen, sp_queued_fn then)
+{
+    return submit_state(st, path, 0, gen, PS_PENDING, 0, 0, then);
 }
 
 void sp_set_state(store *st, const char *path, int64_t gen, prompt_state state, int park_count,
                   int64_t next_attempt_ms)
 {
-    submit_state(st, path, 1, gen, state, park_count, next_attempt_ms);
+    (void)submit_state(st, path, 1, gen, state, park_count, next_attempt_ms, NULL);
 }
 
 void sp_mark_sent(store *st, const char *path, int64_t gen)
 {
-    submit_state(st, path, 2, gen, PS_PENDING, 0, 0);
+    (void)submit_state(st, path, 2, gen, PS_PENDING, 0, 0, NULL);
 }

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "blob.h"
 #include "store.h"
 
 /* The state of a prompt's job as kept in the store. */
@@ -120,8 +121,21 @@ int sp_replace_content(store *st, const char *path, int64_t old_gen, const void 
                        int64_t mtime_ns, int64_t now_ms, rf_err *err);
 /* The same bytes were written again: only the times change. */
 int sp_touch(store *st, const char *path, int64_t mtime_ns, rf_err *err);
+/* The same two, queued: the caller goes on (a close does not wait for the disk).  Held
+ * while the store fails; reads of path wait for them (store_settle).  The op keeps a
+ * reference to data.  then (may be NULL: failures are logged) is called on the writer
+ * thread once it is stored (0) or failed (-errno), with path, new_gen and data.  0, or
+ * -ENOMEM with nothing queued. */
+typedef void (*sp_queued_fn)(const char *path, int64_t gen, blob *data, int status,
+                             const rf_err *err);
+int sp_queue_content(store *st, const char *path, int64_t old_gen, blob *data, int64_t new_gen,
+                     prompt_state state, int64_t mtime_ns, int64_t now_ms, sp_queued_fn then);
+int sp_queue_touch(store *st, const char *path, int64_t mtime_ns);
 /* The last writer closed path (held, asynchronous). */
 void sp_end_write(store *st, const char *path);
+/* The same, and then(path, gen, NULL, status, err) once it is stored (gen: the caller's,
+ * given back): 0, or -ENOMEM with nothing queued and then not called. */
+int sp_end_write_then(store *st, const char *path, int64_t gen, sp_queued_fn then);
 /* chmod / chown / utimens: only the fields set in mask (SP_ATTR_*) change. */
 enum { SP_ATTR_MODE = 1, SP_ATTR_UID = 2, SP_ATTR_GID = 4, SP_ATTR_ATIME = 8,
        SP_ATTR_MTIME = 16 };

@@ -52,8 +52,8 @@ static void expect_absent(fixture *fx, const char *path)
     assert_int_equal(sp_get(fx->st, path, &row, &err), -ENOENT);
 }
 
-/* The blob which of path (any generation), or NULL when it has none. */
-static char *blob(fixture *fx, const char *path, enum sp_blob which, int64_t gen, size_t *len)
+/* The stored blob which of path (any generation), or NULL when it has none. */
+static char *stored_blob(fixture *fx, const char *path, enum sp_blob which, int64_t gen, size_t *len)
 {
     char *data = (char *)1;
     rf_err err;
@@ -72,7 +72,7 @@ static void expect_blob(fixture *fx, const char *path, enum sp_blob which, int64
                         const char *want)
 {
     size_t len = 99;
-    char *data = blob(fx, path, which, gen, &len);
+    char *data = stored_blob(fx, path, which, gen, &len);
     if (!want) {
         if (data)
             fail_msg("%s: unexpected blob %d: %s", path, which, data);
@@ -624,12 +624,92 @@ static void test_state_by_generation(void **state)
     assert_int_equal(get(fx, "t/a").next_attempt_ms, 777);
 }
 
+static int listed_seen;
+
+static int find_listed(const sp_entry *e, void *ud)
+{
+    (void)ud;
+    if (strcmp(e->name, "listed") == 0)
+        listed_seen = 1;
+    return 0;
+}
+
+/* What the writer thread told sp_queue_content's and sp_end_write_then's callers. */
+static struct {
+    int calls, status;
+    int64_t gen;
+    char data[32];
+} told;
+
+static void record_told(const char *path, int64_t gen, blob *data, int status,
+                        const rf_err *err)
+{
+    (void)path, (void)err;
+    told.calls++;
+    told.status = status;
+    told.gen = gen;
+    snprintf(told.data, sizeof told.data, "%s", data ? data->data : "-");
+}
+
+/* Queued writes: nobody waits for them, yet every read of their path sees them (the read
+ * waits for the queue), their callbacks have run by then, and a stale generation is
+ * refused (-ENOENT) without touching the row. */
+static void test_queued_writes(void **state)
+{
+    fixture *fx = *state;
+    rf_err err;
+    prompt_row row;
+    memset(&told, 0, sizeof told);
+    prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    assert_int_equal(sp_begin_new(fx->st, "t/q", 30, &a, 5000, &row), 0);
+    blob *b = blob_new("queued", 6);
+    assert_non_null(b);
+    assert_int_equal(sp_queue_content(fx->st, "t/q", 30, b, 31, PS_PENDING, 500, 6000,
+                                      record_told), 0);
+    blob_unref(b);   /* the op keeps its own reference */
+    prompt_row got = get(fx, "t/q");
+    assert_int_equal(got.gen, 31);
+    assert_int_equal(got.size, 6);
+    assert_int_equal(got.state, PS_PENDING);
+    assert_int_equal(got.writing, 1);
+    assert_int_equal(got.attrs.mtime_ns, 500);
+    expect_blob(fx, "t/q", SP_DATA, 31, "queued");
+    assert_int_equal(told.calls, 1);
+    assert_int_equal(told.status, 0);
+    assert_int_equal(told.gen, 31);
+    assert_string_equal(told.data, "queued");
+    /* the close, then a touch */
+    assert_int_equal(sp_end_write_then(fx->st, "t/q", 31, record_told), 0);
+    assert_int_equal(sp_queue_touch(fx->st, "t/q", 777), 0);
+    got = get(fx, "t/q");
+    assert_int_equal(got.writing, 0);
+    assert_int_equal(got.attrs.mtime_ns, 777);
+    assert_int_equal(told.calls, 2);
+    assert_int_equal(told.gen, 31);
+    assert_string_equal(told.data, "-");
+    /* bytes for a generation the row no longer has */
+    b = blob_new("stale", 5);
+    assert_non_null(b);
+    assert_int_equal(sp_queue_content(fx->st, "t/q", 30, b, 32, PS_PENDING, 1, 1, record_told),
+                     0);
+    blob_unref(b);
+    expect_blob(fx, "t/q", SP_DATA, 0, "queued");
+    assert_int_equal(told.calls, 3);
+    assert_int_equal(told.status, -ENOENT);
+    assert_int_equal(get(fx, "t/q").gen, 31);
+    /* a listing sees a name whose insert is still queued */
+    assert_int_equal(sp_begin_new(fx->st, "t/listed", 40, &a, 5000, &row), 0);
+    assert_int_equal(sp_list(fx->st, "t", 0, 100, find_listed, NULL, &err), 2);
+    assert_int_equal(listed_seen, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_begin_write_and_replace),
         T(test_begin_new),
+        T(test_queued_writes),
         T(test_results),
         T(test_touch_and_setattr),
         T(test_delete),
