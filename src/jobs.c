@@ -311,6 +311,20 @@ job *jobs_find(const char *key)
     return J.table ? hmap_get(J.table, key) : NULL;
 }
 
+job *jobs_find_attempt(const char *key, const attempt *att)
+{
+    assert(jobs_lock_held());
+    job *j = jobs_find(key);
+    if (j && j->attempt == att)
+        return j;
+    /* Renamed while the attempt ran (mv of a running prompt): the job has another key now.
+     * Rare, and the table holds only active jobs: a walk. */
+    for (hmap_iter it = {0}; J.table && hmap_next(J.table, &it);)
+        if (((job *)it.value)->attempt == att)
+            return it.value;
+    return j;
+}
+
 /* ---- states, slots and queues ---- */
 
 static tier_slots *slots_for(const char *tier)

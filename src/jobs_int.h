@@ -15,6 +15,9 @@ int jobs_lock_held(void);       /* for assertions */
 
 /* The job for key in the table, or NULL.  Lock held. */
 job *jobs_find(const char *key);
+/* The job attempt att runs for: by key, else (renamed meanwhile) the one that holds att;
+ * else whatever key names (or NULL): then att is not its current attempt. */
+job *jobs_find_attempt(const char *key, const attempt *att);
 
 /* Wakes decided under the lock, delivered after it (jobs_wait.c). */
 typedef struct pending_wake pending_wake;

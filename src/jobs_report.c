@@ -80,7 +80,7 @@ void jobs_on_attempt_report(attempt *att, attempt_plan *plan, attempt_report *r)
 {
     actions acts = ACTIONS_INIT(acts);
     jobs_lock();
-    job *j = jobs_find(plan->key);
+    job *j = jobs_find_attempt(plan->key, att);
     int current = j && j->attempt == att && j->gen == plan->gen && j->state == JOB_RUNNING;
     if (!current) {
         commit_bill_alone(r, &acts);    /* billed all the same: the provider charged */

@@ -42,6 +42,13 @@ static void pretty_indent(pretty_buf *pb, int depth)
 
 static void pretty_scalar(pretty_buf *pb, const cJSON *item)
 {
+    /* Most scalars are short: printed on the stack, not through an allocation each
+     * (with the 5 spare bytes cJSON's manual asks for). */
+    char small[256];
+    if (cJSON_PrintPreallocated((cJSON *)item, small, (int)sizeof small - 5, 0)) {
+        pretty_str(pb, small);
+        return;
+    }
     char *text = cJSON_PrintUnformatted(item);
     if (!text) {
         pb->failed = 1;

@@ -468,7 +468,9 @@ int main(int argc, char **argv)
     jobs_recover();
     service_ready(o.mountpoint, cfg->tiers_len);   /* service hook: sd_notify READY=1 */
 
-    struct fuse_loop_config loop = {.clone_fd = 0, .max_idle_threads = 10};
+    /* clone_fd: each worker reads its own clone of /dev/fuse (less contention on one
+     * queue when many prompts are copied in at once) */
+    struct fuse_loop_config loop = {.clone_fd = 1, .max_idle_threads = 10};
     status = fuse_session_loop_mt(se, &loop) == 0 ? 0 : 1;
     service_stopping();   /* service hook: logs why, sd_notify STOPPING=1 */
 

@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "faultvfs.h"
-#include "hmap.h"
 #include "log.h"
 #include "store_schema.h"
 
@@ -118,6 +117,8 @@ void store_set_health_listener(store *st, void (*fn)(int failing, void *ud), voi
 static const char SQL_SAVEPOINT[] = "SAVEPOINT op";
 static const char SQL_RELEASE[] = "RELEASE op";
 static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO op";
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
 
 static int step_done(store_conn *c, const char *sql, rf_err *err)
 {
@@ -160,17 +161,23 @@ static int apply_group(store *st, store_op *group, rf_err *err)
     int durable = 0;
     for (store_op *op = group; op; op = op->next)
         durable |= (op->flags & STORE_OP_DURABLE) != 0;
-    if (store_conn_exec(w, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0 ||
-        store_conn_exec(w, "BEGIN IMMEDIATE", err) < 0)
+    if (durable != w->sync_full) {   /* (a pragma is parsed each time: only on a change) */
+        if (store_conn_exec(w, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                            err) < 0)
+            goto failed;
+        w->sync_full = durable;
+    }
+    if (step_done(w, SQL_BEGIN, err) < 0)
         goto failed;
     for (store_op *op = group; op; op = op->next) {
         rf_err_clear(&op->err);
         w->last_rc = SQLITE_OK;
-        if (step_done(w, SQL_SAVEPOINT, err) < 0)
+        int savepoint = !(op->flags & STORE_OP_ONE_CHANGE);
+        if (savepoint && step_done(w, SQL_SAVEPOINT, err) < 0)
             goto failed;
         if (op->apply(w, op, &op->err) == 0) {
             op->status = 0;
-            if (step_done(w, SQL_RELEASE, err) < 0)
+            if (savepoint && step_done(w, SQL_RELEASE, err) < 0)
                 goto failed;
             continue;
         }
@@ -180,10 +187,11 @@ static int apply_group(store *st, store_op *group, rf_err *err)
         }
         /* This operation alone failed (a constraint, a missing row): undo just it. */
         op->status = -(op->err.code ? op->err.code : EIO);
-        if (step_done(w, SQL_ROLLBACK_TO, err) < 0 || step_done(w, SQL_RELEASE, err) < 0)
+        if (savepoint &&
+            (step_done(w, SQL_ROLLBACK_TO, err) < 0 || step_done(w, SQL_RELEASE, err) < 0))
             goto failed;
     }
-    if (store_conn_exec(w, "COMMIT", err) < 0)
+    if (step_done(w, SQL_COMMIT, err) < 0)
         goto failed;
     return 0;
 failed:
@@ -210,72 +218,9 @@ static int probe_write(store *st, rf_err *err)
     return 0;
 }
 
-/* ---- pending keys (store_settle) ---- */
-
-static void pending_add(store *st, store_op *op)
-{
-    op->tracked = 0;
-    if (!op->key)
-        return;
-    pthread_mutex_lock(&st->klock);
-    uintptr_t n = st->pending ? (uintptr_t)hmap_get(st->pending, op->key) : 0;
-    if (st->pending && hmap_put(st->pending, op->key, (void *)(n + 1)) == 0)
-        op->tracked = 1;
-    else
-        op->tracked = 2, st->untracked++;   /* no memory: every read settles meanwhile */
-    st->pending_n++;
-    pthread_mutex_unlock(&st->klock);
-}
-
-static void pending_del(store *st, store_op *op)
-{
-    if (!op->tracked)
-        return;
-    pthread_mutex_lock(&st->klock);
-    if (op->tracked == 2) {
-        st->untracked--;
-    } else {
-        uintptr_t n = (uintptr_t)hmap_get(st->pending, op->key);
-        if (n <= 1)
-            hmap_del(st->pending, op->key);
-        else
-            hmap_put(st->pending, op->key, (void *)(n - 1));   /* (replaces: no allocation) */
-    }
-    st->pending_n--;
-    op->tracked = 0;
-    pthread_mutex_unlock(&st->klock);
-}
-
-static int may_wait(store *st)
-{
-    return st->thread_started && !pthread_equal(pthread_self(), st->thread);
-}
-
-void store_settle(store *st, const char *key)
-{
-    if (!may_wait(st))
-        return;
-    pthread_mutex_lock(&st->klock);
-    int pending = st->untracked || (st->pending_n && hmap_get(st->pending, key));
-    pthread_mutex_unlock(&st->klock);
-    if (pending)
-        store_flush(st);
-}
-
-void store_settle_all(store *st)
-{
-    if (!may_wait(st))
-        return;
-    pthread_mutex_lock(&st->klock);
-    int pending = st->pending_n != 0;
-    pthread_mutex_unlock(&st->klock);
-    if (pending)
-        store_flush(st);
-}
-
 static void finish_op(store *st, store_op *op)
 {
-    pending_del(st, op);   /* committed (or failed): reads need not wait for it now */
+    store_keys_del(st, op);   /* committed (or failed): reads need not wait for it now */
     if (op->waiting) {
         pthread_mutex_lock(&st->lock);
         op->waiting = 2;                 /* done: the waiting thread may go on */
@@ -531,7 +476,7 @@ void store_submit(store *st, store_op *op)
 {
     op->next = NULL;
     op->status = 0;
-    pending_add(st, op);
+    store_keys_add(st, op);
     pthread_mutex_lock(&st->lock);
     if (st->tail)
         st->tail->next = op;
@@ -678,11 +623,9 @@ store *store_open(const char *dir, rf_err *err)
     st->dirfd = st->lockfd = -1;
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->rlock, NULL);
-    pthread_mutex_init(&st->klock, NULL);
-    if (!(st->pending = hmap_new())) {
+    if (store_keys_init(st) < 0) {
         pthread_mutex_destroy(&st->lock);
         pthread_mutex_destroy(&st->rlock);
-        pthread_mutex_destroy(&st->klock);
         free(st);
         rf_err_set(err, ENOMEM, "out of memory");
         return NULL;
@@ -755,8 +698,7 @@ void store_close(store *st)
         close(st->dirfd);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->rlock);
-    pthread_mutex_destroy(&st->klock);
-    hmap_free(st->pending);
+    store_keys_free(st);
     pthread_cond_destroy(&st->work);
     pthread_cond_destroy(&st->applied);
     free(st->db_path);

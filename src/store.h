@@ -93,6 +93,8 @@ int store_fail(store_conn *c, int rc, rf_err *err, const char *what);
 enum {
     STORE_OP_DURABLE = 1,   /* sync the WAL when its group commits (answers, ledger) */
     STORE_OP_HELD = 2,      /* never dropped: held and retried while the store fails */
+    STORE_OP_ONE_CHANGE = 4,  /* apply changes rows with one statement, which SQLite undoes
+                                 by itself when it fails: no savepoint around it */
 };
 
 typedef struct store_op store_op;

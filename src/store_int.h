@@ -22,6 +22,7 @@ struct store_conn {
     } cache[STMT_CACHE];
     size_t ncache;
     int last_rc;                   /* the SQLite code store_fail last saw */
+    int sync_full;                 /* writer: PRAGMA synchronous is FULL (else NORMAL) */
     store_conn *next;              /* pool link */
 };
 
@@ -62,6 +63,12 @@ struct store {
     size_t pending_n;              /* ops counted in pending, or untracked (no memory) */
     size_t untracked;              /* of those, not in the map: every key settles */
 };
+
+/* store_keys.c: the keys of queued operations (store_settle) */
+int store_keys_init(store *st);                   /* 0, or -1: out of memory */
+void store_keys_free(store *st);
+void store_keys_add(store *st, store_op *op);     /* store_submit, before queueing */
+void store_keys_del(store *st, store_op *op);     /* the writer, before op->done */
 
 /* store_conn.c */
 store_conn *store_conn_open(store *st, int readonly, rf_err *err);   /* NULL with err */

@@ -382,6 +382,61 @@ JSON
     done
 }
 
+@test "a close does not wait for the disk, yet the prompt is there at once (stat, cat, ls, mv, rm); fsync stores it before the close" {
+    rfs_default_config
+    rfs_mount
+    local i
+    for i in $(seq 1 30); do
+        printf 'v%d\n' "$i" >"$MNT/fast/c$i"
+        [ "$(stat -c %s "$MNT/fast/c$i")" -eq $(( ${#i} + 2 )) ]
+        [ "$(cat "$MNT/fast/c$i")" = "v$i" ]
+        ls "$MNT/fast" | grep -qx "c$i"
+        printf 'w%d\n' "$i" >"$MNT/fast/d$i" && mv "$MNT/fast/d$i" "$MNT/fast/r$i"
+        [ "$(cat "$MNT/fast/r$i")" = "w$i" ] && [ ! -e "$MNT/fast/d$i" ]
+        printf 'gone\n' >"$MNT/fast/g$i" && rm "$MNT/fast/g$i"
+        [ ! -e "$MNT/fast/g$i" ]
+    done
+    for i in 1 17 30; do
+        run read_out "$MNT/fast/c$i.out"
+        assert_output "sim[sim/a]: v$i"
+        run read_out "$MNT/fast/r$i.out"
+        assert_output "sim[sim/a]: w$i"
+    done
+    # fsync returns once the bytes are in the database, before the close
+    run python3 - "$MNT/fast/synced" "$STATE/routefs.db" <<'PY'
+import os, sqlite3, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"synced prompt\n")
+os.fsync(fd)
+db = sqlite3.connect("file:" + sys.argv[2] + "?mode=ro", uri=True)
+row = db.execute("SELECT data, writing FROM prompts WHERE path = 'fast/synced'").fetchone()
+print(row)
+os.close(fd)
+assert row == (b"synced prompt\n", 1), row
+PY
+    echo "$output"
+    assert_success
+    run read_out "$MNT/fast/synced.out"
+    assert_output "sim[sim/a]: synced prompt"
+}
+
+@test "a prompt renamed while its request is in flight gets its answer under the new name, paid once" {
+    rfs_default_config
+    rfs_mount
+    sim_behave 'sim/a' '{"latency_ms": 1500}'
+    echo "moving" >"$MNT/fast/before"
+    wait_state "$MNT/fast/before" running
+    mv "$MNT/fast/before" "$MNT/fast/after"
+    run read_out "$MNT/fast/after.out"
+    assert_success
+    assert_output --partial "moving"
+    [ "$(jq -r .state "$MNT/fast/after.meta")" = done ]
+    [ ! -e "$MNT/fast/before.out" ]
+    sleep 0.5
+    [ "$(sim_count sim/a)" = 1 ]
+    [ "$(state_sql "SELECT count(*) FROM ledger WHERE path LIKE 'fast/%'")" = 1 ]
+}
+
 @test "a rewritten prompt's result is new at once: stat, wc -c and cat agree on its size" {
     rfs_default_config
     rfs_mount
