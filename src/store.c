@@ -398,7 +398,8 @@ static void *writer_main(void *arg)
             if (st->stopping && (!st->head || mono_ms() >= give_up_at))
                 break;
             if (mono_ms() < retry_at) {
-                timed_wait_us(st, (st->stopping && give_up_at < retry_at ? give_up_at : retry_at) * 1000);
+                int64_t until = st->stopping && give_up_at < retry_at ? give_up_at : retry_at;
+                timed_wait_us(st, until * 1000);
                 continue;
             }
         } else if (!st->head) {
