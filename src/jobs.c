@@ -250,6 +250,8 @@ int job_set_key(job *j, const char *key)
 /* The job for key, created (state WRITING, not yet anything) if absent.  Lock held. */
 job *job_for_key(const char *key)
 {
+    if (!J.table)
+        return NULL;   /* shut down: the store's last callbacks at unmount find nothing */
     job *j = hmap_get(J.table, key);
     if (j)
         return j;
