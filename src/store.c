@@ -522,14 +522,10 @@ int store_flush(store *st)
 {
     pthread_mutex_lock(&st->lock);
     uint64_t target = st->submitted;
-    if (st->finished < target) {
-        st->hurry = 1;
-        pthread_cond_signal(&st->work);
-    }
     while (st->finished < target && !st->failing) {
-        pthread_cond_wait(&st->applied, &st->lock);
-        st->hurry = 1;   /* (again for each group until target) */
+        st->hurry = 1;   /* a thread waits: no gathering, for each group until target */
         pthread_cond_signal(&st->work);
+        pthread_cond_wait(&st->applied, &st->lock);
     }
     int r = st->finished >= target ? 0 : -st->fail_code;
     pthread_mutex_unlock(&st->lock);

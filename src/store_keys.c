@@ -34,8 +34,8 @@ void store_keys_add(store *st, store_op *op)
     if (!op->key)
         return;
     pthread_mutex_lock(&st->klock);
-    uintptr_t n = st->pending ? (uintptr_t)hmap_get(st->pending, op->key) : 0;
-    if (st->pending && hmap_put(st->pending, op->key, (void *)(n + 1)) == 0)
+    uintptr_t n = (uintptr_t)hmap_get(st->pending, op->key);
+    if (hmap_put(st->pending, op->key, (void *)(n + 1)) == 0)
         op->tracked = 1;
     else
         op->tracked = 2, st->untracked++;   /* no memory: every read settles meanwhile */
