@@ -90,6 +90,7 @@ void store_health_get(store *st, store_health *h)
     snprintf(h->why, sizeof h->why, "%s", st->why);
     h->since_ms = st->since_ms;
     h->held = st->held;
+    h->held_paid = st->held_paid;
     h->groups = st->groups;
     h->ops = st->ops;
     h->failures = st->failures;
@@ -249,7 +250,7 @@ static void set_health(store *st, int failing, const rf_err *err)
         st->fail_code = 0;
         st->why[0] = '\0';
         st->since_ms = 0;
-        st->held = 0;   /* what was held just committed: health says so with the rest */
+        st->held = st->held_paid = 0;   /* what was held just committed */
     }
     if (changed) {
         fn = st->listener;
@@ -329,9 +330,11 @@ static void requeue_front(store *st, store_op *list)
         if (!st->tail)
             st->tail = last;
     }
-    st->held = 0;
-    for (store_op *op = st->head; op; op = op->next)
+    st->held = st->held_paid = 0;
+    for (store_op *op = st->head; op; op = op->next) {
         st->held++;
+        st->held_paid += (op->flags & STORE_OP_PAID) != 0;
+    }
 }
 
 static void finish_all(store *st, store_op *list)
@@ -435,7 +438,7 @@ static void *writer_main(void *arg)
             st->groups += group != NULL;
             st->ops += n;
             st->finished += n;
-            st->held = 0;
+            st->held = st->held_paid = 0;
             pthread_cond_broadcast(&st->applied);
             continue;
         }

@@ -63,6 +63,7 @@ typedef struct store_health {
     char why[512];        /* one line, e.g. "database or disk is full" */
     int64_t since_ms;     /* wall clock when it started failing (0 = ok) */
     size_t held;          /* operations held in memory until the disk works again */
+    size_t held_paid;     /* of them, paid answers with their bills (STORE_OP_PAID) */
     uint64_t groups;      /* transactions committed since open */
     uint64_t ops;         /* operations committed since open */
     uint64_t failures;    /* times the store went from ok to failing */
@@ -97,6 +98,7 @@ enum {
     STORE_OP_HELD = 2,      /* never dropped: held and retried while the store fails */
     STORE_OP_ONE_CHANGE = 4,  /* apply changes rows with one statement, which SQLite undoes
                                  by itself when it fails: no savepoint around it */
+    STORE_OP_PAID = 8,      /* carries a paid answer and its bill: counted apart in health */
 };
 
 typedef struct store_op store_op;

@@ -47,7 +47,7 @@ struct store {
     int failing, fail_code;
     char why[512];
     int64_t since_ms;
-    size_t held;
+    size_t held, held_paid;   /* queued ops while failing; of them STORE_OP_PAID */
     uint64_t groups, ops, failures;
     void (*listener)(int failing, void *ud);
     void *listener_ud;

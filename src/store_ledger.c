@@ -236,7 +236,7 @@ void sl_submit(store *st, job_commit *c)
 {
     c->op.apply = apply_commit;
     c->op.done = commit_done;
-    c->op.flags = STORE_OP_DURABLE | STORE_OP_HELD;
+    c->op.flags = STORE_OP_DURABLE | STORE_OP_HELD | STORE_OP_PAID;
     store_submit(st, &c->op);
 }
 

@@ -213,9 +213,10 @@ static char *render_status(size_t *len)
     store_health h;
     store_health_get(V.st, &h);
     if (h.failing)
-        tb_printf(&tb, "store: FAILING since %lld s: %s; new prompts are refused, %zu paid "
-                       "answer(s) held in memory until it works again\n",
-                  (long long)((now_wall_ms() - h.since_ms) / 1000), h.why, h.held);
+        tb_printf(&tb, "store: FAILING since %lld s: %s; new prompts are refused, %zu "
+                       "write(s) held in memory until it works again (%zu paid answer(s))\n",
+                  (long long)((now_wall_ms() - h.since_ms) / 1000), h.why, h.held,
+                  h.held_paid);
     else
         tb_printf(&tb, "store: ok\n");
     int64_t short_ms = 0;
@@ -428,8 +429,11 @@ static char *render_metrics(size_t *len)
                    "routefs_store_up %d\n"
                    "# HELP routefs_store_held_ops Writes held in memory while the store fails.\n"
                    "# TYPE routefs_store_held_ops gauge\n"
-                   "routefs_store_held_ops %zu\n",
-              !h.failing, h.held);
+                   "routefs_store_held_ops %zu\n"
+                   "# HELP routefs_store_held_answers Paid answers among the held writes.\n"
+                   "# TYPE routefs_store_held_answers gauge\n"
+                   "routefs_store_held_answers %zu\n",
+              !h.failing, h.held, h.held_paid);
     double today = 0, month = 0, reserved = 0;
     budget_totals(V.spend, &today, &month, &reserved);
     tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"

@@ -121,8 +121,9 @@ write_paced() {
     mount -t tmpfs -o size=6m,mode=700 routefs-e2e-state "$TMPFS"
     rfs_store_config 6
     rfs_mount
-    # answers of 24 KiB: about 150 of them fill what is left of the tmpfs below
-    sim_behave 'sim/a' "{\"latency_ms\": 200, \"content\": \"$(head -c 24576 /dev/zero | tr '\0' y)\"}"
+    # answers of 24 KiB: a few dozen fill what is left of the tmpfs below.  They take
+    # 1.5 s, so whatever fills the disk, several paid answers are still on their way.
+    sim_behave 'sim/a' "{\"latency_ms\": 1500, \"content\": \"$(head -c 24576 /dev/zero | tr '\0' y)\"}"
     local avail
     avail=$(df -B1 --output=avail "$TMPFS" | tail -n 1)
     dd if=/dev/zero of="$TMPFS/filler" bs=4096 count=$(( (avail - 1536 * 1024) / 4096 )) status=none
@@ -144,14 +145,18 @@ write_paced() {
     echo "$output"
     [ "$status" -ne 0 ]
     assert_output --partial "No space left on device"
-    # while full, nothing new is sent
+    # while full, nothing new is sent; every answer sent for is committed or held
     sleep 1
     sent=$(sim_count sim/a)
     sleep 2
     [ "$(sim_count sim/a)" -eq "$sent" ]
     done_full=$(state_done batch)
-    echo "while full: $sent sent, $done_full committed, $(metric routefs_store_held_ops) held"
-    [ "$done_full" -lt "$ok" ]
+    held=$(metric routefs_store_held_answers)
+    echo "while full: $sent sent, $done_full committed, $held paid answer(s) held" \
+         "($(metric routefs_store_held_ops) writes)"
+    [ "$held" -gt 0 ] && [ "$done_full" -lt "$ok" ]
+    [ $((done_full + held)) -eq "$sent" ]
+    grep -qF "($held paid answer(s))" "$MNT/status"
     # space comes back: the held answers are committed, the waiting jobs resume
     rm -f "$TMPFS/filler"
     wait_for 20 status_has "store: ok"
@@ -200,10 +205,11 @@ fault_cycle() {
     echo "$mode" >"$FAULT"
     # the four answers in flight arrive, cannot be committed: the store fails, holds them
     wait_for 10 status_has "store: FAILING"
+    wait_for 10 metric_pos routefs_store_held_answers
     run cat "$MNT/status"
     echo "$output"
     assert_output --partial "new prompts are refused"
-    wait_for 10 metric_pos routefs_store_held_ops
+    assert_output --partial "paid answer(s))"
     metric_is routefs_store_up 0
     grep -q "state store failing" "$RFS_LOG"
     # writers are told, at create, open and write
@@ -231,6 +237,9 @@ fault_cycle() {
     [ "$output" -eq "$sent" ]
     [ "$sent" -lt $n ]
     [ "$(state_done batch)" -eq 1 ]
+    # every answer sent for while failing has come back (1.5 s) and is held
+    [ "$(metric routefs_store_held_answers)" -eq "$sent" ]
+    grep -qF "($sent paid answer(s))" "$MNT/status"
     rm -f "$FAULT"
     wait_for 15 status_has "store: ok"
     metric_is routefs_store_up 1
