@@ -650,6 +650,7 @@ fail:
 
 int store_start(store *st, rf_err *err)
 {
+    store_paths_start(st);
     int e = pthread_create(&st->thread, NULL, writer_main, st);
     if (e)
         return rf_err_set(err, e, "cannot start the store thread: %s", strerror(e));
@@ -682,6 +683,7 @@ void store_close(store *st)
         pthread_mutex_unlock(&st->lock);
         pthread_join(st->thread, NULL);
     }
+    store_paths_stop(st);
     if (st->writer) {
         /* Fold the WAL back into the database: a clean state directory after unmount. */
         sqlite3_wal_checkpoint_v2(st->writer->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);

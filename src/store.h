@@ -141,6 +141,13 @@ int store_sync(store *st);
 void store_settle(store *st, const char *key);
 void store_settle_all(store *st);
 
+/* Paths that surely have no prompt or tag-directory row (store_paths.c), so a lookup of
+ * a new name needs no read.  Every write that may give a path a row calls store_path_add
+ * before it is submitted.  store_path_absent is 1 only when the path surely has none; 0
+ * (maybe) until the names in the tables are read after store_start. */
+void store_path_add(store *st, const char *path);
+int store_path_absent(store *st, const char *path);
+
 /* Unique, increasing job generations across mounts (the largest one in the database is
  * the base at open). */
 int64_t store_next_generation(store *st);

@@ -12,6 +12,8 @@ static const char SQL_DIR_GET[] =
 
 int sp_dir_get(store *st, const char *path, dir_row *row, rf_err *err)
 {
+    if (store_path_absent(st, path))
+        return -ENOENT;   /* a new name: no read (store_paths.c) */
     store_conn *c = store_reader(st, err);
     if (!c)
         return -err->code;

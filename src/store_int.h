@@ -62,6 +62,8 @@ struct store {
     struct hmap *pending;
     size_t pending_n;              /* ops counted in pending, or untracked (no memory) */
     size_t untracked;              /* of those, not in the map: every key settles */
+
+    struct store_paths *paths;     /* store_paths.c; NULL before store_start or without memory */
 };
 
 /* store_keys.c: the keys of queued operations (store_settle) */
@@ -69,6 +71,10 @@ int store_keys_init(store *st);                   /* 0, or -1: out of memory */
 void store_keys_free(store *st);
 void store_keys_add(store *st, store_op *op);     /* store_submit, before queueing */
 void store_keys_del(store *st, store_op *op);     /* the writer, before op->done */
+
+/* store_paths.c: the filter of prompt paths (store_path_absent) */
+void store_paths_start(store *st);   /* store_start, before the writer runs */
+void store_paths_stop(store *st);    /* store_close, after the writer has stopped */
 
 /* store_conn.c */
 store_conn *store_conn_open(store *st, int readonly, rf_err *err);   /* NULL with err */

@@ -60,6 +60,8 @@ static void row_from(sqlite3_stmt *s, int c, prompt_row *r)
 
 int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
 {
+    if (store_path_absent(st, path))
+        return -ENOENT;   /* a new name: no read (store_paths.c) */
     store_settle(st, path);   /* its queued writes first (sp_begin_new, sp_queue_content) */
     store_conn *c = store_reader(st, err);
     if (!c)
@@ -312,6 +314,7 @@ int sp_begin_write(store *st, const char *path, int64_t gen, const prompt_attrs 
                    int64_t now_ms, prompt_row *row, rf_err *err)
 {
     write_op o = {.path = path, .gen = gen, .attrs = a, .now_ms = now_ms, .row = row};
+    store_path_add(st, path);
     return run_write(st, &o, apply_begin_write, err);
 }
 
@@ -350,6 +353,7 @@ int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a
     *row = (prompt_row){.gen = gen, .state = PS_EMPTY, .writing = 1, .attrs = *a,
                         .created_ms = now_ms};   /* as SQL_BEGIN_INSERT makes it: */
     row->attrs.atime_ns = row->attrs.ctime_ns = a->mtime_ns;
+    store_path_add(st, path);
     store_submit(st, &o->w.op);
     return 0;
 }
@@ -573,6 +577,7 @@ static int apply_rename(store_conn *w, store_op *op, rf_err *err)
 int sp_rename(store *st, const char *from, const char *to, rf_err *err)
 {
     write_op o = {.path = from, .to = to};
+    store_path_add(st, to);
     return run_write(st, &o, apply_rename, err);
 }
 
@@ -626,6 +631,7 @@ int sp_install(store *st, const char *path, const void *data, size_t len, uint64
 {
     write_op o = {.path = path, .data = data, .len = len, .hash = hash, .new_gen = gen,
                   .state = state, .attrs = a, .now_ms = now_ms};
+    store_path_add(st, path);
     return run_write(st, &o, apply_install, err);
 }
 
@@ -665,6 +671,7 @@ static int apply_mkdir(store_conn *w, store_op *op, rf_err *err)
 int sp_mkdir(store *st, const char *path, const prompt_attrs *a, rf_err *err)
 {
     write_op o = {.path = path, .attrs = a};
+    store_path_add(st, path);
     return run_write(st, &o, apply_mkdir, err);
 }
 

@@ -1,6 +1,7 @@
 /* test_store_prompts.c — store_prompts.c: prompt rows (begin_write, replace_content by
  * generation, touch, setattr, delete, rename, install), their results, tag directories,
- * paged listings, the rows recovery looks at, and job state by generation (cmocka). */
+ * paged listings, the rows recovery looks at, job state by generation, and the filter of
+ * prompt paths that answers lookups of new names (cmocka). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -703,6 +704,67 @@ static void test_queued_writes(void **state)
     assert_int_equal(listed_seen, 1);
 }
 
+/* Wait (bounded) until the filter of prompt paths answers: a name never written is absent. */
+static void wait_paths_ready(fixture *fx)
+{
+    int64_t until = tst_mono_ms() + 10000;
+    while (!store_path_absent(fx->st, "never/written") && tst_mono_ms() < until)
+        usleep(1000);
+    assert_true(store_path_absent(fx->st, "never/written"));
+}
+
+/* The filter of paths (store_paths.c): after a remount every stored path (prompt or tag
+ * directory) is a "maybe" (never absent), most names never written are absent, and every
+ * write that gives a path a row (begin_new, begin_write, rename, install, mkdir) makes it
+ * a "maybe" at once. */
+static void test_paths_filter(void **state)
+{
+    fixture *fx = *state;
+    char path[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(path, sizeof path, "t/stored-%d", i);
+        install(fx, path, "x", 100 + i, PS_DONE);
+    }
+    rf_err err;
+    assert_int_equal(sp_mkdir(fx->st, "t/olddir", &A644, &err), 0);
+    store_close(fx->st);
+    fx->st = tst_open(fx->dir);
+    wait_paths_ready(fx);
+    int absent = 0;
+    for (int i = 0; i < 3000; i++) {
+        snprintf(path, sizeof path, "t/stored-%d", i);
+        assert_false(store_path_absent(fx->st, path));
+        assert_int_equal(get(fx, path).gen, 100 + i);
+        snprintf(path, sizeof path, "t/other-%d", i);
+        absent += store_path_absent(fx->st, path);
+    }
+    assert_true(absent > 2900);   /* at most ~1% false "maybe" */
+    dir_row dr;
+    assert_false(store_path_absent(fx->st, "t/olddir"));
+    assert_int_equal(sp_dir_get(fx->st, "t/olddir", &dr, &err), 0);
+    assert_true(store_path_absent(fx->st, "t/newdir"));
+    assert_int_equal(sp_dir_get(fx->st, "t/newdir", &dr, &err), -ENOENT);
+    assert_int_equal(sp_mkdir(fx->st, "t/newdir", &A644, &err), 0);
+    assert_false(store_path_absent(fx->st, "t/newdir"));
+    assert_int_equal(sp_dir_get(fx->st, "t/newdir", &dr, &err), 0);
+    prompt_row row;
+    prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    expect_absent(fx, "t/new");
+    assert_true(store_path_absent(fx->st, "t/new"));
+    assert_int_equal(sp_begin_new(fx->st, "t/new", 9001, &a, 5000, &row), 0);
+    assert_false(store_path_absent(fx->st, "t/new"));
+    assert_int_equal(get(fx, "t/new").gen, 9001);
+    assert_true(store_path_absent(fx->st, "t/written"));
+    assert_int_equal(sp_begin_write(fx->st, "t/written", 9002, &a, 5000, &row, &err), 0);
+    assert_false(store_path_absent(fx->st, "t/written"));
+    assert_true(store_path_absent(fx->st, "t/moved"));
+    assert_int_equal(sp_rename(fx->st, "t/stored-7", "t/moved", &err), 0);
+    assert_int_equal(get(fx, "t/moved").gen, 107);
+    assert_true(store_path_absent(fx->st, "t/installed"));
+    install(fx, "t/installed", "y", 9003, PS_PENDING);
+    assert_int_equal(get(fx, "t/installed").gen, 9003);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -719,6 +781,7 @@ int main(void)
         T(test_list_paging),
         T(test_unfinished_and_count),
         T(test_state_by_generation),
+        T(test_paths_filter),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
