@@ -112,10 +112,11 @@ typedef struct job {
     struct job *queue_next;/* tier queue link */
 } job;
 
-/* meta.c: NAME.meta (pretty) and the activity.jsonl line (compact, no '\n').
- * malloc'd; NULL on allocation failure. */
+/* meta.c: NAME.meta (pretty), malloc'd; NULL on allocation failure. */
 char *job_meta_json(const job *j, int pretty);
-char *job_activity_line(const job *j);
+/* The finished job's NAME.meta (pretty) and its activity.jsonl line (compact, with its
+ * '\n'), both malloc'd: 0, or -1 with both NULL on allocation failure. */
+int job_meta_and_activity(const job *j, char **meta, char **activity);
 /* The line M/events shows when the job ends (compact, no '\n'). */
 char *job_event_line(const job *j);
 

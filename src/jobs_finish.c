@@ -81,8 +81,7 @@ job_commit *jobs_finish_build(job *j)
     c->state = done ? PS_DONE : PS_FAILED;
     c->finished_ms = j->finished_ms;
     j->state = done ? JOB_DONE : JOB_FAILED;   /* how the meta must read once committed */
-    c->meta = job_meta_json(j, 1);
-    c->activity = job_activity_line(j);
+    (void)job_meta_and_activity(j, &c->meta, &c->activity);   /* NULL both: below */
     c->event = job_event_line(j);
     j->state = JOB_COMMITTING;
     int ok = c->path && c->meta && c->activity && c->event;

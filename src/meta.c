@@ -133,18 +133,27 @@ char *job_meta_json(const job *j, int pretty)
     return text;
 }
 
-char *job_activity_line(const job *j)
+/* Both from one tree: the activity line is the meta without the route (the hops say
+ * what happened), with the time it was written. */
+int job_meta_and_activity(const job *j, char **meta, char **activity)
 {
+    *meta = *activity = NULL;
     cJSON *o = job_json(j);
     if (!o)
-        return NULL;
-    cJSON_DeleteItemFromObject(o, "route");   /* the hops say what happened */
+        return -1;
+    *meta = json_print_line(o, 1);
+    cJSON_DeleteItemFromObject(o, "route");
     char at[40];
     format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
-    cJSON_AddStringToObject(o, "time", at);
-    char *text = json_print_line(o, 0);   /* one line, with its '\n' */
+    if (cJSON_AddStringToObject(o, "time", at))
+        *activity = json_print_line(o, 0);   /* one line, with its '\n' */
     cJSON_Delete(o);
-    return text;
+    if (*meta && *activity)
+        return 0;
+    free(*meta);
+    free(*activity);
+    *meta = *activity = NULL;
+    return -1;
 }
 
 char *job_event_line(const job *j)

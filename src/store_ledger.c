@@ -73,7 +73,7 @@ static const char SQL_SPEND_DAY[] =
 static const char SQL_ACTIVITY_END[] =
     "SELECT off + length(CAST(line AS BLOB)) FROM activity ORDER BY seq DESC LIMIT 1";
 /* Each line ends with '\n' whether or not the caller's did (store_ledger.h says "without",
- * meta.c's job_activity_line includes it): the file stays one JSON object per line. */
+ * meta.c's job_meta_and_activity includes it): the file stays one JSON object per line. */
 static const char SQL_ACTIVITY[] =
     "INSERT INTO activity(off, at_ms, line)"
     " VALUES(?1, ?2, CASE WHEN substr(?3, -1) = char(10) THEN ?3 ELSE ?3 || char(10) END)";
