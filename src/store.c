@@ -24,8 +24,11 @@
 #include "store_schema.h"
 
 #define GROUP_MAX_OPS 4096         /* bounds one transaction's latency */
-#define GATHER_US 2000             /* under load, a group gathers for this long ... */
-#define GATHER_BUSY_OPS 4          /* ... when the one before had at least this many ops */
+#define GATHER_US 10000            /* under load, a group gathers for this long ... */
+#define GATHER_BUSY_OPS 4          /* ... when the one before had at least this many ops.
+                                    * 10 ms, not 2: groups of ~50 ops instead of ~10, each
+                                    * page written once per group (a batch: ~15% faster);
+                                    * a job under load starts up to 10 ms later */
 #define RETRY_FIRST_MS 250         /* failing: first retry, doubling ... */
 #define RETRY_MAX_MS 5000          /* ... up to this */
 #define CLOSE_RETRY_MS 5000        /* at close, how long held work may still be retried */

@@ -13,6 +13,8 @@
 # 3. Median per-request overhead: median(meta finished_at - created_at) minus the median
 #    direct curl time_total; and routefs's own share per job (created->finished minus the
 #    served hop's latency_ms).
+# 4. Concurrency 1: SERIAL (default 30) prompts one at a time (write it, read its .out)
+#    against as many requests one at a time straight to the sim: the added latency.
 #
 # The mount's state directory lives under BENCH_TMPDIR (default /var/tmp: a real disk, as
 # in use).  The disk is most of the gap to the physical limit: BENCH_TMPDIR=/dev/shm shows
@@ -85,6 +87,36 @@ t_direct=$(ms_since "$t0")
 direct_med=$(awk '{ printf "%.3f\n", $1 * 1000 }' "$WORK/curl.times" | median)
 direct_n=$(wc -l <"$WORK/curl.times")
 
+# --- concurrency 1: one prompt at a time, against one request at a time -----------------
+# K prompts, each written and its .out read before the next; then K requests straight to
+# the sim over one kept-alive connection.  Same client (python) for both.
+K=${SERIAL:-30}
+python3 - "$MNT/bench" "$PORT" "$K" >"$WORK/serial.txt" <<'PY'
+import http.client, json, os, statistics, sys, time
+tier, port, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fs = []
+for i in range(k):
+    p = os.path.join(tier, "serial-%03d.txt" % i)
+    t = time.monotonic()
+    with open(p, "w") as f:
+        f.write("Summarise serial item %d in one line.\n" % i)
+    with open(p + ".out") as f:
+        f.read()
+    fs.append((time.monotonic() - t) * 1000)
+conn = http.client.HTTPConnection("127.0.0.1", port)
+direct = []
+for i in range(k):
+    body = json.dumps({"model": "sim/direct", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "Summarise serial item %d in one line.\n" % i}]})
+    t = time.monotonic()
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    conn.getresponse().read()
+    direct.append((time.monotonic() - t) * 1000)
+print("%.1f %.1f" % (statistics.median(fs), statistics.median(direct)))
+PY
+read -r serial_fs serial_direct <"$WORK/serial.txt" || { serial_fs=n/a; serial_direct=n/a; }
+serial_added=$(awk -v a="$serial_fs" -v b="$serial_direct" 'BEGIN { if (a + 0 > 0) printf "%.1f", a - b; else print "n/a" }')
+
 overhead="n/a"
 if [[ $job_med != n/a && $direct_med != n/a ]]; then
     overhead=$(awk -v a="$job_med" -v b="$direct_med" 'BEGIN { printf "%.1f", a - b }')
@@ -105,6 +137,9 @@ printf '%-44s %10s ms\n' "median job latency (meta finished-created)" "$job_med"
 printf '%-44s %10s ms\n' "median direct request (curl time_total)" "$direct_med"
 printf '%-44s %10s ms\n' "median per-request overhead (difference)" "$overhead"
 printf '%-44s %10s ms\n' "median routefs own time (job - hop latency)" "$own_med"
+printf '%-44s %10s ms\n' "concurrency 1: write + read .out (median)" "$serial_fs"
+printf '%-44s %10s ms\n' "concurrency 1: direct request (median)" "$serial_direct"
+printf '%-44s %10s ms\n' "concurrency 1: added latency" "$serial_added"
 printf '%-44s %12s\n'    "failed jobs" "$failed"
 if [ "$N" -gt "$C" ]; then
     echo
