@@ -297,6 +297,8 @@ static int apply_begin_write(store_conn *w, store_op *op, rf_err *err)
     free(dir);
     if (rc != SQLITE_DONE)
         return store_fail(w, rc, err, "create a prompt");
+    if (!o->row)
+        return 0;   /* sp_begin_new: the caller knows the row */
     sqlite3_stmt *g = store_stmt(w, SQL_GET, err);
     if (!g)
         return -1;
@@ -318,11 +320,10 @@ int sp_begin_write(store *st, const char *path, int64_t gen, const prompt_attrs 
     return run_write(st, &o, apply_begin_write, err);
 }
 
-/* sp_begin_new's op: a write_op that owns its path and attributes (row: unused). */
+/* sp_begin_new's op: a write_op that owns its path and attributes (row: NULL). */
 typedef struct new_op {
     write_op w;                /* first */
     prompt_attrs attrs;
-    prompt_row row;
 } new_op;
 
 static void new_done(store_op *op, int status, const rf_err *err)
@@ -344,12 +345,11 @@ int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a
     }
     o->attrs = *a;
     o->w.op = (store_op){.apply = apply_begin_write, .done = new_done,
-                         .flags = STORE_OP_HELD | STORE_OP_ONE_CHANGE,   /* (and a SELECT) */
+                         .flags = STORE_OP_HELD | STORE_OP_ONE_CHANGE,
                          .key = o->w.path};
     o->w.gen = gen;
     o->w.attrs = &o->attrs;
     o->w.now_ms = now_ms;
-    o->w.row = &o->row;
     *row = (prompt_row){.gen = gen, .state = PS_EMPTY, .writing = 1, .attrs = *a,
                         .created_ms = now_ms};   /* as SQL_BEGIN_INSERT makes it: */
     row->attrs.atime_ns = row->attrs.ctime_ns = a->mtime_ns;

@@ -19,7 +19,9 @@
 #define FD_RESERVE          64        /* descriptors left to the rest of the daemon */
 #define MIN_SOCKET_BUDGET   8
 #define MAX_SOCKET_BUDGET   (1L << 20)
-#define MAX_IDLE_CONNECTS   256       /* idle connections kept for reuse */
+#define MAX_IDLE_CONNECTS   1024      /* idle connections kept for reuse: above the tiers'
+                                         concurrency, or most requests connect anew (256
+                                         at C=500: 3952 connects for 5,000 requests) */
 #define CORE_FD_RESERVE     32        /* at most; limit / 8 under a small limit */
 #define UNTIERED_SOCKETS    4         /* kept from the tiers' shares: price, key and
                                          generation lookups */
