@@ -165,16 +165,11 @@ static result_handle *handle_new(rh_kind kind)
     return h;
 }
 
-/* A snapshot of a finished result of generation gen (any when 0). */
-static int open_stored(const char *key, int which, result_handle **out)
+/* open_stored's decision, given the row and its blob of which (borrowed, or NULL). */
+static int snapshot_of(const char *key, int which, const prompt_row *row, const char *data,
+                       size_t len, result_handle **out)
 {
-    static const enum sp_blob blob_of[] = {SP_OUT, SP_META, SP_ERR};
-    prompt_row row;
-    rf_err err;
-    int r = sp_get(R_st, key, &row, &err);
-    if (r < 0)
-        return r;
-    if (which == NAME_META && row.state == PS_INCOMPLETE) {
+    if (which == NAME_META && row->state == PS_INCOMPLETE) {
         char *m = incomplete_meta(key);
         result_handle *h = m ? handle_new(RH_SNAPSHOT) : NULL;
         if (h && !(h->data = blob_new(m, strlen(m)))) {
@@ -187,29 +182,43 @@ static int open_stored(const char *key, int which, result_handle **out)
         *out = h;
         return 0;
     }
-    if (which == NAME_LIVE || (row.state != PS_DONE && row.state != PS_FAILED))
+    if (which == NAME_LIVE || (row->state != PS_DONE && row->state != PS_FAILED))
         return -ENOENT;
-    if (which == NAME_OUT && row.state == PS_FAILED) {
+    if (which == NAME_OUT && row->state == PS_FAILED) {
         if (!(*out = handle_new(RH_FAILED)))
             return -ENOMEM;
         return 0;
     }
-    if (which == NAME_ERR && row.state != PS_FAILED)
+    if (which == NAME_ERR && row->state != PS_FAILED)
         return -ENOENT;
-    char *data = NULL;
-    size_t len = 0;
-    if ((r = sp_read(R_st, key, blob_of[which], row.gen, &data, &len, &err)) < 0)
-        return r;
+    if (!data)
+        return -ENOENT;   /* (as a read of the blob said before) */
     result_handle *h = handle_new(RH_SNAPSHOT);
     if (h && !(h->data = blob_new(data, len))) {
         free(h);
         h = NULL;
     }
-    free(data);
     if (!h)
         return -ENOMEM;
     *out = h;
     return 0;
+}
+
+/* A snapshot of a finished result, from one read of its row and blob. */
+static int open_stored(const char *key, int which, result_handle **out)
+{
+    static const enum sp_blob blob_of[] = {SP_OUT, SP_META, SP_ERR};
+    prompt_row row;
+    rf_err err;
+    char *data = NULL;   /* the row's blob of which, read with it (owned) */
+    size_t len = 0;
+    int r = which == NAME_LIVE ? sp_get(R_st, key, &row, &err)
+                               : sp_get_with(R_st, key, blob_of[which], &row, &data, &len, &err);
+    if (r < 0)
+        return r;
+    r = snapshot_of(key, which, &row, data, len, out);
+    free(data);
+    return r;
 }
 
 int results_open(const char *key, int which, int flags, result_handle **out)

@@ -29,10 +29,19 @@ static int split_path(const char *path, char **dir, const char **name)
 
 /* ---- reads ---- */
 
-static const char SQL_GET[] =
-    "SELECT id, gen, state, writing, size, hash, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"
-    " created_ms, finished_ms, park_count, next_attempt_ms, sent, out_size,"
-    " coalesce(length(CAST(meta AS BLOB)), 0), coalesce(length(CAST(err AS BLOB)), 0) FROM prompts WHERE path = ?1";
+#define ROW_COLUMNS                                                                         \
+    "id, gen, state, writing, size, hash, mode, uid, gid, atime_ns, mtime_ns, ctime_ns,"     \
+    " created_ms, finished_ms, park_count, next_attempt_ms, sent, out_size,"                 \
+    " coalesce(length(CAST(meta AS BLOB)), 0), coalesce(length(CAST(err AS BLOB)), 0)"
+static const char SQL_GET[] = "SELECT " ROW_COLUMNS " FROM prompts WHERE path = ?1";
+/* The row and one blob (sp_get_with), by enum sp_blob. */
+static const char *const SQL_GET_WITH[] = {
+    "SELECT " ROW_COLUMNS ", data FROM prompts WHERE path = ?1",
+    "SELECT " ROW_COLUMNS ", out FROM prompts WHERE path = ?1",
+    "SELECT " ROW_COLUMNS ", meta FROM prompts WHERE path = ?1",
+    "SELECT " ROW_COLUMNS ", err FROM prompts WHERE path = ?1",
+};
+#define ROW_NCOLUMNS 20
 
 static void row_from(sqlite3_stmt *s, int c, prompt_row *r)
 {
@@ -58,15 +67,41 @@ static void row_from(sqlite3_stmt *s, int c, prompt_row *r)
     r->err_size = (size_t)sqlite3_column_int64(s, c + 19);
 }
 
-int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
+/* A malloc'd, NUL-terminated copy of column col (NULL when it is NULL): 0 or -ENOMEM. */
+static int column_copy(sqlite3_stmt *s, int col, char **data, size_t *len, rf_err *err)
 {
+    if (sqlite3_column_type(s, col) == SQLITE_NULL)
+        return 0;
+    const void *p = sqlite3_column_blob(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    char *copy = malloc(n + 1);
+    if (!copy) {
+        rf_err_set(err, ENOMEM, "out of memory");
+        return -ENOMEM;
+    }
+    if (n)
+        memcpy(copy, p, n);
+    copy[n] = '\0';
+    *data = copy;
+    *len = n;
+    return 0;
+}
+
+/* sp_get, and with data != NULL sp_get_with: one read. */
+static int get_row(store *st, const char *path, const char *sql, prompt_row *row, char **data,
+                   size_t *len, rf_err *err)
+{
+    if (data) {
+        *data = NULL;
+        *len = 0;
+    }
     if (store_path_absent(st, path))
         return -ENOENT;   /* a new name: no read (store_paths.c) */
     store_settle(st, path);   /* its queued writes first (sp_begin_new, sp_queue_content) */
     store_conn *c = store_reader(st, err);
     if (!c)
         return -err->code;
-    sqlite3_stmt *s = store_stmt(c, SQL_GET, err);
+    sqlite3_stmt *s = store_stmt(c, sql, err);
     int r = -ENOENT;
     if (!s) {
         r = -err->code;
@@ -75,7 +110,7 @@ int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
             row_from(s, 0, row);
-            r = 0;
+            r = data ? column_copy(s, ROW_NCOLUMNS, data, len, err) : 0;
         } else if (rc != SQLITE_DONE) {
             store_fail(c, rc, err, "read a prompt");
             r = -err->code;
@@ -84,6 +119,17 @@ int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
     }
     store_reader_done(st, c);
     return r;
+}
+
+int sp_get(store *st, const char *path, prompt_row *row, rf_err *err)
+{
+    return get_row(st, path, SQL_GET, row, NULL, NULL, err);
+}
+
+int sp_get_with(store *st, const char *path, enum sp_blob which, prompt_row *row, char **data,
+                size_t *len, rf_err *err)
+{
+    return get_row(st, path, SQL_GET_WITH[which], row, data, len, err);
 }
 
 static const char SQL_READ_DATA[] = "SELECT data, gen FROM prompts WHERE path = ?1";
@@ -110,20 +156,7 @@ int sp_read(store *st, const char *path, enum sp_blob which, int64_t gen, char *
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL &&
             (gen <= 0 || sqlite3_column_int64(s, 1) == gen)) {
-            const void *p = sqlite3_column_blob(s, 0);
-            size_t n = (size_t)sqlite3_column_bytes(s, 0);
-            char *copy = malloc(n + 1);
-            if (!copy) {
-                rf_err_set(err, ENOMEM, "out of memory");
-                r = -ENOMEM;
-            } else {
-                if (n)
-                    memcpy(copy, p, n);
-                copy[n] = '\0';
-                *data = copy;
-                *len = n;
-                r = 0;
-            }
+            r = column_copy(s, 0, data, len, err);
         } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
             store_fail(c, rc, err, "read a prompt");
             r = -err->code;

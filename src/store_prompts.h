@@ -63,6 +63,10 @@ typedef struct prompt_row {
 int sp_get(store *st, const char *path, prompt_row *row, rf_err *err);
 
 enum sp_blob { SP_DATA, SP_OUT, SP_META, SP_ERR };
+/* The row and one of its blobs from one read: 0 with *row and *data (malloc'd and
+ * NUL-terminated, or NULL when the row has none), -ENOENT, or -errno with err. */
+int sp_get_with(store *st, const char *path, enum sp_blob which, prompt_row *row, char **data,
+                size_t *len, rf_err *err);
 /* A blob of the row (the prompt's bytes, .out, the meta JSON, .err), malloc'd and
  * NUL-terminated; gen > 0 requires that generation (-ENOENT otherwise). */
 int sp_read(store *st, const char *path, enum sp_blob which, int64_t gen, char **data,

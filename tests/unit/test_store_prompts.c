@@ -269,6 +269,30 @@ static void test_results(void **state)
     assert_int_equal(len, sizeof bin);
     assert_memory_equal(data, bin, sizeof bin);
     free(data);
+    /* the row and a blob in one read */
+    prompt_row row;
+    assert_int_equal(sp_get_with(fx->st, "t/bin", SP_DATA, &row, &data, &len, &err), 0);
+    assert_int_equal(row.gen, 22);
+    assert_int_equal(len, sizeof bin);
+    assert_memory_equal(data, bin, sizeof bin);
+    assert_int_equal(data[len], '\0');
+    free(data);
+    assert_int_equal(sp_get_with(fx->st, "t/ok", SP_OUT, &row, &data, &len, &err), 0);
+    assert_int_equal(row.state, PS_DONE);
+    assert_int_equal(row.out_size, 10);
+    assert_int_equal(len, 10);
+    assert_memory_equal(data, "the answer", 10);
+    free(data);
+    assert_int_equal(sp_get_with(fx->st, "t/ok", SP_ERR, &row, &data, &len, &err), 0);
+    assert_null(data);
+    assert_int_equal(len, 0);
+    assert_int_equal(sp_get_with(fx->st, "t/bad", SP_ERR, &row, &data, &len, &err), 0);
+    assert_int_equal(row.state, PS_FAILED);
+    assert_string_equal(data, "every hop failed\n");
+    free(data);
+    data = (char *)1;
+    assert_int_equal(sp_get_with(fx->st, "t/none", SP_OUT, &row, &data, &len, &err), -ENOENT);
+    assert_null(data);
 }
 
 static void test_touch_and_setattr(void **state)
