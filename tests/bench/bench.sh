@@ -17,9 +17,9 @@
 #    against as many requests one at a time straight to the sim: the added latency.
 #
 # The mount's state directory lives under BENCH_TMPDIR (default /var/tmp: a real disk, as
-# in use).  The disk is most of the gap to the physical limit: BENCH_TMPDIR=/dev/shm shows
-# routefs without it.  On ext4 without a journal, creating files within a minute or so of
-# deleting many (an earlier run's clean-up) is much slower: compare runs spaced apart.
+# in use).  BENCH_TMPDIR=/dev/shm shows routefs without the disk: with the state in one
+# SQLite database committed in groups it gives about the same figures, so the gap to the
+# physical limit is CPU (routefs, the simulator, cp and the readers share the machine).
 set -euo pipefail
 
 N=${1:-${N:-1000}}

@@ -8,7 +8,9 @@
 #
 # 1. Mounts routefs (state under BENCH_TMPDIR, default /var/tmp: a real disk, not tmpfs),
 #    copies N prompts into one tier of concurrency C and reads every .out.  Prints the wall
-#    time against the physical limit ceil(N/C)*L, the daemon's CPU time per job, the state
+#    time against the physical limit ceil(N/C)*L, the daemon's CPU time per job (and by
+#    thread), the simulator's, and what the whole machine was busy against what it had
+#    (nproc x wall: when the two meet, the batch is CPU-bound), the state
 #    directory's allocated bytes per finished job (du, mounted and after unmount), and the
 #    daemon's RSS after the batch.
 # 2. Builds a state of M finished jobs directly in the database: the batch's own rows
@@ -46,6 +48,17 @@ JSON
 
 # cpu_ticks PID — user + system CPU time of PID so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# thread_ticks PID NAME — the same for PID's live threads named NAME (rfs-store, ...).
+thread_ticks() {
+    local t sum=0
+    for t in /proc/"$1"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+        sum=$(( sum + $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }') ))
+    done
+    echo "$sum"
+}
+# busy_ticks — CPU time the whole machine spent busy (user, nice, system, irq, softirq).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 db() { sqlite3 -cmd ".timeout 10000" "$STATE/routefs.db" "$@"; }
@@ -73,8 +86,16 @@ bench_prompts "$N"
 # --- 1. the batch ------------------------------------------------------------------------
 mount_timed
 cpu0=$(cpu_ticks "$RFS_PID")
+sim0=$(cpu_ticks "$SIM_PID")
+busy0=$(busy_ticks)
+store0=$(thread_ticks "$RFS_PID" rfs-store)
+up0=$(thread_ticks "$RFS_PID" rfs-upstream)
 bench_copy_and_read bench
 cpu1=$(cpu_ticks "$RFS_PID")
+sim1=$(cpu_ticks "$SIM_PID")
+busy1=$(busy_ticks)
+store1=$(thread_ticks "$RFS_PID" rfs-store)
+up1=$(thread_ticks "$RFS_PID" rfs-upstream)
 sleep 1   # the last group commits
 rss_batch=$(rss_kib "$RFS_PID")
 du_mounted=$(du -sB1 "$STATE" | cut -f1)
@@ -86,6 +107,14 @@ batches=$(( (N + C - 1) / C ))
 limit=$(( batches * L ))
 ratio=$(awk -v a="$t_fs" -v b="$limit" 'BEGIN { printf "%.2f", a / b }')
 cpu_job=$(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+# us per job of CPU ticks T
+us_job() { awk -v t="$1" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
+store_job=$(us_job $((store1 - store0)))
+up_job=$(us_job $((up1 - up0)))
+rest_job=$(us_job $(( (cpu1 - cpu0) - (store1 - store0) - (up1 - up0) )))
+sim_job=$(us_job $((sim1 - sim0)))
+busy_job=$(us_job $((busy1 - busy0)))
+avail_job=$(awk -v w="$t_fs" -v c="$(nproc)" -v n="$N" 'BEGIN { printf "%.0f", w * 1000 * c / n }')
 per_job_m=$(awk -v b="$du_mounted" -v n="$N" 'BEGIN { printf "%.0f", b / n }')
 per_job_u=$(awk -v b="$du_unmounted" -v n="$N" 'BEGIN { printf "%.0f", b / n }')
 
@@ -178,6 +207,9 @@ printf '%-52s %11s ms\n' "physical limit ceil(N/C)*L" "$limit"
 printf '%-52s %14s\n'    "wall / limit (target <= 1.3)" "$ratio"
 printf '%-52s %14s\n'    "finished jobs in the store" "$done_jobs"
 printf '%-52s %11s us\n' "daemon CPU time per job (user + system)" "$cpu_job"
+printf '%-52s %14s\n'    "  of it: store / upstream / FUSE and the rest (us)" "$store_job / $up_job / $rest_job"
+printf '%-52s %11s us\n' "simulator CPU time per job" "$sim_job"
+printf '%-52s %14s\n'    "machine busy / available per job (us, nproc x wall)" "$busy_job / $avail_job"
 printf '%-52s %8s bytes\n' "state allocated per job, mounted (du / N)" "$per_job_m"
 printf '%-52s %8s bytes\n' "state allocated per job, unmounted (target <= 4096)" "$per_job_u"
 printf '%-52s %11s MB\n' "daemon RSS after the batch" "$(mib "$rss_batch")"
