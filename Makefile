@@ -68,6 +68,11 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/librfs.a
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/librfs.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# Allocation-failure injection (tests/unit/alloc_fail.h): this test's allocations, and
+# librfs.a's, go through its wrappers.
+$(BUILD)/unit/test_alloc_fail: LDFLAGS += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+                                          -Wl,--wrap=strdup,--wrap=strndup
+
 $(BUILD):
 	@mkdir -p $(BUILD)
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "jobs_int.h"
+#include "jsonfmt.h"
 #include "redact.h"
 
 void jobs_record_hop(job *j, const char *provider, const char *model, long status,
@@ -25,7 +26,9 @@ void jobs_record_hop(job *j, const char *provider, const char *model, long statu
     h->model = strdup(model);
     h->status = status;
     h->error = error ? strdup(error) : NULL;
-    h->detail = detail && *detail ? strdup(detail) : NULL;   /* lost if out of memory */
+    /* Only JSON that parses (the runner's buffer may have cut it), so the meta can take a
+     * failed parse there for what it is: no memory.  Lost if out of memory here. */
+    h->detail = detail && *detail && json_parses(detail) ? strdup(detail) : NULL;
     h->latency_ms = latency_ms;
     h->attempt = j->hop_attempts + 1;
     h->at_ms = at_ms;

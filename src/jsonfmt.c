@@ -167,3 +167,10 @@ char *json_print_line(const cJSON *doc, int pretty)
     out[n + 1] = '\0';
     return out;
 }
+
+int json_parses(const char *text)
+{
+    cJSON *doc = cJSON_Parse(text);
+    cJSON_Delete(doc);
+    return doc != NULL;
+}

@@ -22,4 +22,7 @@ char *json_print_line(const cJSON *doc, int pretty);
  * object, and comparing each key with every earlier one took tens of seconds. */
 unsigned char *json_repeated_keys(const cJSON *obj);
 
+/* 1 when text parses as JSON (0 also when out of memory). */
+int json_parses(const char *text);
+
 #endif

@@ -10,6 +10,23 @@
 #include <string.h>
 #include <time.h>
 
+/* Building a document: every add is checked, and one that fails (no memory) marks the
+ * whole document failed, so a meta is complete or not written at all.  put() takes
+ * ownership of v (NULL: a failed create). */
+typedef struct doc {
+    int ok;
+} doc;
+
+static cJSON *put(doc *d, cJSON *o, const char *key, cJSON *v)
+{
+    if (!v || !o || !(key ? cJSON_AddItemToObject(o, key, v) : cJSON_AddItemToArray(o, v))) {
+        cJSON_Delete(v);
+        d->ok = 0;
+        return NULL;
+    }
+    return v;
+}
+
 static cJSON *time_or_null(int64_t ms)
 {
     if (!ms)
@@ -24,101 +41,98 @@ static cJSON *string_or_null(const char *s)
     return s ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
-static cJSON *hops_json(const job *j)
+static cJSON *number_or_null(int present, double v)
 {
-    cJSON *arr = cJSON_CreateArray();
+    return present ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+}
+
+static void put_hops(doc *d, cJSON *o, const job *j)
+{
+    cJSON *arr = put(d, o, "hops", cJSON_CreateArray());
     for (size_t i = 0; arr && i < j->nhops; i++) {
         const job_hop *h = &j->hops[i];
-        cJSON *o = cJSON_CreateObject();
-        if (!o)
-            break;
-        cJSON_AddStringToObject(o, "provider", h->provider);
-        cJSON_AddStringToObject(o, "model", h->model);
-        cJSON_AddItemToObject(o, "status", h->status ? cJSON_CreateNumber((double)h->status)
-                                                     : cJSON_CreateNull());
-        cJSON_AddItemToObject(o, "error", string_or_null(h->error));
-        cJSON_AddNumberToObject(o, "latency_ms", (double)h->latency_ms);
-        cJSON_AddNumberToObject(o, "attempt", h->attempt);
-        cJSON_AddItemToObject(o, "at", time_or_null(h->at_ms));
+        cJSON *e = put(d, arr, NULL, cJSON_CreateObject());
+        if (!e)
+            return;
+        put(d, e, "provider", cJSON_CreateString(h->provider));
+        put(d, e, "model", cJSON_CreateString(h->model));
+        put(d, e, "status", number_or_null(h->status != 0, (double)h->status));
+        put(d, e, "error", string_or_null(h->error));
+        put(d, e, "latency_ms", cJSON_CreateNumber((double)h->latency_ms));
+        put(d, e, "attempt", cJSON_CreateNumber(h->attempt));
+        put(d, e, "at", time_or_null(h->at_ms));
         if (h->tokens >= 0)
-            cJSON_AddNumberToObject(o, "tokens", (double)h->tokens);
-        cJSON *detail = h->detail ? cJSON_Parse(h->detail) : NULL;
-        if (detail && !cJSON_AddItemToObject(o, "openrouter", detail))
-            cJSON_Delete(detail);   /* what OpenRouter said about the providers it tried */
-        cJSON_AddItemToArray(arr, o);
+            put(d, e, "tokens", cJSON_CreateNumber((double)h->tokens));
+        /* what OpenRouter said about the providers it tried (JSON that parsed when the
+         * hop was recorded: a failed parse here is no memory) */
+        if (h->detail)
+            put(d, e, "openrouter", cJSON_Parse(h->detail));
     }
-    return arr;
 }
 
-static cJSON *tokens_json(const job *j)
-{
-    cJSON *t = cJSON_CreateObject();
-    if (!t)
-        return NULL;
-    cJSON_AddItemToObject(t, "prompt", j->prompt_tokens >= 0
-                                           ? cJSON_CreateNumber((double)j->prompt_tokens)
-                                           : cJSON_CreateNull());
-    cJSON_AddItemToObject(t, "completion", j->completion_tokens >= 0
-                                               ? cJSON_CreateNumber((double)j->completion_tokens)
-                                               : cJSON_CreateNull());
-    return t;
-}
-
-/* The fields both forms share. */
+/* The fields both forms share; NULL when out of memory. */
 static cJSON *job_json(const job *j)
 {
+    doc d = {.ok = 1};
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    cJSON_AddStringToObject(o, "file", j->name);
-    cJSON_AddStringToObject(o, "tier", j->tier_name);
-    cJSON_AddItemToObject(o, "tag", string_or_null(j->tag));
-    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-    cJSON *route = cJSON_AddArrayToObject(o, "route");
+    put(&d, o, "file", cJSON_CreateString(j->name));
+    put(&d, o, "tier", cJSON_CreateString(j->tier_name));
+    put(&d, o, "tag", string_or_null(j->tag));
+    put(&d, o, "state", cJSON_CreateString(job_state_name(j->state)));
+    cJSON *route = put(&d, o, "route", cJSON_CreateArray());
     for (size_t i = 0; route && j->tier && i < j->tier->route_len; i++) {
-        cJSON *h = cJSON_CreateObject();
+        cJSON *h = put(&d, route, NULL, cJSON_CreateObject());
         if (!h)
             break;
-        cJSON_AddStringToObject(h, "provider", j->tier->route[i].provider);
-        cJSON_AddStringToObject(h, "model", j->tier->route[i].model);
-        cJSON_AddItemToArray(route, h);
+        put(&d, h, "provider", cJSON_CreateString(j->tier->route[i].provider));
+        put(&d, h, "model", cJSON_CreateString(j->tier->route[i].model));
     }
-    cJSON_AddItemToObject(o, "hops", hops_json(j));
-    cJSON_AddItemToObject(o, "provider", string_or_null(j->served_provider));
-    cJSON_AddItemToObject(o, "endpoint", string_or_null(j->served_endpoint));
-    cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
+    put_hops(&d, o, j);
+    put(&d, o, "provider", string_or_null(j->served_provider));
+    put(&d, o, "endpoint", string_or_null(j->served_endpoint));
+    put(&d, o, "model", string_or_null(j->served_model));
     if (j->service_tier)
-        cJSON_AddStringToObject(o, "service_tier", j->service_tier);
-    cJSON *orm = j->or_metadata ? cJSON_Parse(j->or_metadata) : NULL;
-    if (orm && !cJSON_AddItemToObject(o, "openrouter_metadata", orm))
-        cJSON_Delete(orm);   /* X-OpenRouter-Metadata: the answer's own, as given */
-    cJSON_AddBoolToObject(o, "fallback", j->fallback);
-    cJSON_AddItemToObject(o, "tokens", tokens_json(j));
-    cJSON_AddItemToObject(o, "cost", j->has_cost
-                                         ? cJSON_CreateNumber(cost_nusd_to_usd(j->cost_nusd))
-                                         : cJSON_CreateNull());
-    if (j->cost_estimated)
-        cJSON_AddBoolToObject(o, "cost_estimated", 1);
-    if (j->cost_note)
-        cJSON_AddStringToObject(o, "cost_note", j->cost_note);
-    if (j->state == JOB_RUNNING && j->live)
-        cJSON_AddNumberToObject(o, "tokens_so_far", (double)live_tokens(j->live));
-    cJSON_AddItemToObject(o, "created_at", time_or_null(j->created_ms));
-    cJSON_AddItemToObject(o, "started_at", time_or_null(j->started_ms));
-    cJSON_AddItemToObject(o, "finished_at", time_or_null(j->finished_ms));
-    if (j->state == JOB_PARKED) {
-        cJSON_AddItemToObject(o, "next_attempt_at", time_or_null(j->next_attempt_ms));
-        cJSON_AddNumberToObject(o, "park_count", j->park_count);
+        put(&d, o, "service_tier", cJSON_CreateString(j->service_tier));
+    /* X-OpenRouter-Metadata: the answer's own, as cJSON printed it when it came (a failed
+     * parse here is no memory) */
+    if (j->or_metadata)
+        put(&d, o, "openrouter_metadata", cJSON_Parse(j->or_metadata));
+    put(&d, o, "fallback", cJSON_CreateBool(j->fallback));
+    cJSON *t = put(&d, o, "tokens", cJSON_CreateObject());
+    if (t) {
+        put(&d, t, "prompt", number_or_null(j->prompt_tokens >= 0, (double)j->prompt_tokens));
+        put(&d, t, "completion",
+            number_or_null(j->completion_tokens >= 0, (double)j->completion_tokens));
     }
-    cJSON_AddItemToObject(o, "error", string_or_null(j->error));
+    put(&d, o, "cost", number_or_null(j->has_cost, cost_nusd_to_usd(j->cost_nusd)));
+    if (j->cost_estimated)
+        put(&d, o, "cost_estimated", cJSON_CreateTrue());
+    if (j->cost_note)
+        put(&d, o, "cost_note", cJSON_CreateString(j->cost_note));
+    if (j->state == JOB_RUNNING && j->live)
+        put(&d, o, "tokens_so_far", cJSON_CreateNumber((double)live_tokens(j->live)));
+    put(&d, o, "created_at", time_or_null(j->created_ms));
+    put(&d, o, "started_at", time_or_null(j->started_ms));
+    put(&d, o, "finished_at", time_or_null(j->finished_ms));
+    if (j->state == JOB_PARKED) {
+        put(&d, o, "next_attempt_at", time_or_null(j->next_attempt_ms));
+        put(&d, o, "park_count", cJSON_CreateNumber(j->park_count));
+    }
+    put(&d, o, "error", string_or_null(j->error));
     if (j->resent)
-        cJSON_AddBoolToObject(o, "resent_after_crash", 1);
+        put(&d, o, "resent_after_crash", cJSON_CreateTrue());
     if (j->ledger_ref)
-        cJSON_AddStringToObject(o, "ledger_id", j->ledger_ref);
+        put(&d, o, "ledger_id", cJSON_CreateString(j->ledger_ref));
     if (j->prompt) {
         char hash[24];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->prompt_hash);
-        cJSON_AddStringToObject(o, "prompt_hash", hash);
+        put(&d, o, "prompt_hash", cJSON_CreateString(hash));
+    }
+    if (!d.ok) {
+        cJSON_Delete(o);
+        return NULL;
     }
     return o;
 }
@@ -145,7 +159,8 @@ int job_meta_and_activity(const job *j, char **meta, char **activity)
     cJSON_DeleteItemFromObject(o, "route");
     char at[40];
     format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
-    if (cJSON_AddStringToObject(o, "time", at))
+    doc d = {.ok = 1};
+    if (put(&d, o, "time", cJSON_CreateString(at)))
         *activity = json_print_line(o, 0);   /* one line, with its '\n' */
     cJSON_Delete(o);
     if (*meta && *activity)
@@ -158,24 +173,23 @@ int job_meta_and_activity(const job *j, char **meta, char **activity)
 
 char *job_event_line(const job *j)
 {
+    doc d = {.ok = 1};
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
     char at[40];
     format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
-    cJSON_AddStringToObject(o, "path", j->key);
-    cJSON_AddStringToObject(o, "tier", j->tier_name);
-    cJSON_AddItemToObject(o, "tag", string_or_null(j->tag));
-    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-    cJSON_AddItemToObject(o, "provider", string_or_null(j->served_provider));
-    cJSON_AddItemToObject(o, "model", string_or_null(j->served_model));
-    cJSON_AddItemToObject(o, "cost", j->has_cost
-                                         ? cJSON_CreateNumber(cost_nusd_to_usd(j->cost_nusd))
-                                         : cJSON_CreateNull());
-    cJSON_AddBoolToObject(o, "fallback", j->fallback);
-    cJSON_AddItemToObject(o, "error", string_or_null(j->error));
-    cJSON_AddStringToObject(o, "time", at);
-    char *text = cJSON_PrintUnformatted(o);
+    put(&d, o, "path", cJSON_CreateString(j->key));
+    put(&d, o, "tier", cJSON_CreateString(j->tier_name));
+    put(&d, o, "tag", string_or_null(j->tag));
+    put(&d, o, "state", cJSON_CreateString(job_state_name(j->state)));
+    put(&d, o, "provider", string_or_null(j->served_provider));
+    put(&d, o, "model", string_or_null(j->served_model));
+    put(&d, o, "cost", number_or_null(j->has_cost, cost_nusd_to_usd(j->cost_nusd)));
+    put(&d, o, "fallback", cJSON_CreateBool(j->fallback));
+    put(&d, o, "error", string_or_null(j->error));
+    put(&d, o, "time", cJSON_CreateString(at));
+    char *text = d.ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return text;
 }

@@ -1,0 +1,222 @@
+/* test_alloc_fail.c — allocation failures, injected one at a time (alloc_fail.h): every
+ * allocation of a call fails in turn, and each run must either work or fail cleanly,
+ * with an error value and nothing half-made (make test-asan also checks that nothing
+ * leaks).  Covered: blob_new, the JSON printers, a finished job's meta and activity
+ * line, the store's reads of a row with its bytes, and opening and starting the store
+ * (with the filter of paths) (cmocka). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "alloc_fail.h"
+#include "blob.h"
+#include "job.h"
+#include "jsonfmt.h"
+#include "store_prompts.h"
+#include "store_test.h"
+
+#define MAX_RUNS 100000   /* a bound on the loop, far above any call's allocations */
+
+static void test_blob_new(void **state)
+{
+    (void)state;
+    long n = 0;
+    for (;; n++) {
+        af_arm(n);
+        blob *b = blob_new("bytes", 5);
+        af_disarm();
+        if (af_triggered()) {
+            assert_null(b);
+            continue;
+        }
+        assert_non_null(b);
+        assert_int_equal(b->len, 5);
+        assert_string_equal(b->data, "bytes");
+        blob_unref(b);
+        break;
+    }
+    assert_true(n >= 1);   /* it did allocate, and that allocation was made to fail */
+}
+
+static cJSON *sample_doc(void)
+{
+    cJSON *doc = cJSON_Parse("{\"file\": \"a \\\"quoted\\\" name\\n\", \"n\": 3, \"cost\": 0.00012,"
+                             " \"short\": [1, 2, \"x\"], \"none\": null, \"ok\": true,"
+                             " \"hops\": [{\"provider\": \"p\", \"status\": 200}, {}], \"e\": {}}");
+    assert_non_null(doc);
+    return doc;
+}
+
+static void test_json_printers(void **state)
+{
+    (void)state;
+    cJSON *doc = sample_doc();
+    char *want_pretty = json_print_line(doc, 1), *want_line = json_print_line(doc, 0);
+    assert_non_null(want_pretty);
+    assert_non_null(want_line);
+    for (int pretty = 0; pretty <= 1; pretty++) {
+        long n = 0;
+        for (; n < MAX_RUNS; n++) {
+            af_arm(n);
+            char *text = json_print_line(doc, pretty);
+            af_disarm();
+            if (!af_triggered()) {
+                assert_string_equal(text, pretty ? want_pretty : want_line);
+                free(text);
+                break;
+            }
+            if (text)   /* a failure it got around (cJSON retries small buffers) */
+                assert_string_equal(text, pretty ? want_pretty : want_line);
+            free(text);
+        }
+        assert_true(n > 0 && n < MAX_RUNS);
+    }
+    free(want_pretty);
+    free(want_line);
+    cJSON_Delete(doc);
+}
+
+/* A finished job as jobs_finish_build hands it to meta.c. */
+static void fill_job(job *j, job_hop *hop)
+{
+    memset(j, 0, sizeof *j);
+    j->key = "t/tag/brief.txt";
+    j->tier_name = "t";
+    j->tag = "tag";
+    j->name = "brief.txt";
+    j->state = JOB_DONE;
+    j->gen = 7;
+    *hop = (job_hop){.provider = "sim", .model = "sim/a", .status = 200, .latency_ms = 12,
+                     .attempt = 1, .at_ms = 1700000000000, .tokens = 3,
+                     .detail = "{\"provider_name\":\"x\"}"};
+    j->hops = hop;
+    j->nhops = j->caphops = 1;
+    j->served_provider = "sim";
+    j->served_model = "sim/a";
+    j->or_metadata = "{\"strategy\":\"price\"}";
+    j->prompt_tokens = 5;
+    j->completion_tokens = 3;
+    j->has_cost = 1;
+    j->cost_nusd = 1234;
+    j->created_ms = 1700000000000;
+    j->started_ms = 1700000000001;
+    j->finished_ms = 1700000000100;
+}
+
+static void test_meta_and_activity(void **state)
+{
+    (void)state;
+    job j;
+    job_hop hop;
+    fill_job(&j, &hop);
+    char *want_meta = NULL, *want_line = NULL;
+    assert_int_equal(job_meta_and_activity(&j, &want_meta, &want_line), 0);
+    long n = 0;
+    for (; n < MAX_RUNS; n++) {
+        char *meta = (char *)1, *line = (char *)1;
+        af_arm(n);
+        int r = job_meta_and_activity(&j, &meta, &line);
+        af_disarm();
+        if (r < 0) {
+            assert_true(af_triggered());
+            assert_null(meta);   /* both or neither */
+            assert_null(line);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        /* a failed allocation cJSON got around may still give the full text */
+        assert_string_equal(meta, want_meta);
+        assert_string_equal(line, want_line);
+        free(meta);
+        free(line);
+        if (!af_triggered())
+            break;
+    }
+    assert_true(n > 10 && n < MAX_RUNS);   /* a tree of dozens of nodes: many failed */
+    free(want_meta);
+    free(want_line);
+}
+
+static void test_store_reads(void **state)
+{
+    (void)state;
+    char dir[64];
+    tst_tempdir(dir, sizeof dir, "allocfail");
+    store *st = tst_open(dir);
+    static const prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    rf_err err;
+    assert_int_equal(sp_install(st, "t/p", "prompt bytes", 12, 1, 5, PS_PENDING, &a, 1, &err), 0);
+    long n = 0;
+    for (; n < MAX_RUNS; n++) {
+        prompt_row row;
+        char *data = (char *)1;
+        size_t len = 99;
+        af_arm(n);
+        int r = sp_get_with(st, "t/p", SP_DATA, &row, &data, &len, &err);
+        af_disarm();
+        if (!af_triggered()) {
+            assert_int_equal(r, 0);
+            assert_int_equal(row.gen, 5);
+            assert_int_equal(len, 12);
+            assert_memory_equal(data, "prompt bytes", 12);
+            free(data);
+            break;
+        }
+        assert_true(r < 0);
+        assert_null(data);
+        assert_int_equal(len, 0);
+    }
+    assert_true(n >= 1 && n < MAX_RUNS);
+    store_close(st);
+    tst_rmrf(dir);
+}
+
+/* store_open and store_start (with the filter of paths) under every failure: an error,
+ * or a store that reads rightly, filter or not. */
+static void test_store_open_start(void **state)
+{
+    (void)state;
+    char dir[64];
+    tst_tempdir(dir, sizeof dir, "allocfail");
+    store *st = tst_open(dir);
+    static const prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    rf_err err;
+    assert_int_equal(sp_install(st, "t/kept", "x", 1, 1, 9, PS_PENDING, &a, 1, &err), 0);
+    store_close(st);
+    long n = 0;
+    for (; n < MAX_RUNS; n++) {
+        af_arm(n);
+        st = store_open(dir, &err);
+        int started = st && store_start(st, &err) == 0;
+        af_disarm();
+        int hit = af_triggered();
+        if (st && started) {
+            prompt_row row;
+            assert_int_equal(sp_get(st, "t/kept", &row, &err), 0);
+            assert_int_equal(row.gen, 9);
+            assert_int_equal(sp_get(st, "t/never", &row, &err), -ENOENT);
+        } else {
+            assert_true(hit);
+        }
+        store_close(st);
+        if (!hit)
+            break;
+    }
+    assert_true(n >= 1 && n < MAX_RUNS);
+    tst_rmrf(dir);
+}
+
+int main(void)
+{
+    af_hook_cjson();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blob_new),
+        cmocka_unit_test(test_json_printers),
+        cmocka_unit_test(test_meta_and_activity),
+        cmocka_unit_test(test_store_reads),
+        cmocka_unit_test(test_store_open_start),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
