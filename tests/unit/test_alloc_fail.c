@@ -139,15 +139,24 @@ static void test_meta_and_activity(void **state)
     free(want_line);
 }
 
+/* A fresh store in dir (a buffer of 64) holding the prompt path with bytes, generation gen. */
+static store *store_with_prompt(char *dir, const char *path, const char *bytes, int64_t gen)
+{
+    tst_tempdir(dir, 64, "allocfail");
+    store *st = tst_open(dir);
+    static const prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    rf_err err;
+    if (sp_install(st, path, bytes, strlen(bytes), 1, gen, PS_PENDING, &a, 1, &err) != 0)
+        fail_msg("sp_install %s: %s", path, err.msg);
+    return st;
+}
+
 static void test_store_reads(void **state)
 {
     (void)state;
     char dir[64];
-    tst_tempdir(dir, sizeof dir, "allocfail");
-    store *st = tst_open(dir);
-    static const prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    store *st = store_with_prompt(dir, "t/p", "prompt bytes", 5);
     rf_err err;
-    assert_int_equal(sp_install(st, "t/p", "prompt bytes", 12, 1, 5, PS_PENDING, &a, 1, &err), 0);
     long n = 0;
     for (; n < MAX_RUNS; n++) {
         prompt_row row;
@@ -179,12 +188,9 @@ static void test_store_open_start(void **state)
 {
     (void)state;
     char dir[64];
-    tst_tempdir(dir, sizeof dir, "allocfail");
-    store *st = tst_open(dir);
-    static const prompt_attrs a = {.mode = 0644, .mtime_ns = 1};
+    store_close(store_with_prompt(dir, "t/kept", "x", 9));
     rf_err err;
-    assert_int_equal(sp_install(st, "t/kept", "x", 1, 1, 9, PS_PENDING, &a, 1, &err), 0);
-    store_close(st);
+    store *st;
     long n = 0;
     for (; n < MAX_RUNS; n++) {
         af_arm(n);
