@@ -13,9 +13,14 @@ int64_t now_wall_ms(void)
 
 int64_t now_mono_ms(void)
 {
+    return now_mono_us() / 1000;
+}
+
+int64_t now_mono_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void format_time_ms(int64_t ms, char *buf, size_t len)

@@ -9,6 +9,7 @@
 
 int64_t now_wall_ms(void);
 int64_t now_mono_ms(void);
+int64_t now_mono_us(void);   /* the same clock in microseconds */
 /* ISO-8601 UTC with milliseconds into buf (>= 32 bytes). */
 void format_time_ms(int64_t ms, char *buf, size_t len);
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "faultvfs.h"
 #include "log.h"
 #include "store_schema.h"
@@ -269,13 +270,6 @@ static void set_health(store *st, int failing, const rf_err *err)
         fn(failing, ud);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Take the queue's first GROUP_MAX_OPS operations.  Lock held. */
 static store_op *take_group(store *st, size_t *n)
 {
@@ -348,26 +342,12 @@ static void finish_all(store *st, store_op *list)
     }
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
+/* Wait for work until until_us on the monotonic clock (the cond's clock: store_open). */
 static void timed_wait_us(store *st, int64_t until_us)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = until_us - mono_us();
-    if (left <= 0)
+    if (until_us <= now_mono_us())
         return;
-    ts.tv_sec += left / 1000000;
-    ts.tv_nsec += (left % 1000000) * 1000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = {.tv_sec = until_us / 1000000, .tv_nsec = (until_us % 1000000) * 1000};
     pthread_cond_timedwait(&st->work, &st->lock, &ts);
 }
 
@@ -382,7 +362,7 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&st->lock);
     for (;;) {
         if (st->stopping && !give_up_at)
-            give_up_at = mono_ms() + CLOSE_RETRY_MS;
+            give_up_at = now_mono_ms() + CLOSE_RETRY_MS;
         if (st->failing) {
             store_op *keep = NULL;
             size_t ndrop = 0;
@@ -401,9 +381,9 @@ static void *writer_main(void *arg)
             }
             /* Closing: nothing held is nothing to wait for; held work gets a bounded
              * time for the disk to come back. */
-            if (st->stopping && (!st->head || mono_ms() >= give_up_at))
+            if (st->stopping && (!st->head || now_mono_ms() >= give_up_at))
                 break;
-            if (mono_ms() < retry_at) {
+            if (now_mono_ms() < retry_at) {
                 int64_t until = st->stopping && give_up_at < retry_at ? give_up_at : retry_at;
                 timed_wait_us(st, until * 1000);
                 continue;
@@ -413,7 +393,7 @@ static void *writer_main(void *arg)
                 break;
             pthread_cond_wait(&st->work, &st->lock);
             continue;
-        } else if (gather_until && !st->hurry && !st->stopping && mono_us() < gather_until) {
+        } else if (gather_until && !st->hurry && !st->stopping && now_mono_us() < gather_until) {
             /* Busy: let more work join this group (one transaction and one sync for many
              * jobs), unless a thread waits for it. */
             st->gathering = 1;   /* store_submit need not wake it */
@@ -425,7 +405,7 @@ static void *writer_main(void *arg)
         int was_failing = st->failing;
         size_t n = 0;
         store_op *group = take_group(st, &n);
-        gather_until = n >= GATHER_BUSY_OPS ? mono_us() + GATHER_US : 0;
+        gather_until = n >= GATHER_BUSY_OPS ? now_mono_us() + GATHER_US : 0;
         pthread_mutex_unlock(&st->lock);
 
         rf_err err;
@@ -446,7 +426,7 @@ static void *writer_main(void *arg)
             continue;
         }
         set_health(st, 1, &err);
-        retry_at = mono_ms() + backoff;
+        retry_at = now_mono_ms() + backoff;
         backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
         store_op *keep = NULL;
         size_t ndrop = 0;
