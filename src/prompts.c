@@ -280,10 +280,12 @@ static void closed_put(const draft *d)
     *c = (closed_attrs){.attrs = d->attrs, .size = d->len, .gen = d->gen};
     pthread_mutex_lock(&PS.drafts_lock);
     closed_attrs *old = PS.closed ? hmap_get(PS.closed, d->key) : NULL;
-    if (PS.closed && hmap_put(PS.closed, d->key, c) == 0)
-        free(old), c = NULL;
+    if (PS.closed && hmap_put(PS.closed, d->key, c) == 0) {
+        free(old);   /* an earlier close of the name, replaced */
+        c = NULL;
+    }
     pthread_mutex_unlock(&PS.drafts_lock);
-    free(c);
+    free(c);         /* not kept (no map or no memory) */
 }
 
 /* gen < 0: whatever is there. */

@@ -119,7 +119,7 @@ struct store_op {
     int status;
     rf_err err;
     int waiting;            /* store_run: a thread waits for it */
-    int tracked;            /* key counted among the pending ones */
+    int tracked;            /* key pending: 0 no, 1 in the map, 2 counted untracked */
 };
 
 /* Queue op for the writer; op->done reports the outcome.  Never blocks on the disk. */

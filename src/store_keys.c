@@ -35,10 +35,12 @@ void store_keys_add(store *st, store_op *op)
         return;
     pthread_mutex_lock(&st->klock);
     uintptr_t n = (uintptr_t)hmap_get(st->pending, op->key);
-    if (hmap_put(st->pending, op->key, (void *)(n + 1)) == 0)
+    if (hmap_put(st->pending, op->key, (void *)(n + 1)) == 0) {
         op->tracked = 1;
-    else
-        op->tracked = 2, st->untracked++;   /* no memory: every read settles meanwhile */
+    } else {
+        op->tracked = 2;   /* no memory: every read settles meanwhile */
+        st->untracked++;
+    }
     st->pending_n++;
     pthread_mutex_unlock(&st->klock);
 }

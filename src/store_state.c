@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum state_kind { END_WRITE, SET_STATE, MARK_SENT };   /* index of state_sql[] */
+
 typedef struct state_op {
     store_op op;               /* first */
     char *path;                /* owned */
     int64_t gen, next_attempt_ms;
-    int kind;                  /* 0 end_write, 1 set_state, 2 mark_sent */
+    enum state_kind kind;
     prompt_state state;
     int park_count;
     sp_queued_fn then;         /* end_write: once stored */
@@ -26,18 +28,18 @@ static const char SQL_SET_STATE[] =
     "UPDATE prompts SET state = ?3, park_count = ?4, next_attempt_ms = ?5"
     " WHERE gen = ?2";
 static const char SQL_MARK_SENT[] = "UPDATE prompts SET sent = 1 WHERE gen = ?2";
+static const char *const state_sql[] = {SQL_END_WRITE, SQL_SET_STATE, SQL_MARK_SENT};
 
 static int apply_state(store_conn *w, store_op *op, rf_err *err)
 {
     state_op *o = (state_op *)op;
-    static const char *const sql[] = {SQL_END_WRITE, SQL_SET_STATE, SQL_MARK_SENT};
-    sqlite3_stmt *s = store_stmt(w, sql[o->kind], err);
+    sqlite3_stmt *s = store_stmt(w, state_sql[o->kind], err);
     if (!s)
         return -1;
     sqlite3_bind_text(s, 1, o->path, -1, SQLITE_STATIC);
-    if (o->kind > 0)
+    if (o->kind != END_WRITE)
         sqlite3_bind_int64(s, 2, o->gen);
-    if (o->kind == 1) {
+    if (o->kind == SET_STATE) {
         sqlite3_bind_int(s, 3, (int)o->state);
         sqlite3_bind_int(s, 4, o->park_count);
         sqlite3_bind_int64(s, 5, o->next_attempt_ms);
@@ -58,8 +60,8 @@ static void state_done(store_op *op, int status, const rf_err *err)
     free(o);
 }
 
-static int submit_state(store *st, const char *path, int kind, int64_t gen, prompt_state state,
-                        int park_count, int64_t next_ms, sp_queued_fn then)
+static int submit_state(store *st, const char *path, enum state_kind kind, int64_t gen,
+                        prompt_state state, int park_count, int64_t next_ms, sp_queued_fn then)
 {
     state_op *o = calloc(1, sizeof *o);
     if (!o || !(o->path = strdup(path))) {
@@ -68,8 +70,8 @@ static int submit_state(store *st, const char *path, int kind, int64_t gen, prom
     }
     o->op.apply = apply_state;
     o->op.done = state_done;
-    o->op.flags = (kind == 2 ? 0 : STORE_OP_HELD) | STORE_OP_ONE_CHANGE;
-    o->op.key = kind == 0 ? o->path : NULL;   /* whether it is being written shows in reads */
+    o->op.flags = (kind == MARK_SENT ? 0 : STORE_OP_HELD) | STORE_OP_ONE_CHANGE;
+    o->op.key = kind == END_WRITE ? o->path : NULL;   /* writing = 1 shows in reads */
     o->then = then;
     o->kind = kind;
     o->gen = gen;
@@ -82,21 +84,21 @@ static int submit_state(store *st, const char *path, int kind, int64_t gen, prom
 
 void sp_end_write(store *st, const char *path)
 {
-    (void)submit_state(st, path, 0, 0, PS_PENDING, 0, 0, NULL);
+    (void)submit_state(st, path, END_WRITE, 0, PS_PENDING, 0, 0, NULL);
 }
 
 int sp_end_write_then(store *st, const char *path, int64_t gen, sp_queued_fn then)
 {
-    return submit_state(st, path, 0, gen, PS_PENDING, 0, 0, then);
+    return submit_state(st, path, END_WRITE, gen, PS_PENDING, 0, 0, then);
 }
 
 void sp_set_state(store *st, const char *path, int64_t gen, prompt_state state, int park_count,
                   int64_t next_attempt_ms)
 {
-    (void)submit_state(st, path, 1, gen, state, park_count, next_attempt_ms, NULL);
+    (void)submit_state(st, path, SET_STATE, gen, state, park_count, next_attempt_ms, NULL);
 }
 
 void sp_mark_sent(store *st, const char *path, int64_t gen)
 {
-    (void)submit_state(st, path, 2, gen, PS_PENDING, 0, 0, NULL);
+    (void)submit_state(st, path, MARK_SENT, gen, PS_PENDING, 0, 0, NULL);
 }
