@@ -341,7 +341,7 @@ static int draft_decide(draft *d)
     d->revived = 0;
     if (!d->too_large && !d->force_new && settled && hash == d->stored_hash &&
         len == d->stored_size) {
-        int r = sp_queue_touch(PS.st, d->key, mtime);
+        int r = sp_queue_touch(PS.st, d->key, mtime, NULL);
         if (r == 0)
             d->dirty = 0;
         return r;

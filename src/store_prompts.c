@@ -438,12 +438,6 @@ static int apply_touch(store_conn *w, store_op *op, rf_err *err)
     return step_change(w, s, err, o->path);
 }
 
-int sp_touch(store *st, const char *path, int64_t mtime_ns, rf_err *err)
-{
-    write_op o = {.path = path, .mtime_ns = mtime_ns};
-    return run_write(st, &o, apply_touch, err);
-}
-
 /* sp_queue_content's op: a write_op that owns its path and a reference to the bytes. */
 typedef struct content_op {
     write_op w;                /* first; w.path owned */
@@ -497,11 +491,12 @@ int sp_queue_content(store *st, const char *path, int64_t old_gen, blob *data, i
     return queue_content(st, o, path, apply_replace);
 }
 
-int sp_queue_touch(store *st, const char *path, int64_t mtime_ns)
+int sp_queue_touch(store *st, const char *path, int64_t mtime_ns, sp_queued_fn then)
 {
     content_op *o = calloc(1, sizeof *o);
     if (!o)
         return -ENOMEM;
+    o->then = then;
     o->w.mtime_ns = mtime_ns;
     return queue_content(st, o, path, apply_touch);
 }

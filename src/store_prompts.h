@@ -123,18 +123,18 @@ int sp_begin_new(store *st, const char *path, int64_t gen, const prompt_attrs *a
 int sp_replace_content(store *st, const char *path, int64_t old_gen, const void *data,
                        size_t len, uint64_t hash, int64_t new_gen, prompt_state state,
                        int64_t mtime_ns, int64_t now_ms, rf_err *err);
-/* The same bytes were written again: only the times change. */
-int sp_touch(store *st, const char *path, int64_t mtime_ns, rf_err *err);
-/* The same two, queued: the caller goes on (a close does not wait for the disk).  Held
- * while the store fails; reads of path wait for them (store_settle).  The op keeps a
- * reference to data.  then (may be NULL: failures are logged) is called on the writer
- * thread once it is stored (0) or failed (-errno), with path, new_gen and data.  0, or
- * -ENOMEM with nothing queued. */
+/* The same, queued: the caller goes on (a close does not wait for the disk); and a touch,
+ * the same bytes written again (only the times change).  Held while the store fails;
+ * reads of path wait for them (store_settle).  The content op keeps a reference to data.
+ * then (may be NULL: failures are logged) is called on the writer thread once it is
+ * stored (0) or failed (-errno; -ENOENT: the row is gone or holds another generation),
+ * with path, new_gen and data (a touch: 0 and NULL).  0, or -ENOMEM with nothing
+ * queued. */
 typedef void (*sp_queued_fn)(const char *path, int64_t gen, blob *data, int status,
                              const rf_err *err);
 int sp_queue_content(store *st, const char *path, int64_t old_gen, blob *data, int64_t new_gen,
                      prompt_state state, int64_t mtime_ns, int64_t now_ms, sp_queued_fn then);
-int sp_queue_touch(store *st, const char *path, int64_t mtime_ns);
+int sp_queue_touch(store *st, const char *path, int64_t mtime_ns, sp_queued_fn then);
 /* The last writer closed path (held, asynchronous). */
 void sp_end_write(store *st, const char *path);
 /* The same, and then(path, gen, NULL, status, err) once it is stored (gen: the caller's,

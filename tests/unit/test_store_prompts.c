@@ -295,17 +295,41 @@ static void test_results(void **state)
     assert_null(data);
 }
 
+/* What the writer thread told the callers of sp_queue_content, sp_queue_touch and
+ * sp_end_write_then. */
+static struct {
+    int calls, status;
+    int64_t gen;
+    char data[32];
+} told;
+
+static void record_told(const char *path, int64_t gen, blob *data, int status,
+                        const rf_err *err)
+{
+    (void)path, (void)err;
+    told.calls++;
+    told.status = status;
+    told.gen = gen;
+    snprintf(told.data, sizeof told.data, "%s", data ? data->data : "-");
+}
+
 static void test_touch_and_setattr(void **state)
 {
     fixture *fx = *state;
     rf_err err;
     install(fx, "t/a", "x", 30, PS_PENDING);
-    assert_int_equal(sp_touch(fx->st, "t/a", 777, &err), 0);
+    memset(&told, 0, sizeof told);
+    assert_int_equal(sp_queue_touch(fx->st, "t/a", 777, record_told), 0);
     prompt_row row = get(fx, "t/a");
+    assert_int_equal(told.calls, 1);
+    assert_int_equal(told.status, 0);
     assert_int_equal(row.attrs.mtime_ns, 777);
     assert_int_equal(row.attrs.ctime_ns, 777);
     assert_int_equal(row.gen, 30);                  /* the same bytes: the same job */
-    assert_int_equal(sp_touch(fx->st, "t/none", 1, &err), -ENOENT);
+    assert_int_equal(sp_queue_touch(fx->st, "t/none", 1, record_told), 0);
+    assert_int_equal(store_flush(fx->st), 0);
+    assert_int_equal(told.calls, 2);
+    assert_int_equal(told.status, -ENOENT);
 
     prompt_attrs a = {.mode = 0600, .uid = 7, .gid = 8, .atime_ns = 91, .mtime_ns = 92,
                       .ctime_ns = 93};
@@ -659,23 +683,6 @@ static int find_listed(const sp_entry *e, void *ud)
     return 0;
 }
 
-/* What the writer thread told sp_queue_content's and sp_end_write_then's callers. */
-static struct {
-    int calls, status;
-    int64_t gen;
-    char data[32];
-} told;
-
-static void record_told(const char *path, int64_t gen, blob *data, int status,
-                        const rf_err *err)
-{
-    (void)path, (void)err;
-    told.calls++;
-    told.status = status;
-    told.gen = gen;
-    snprintf(told.data, sizeof told.data, "%s", data ? data->data : "-");
-}
-
 /* Queued writes: nobody waits for them, yet every read of their path sees them (the read
  * waits for the queue), their callbacks have run by then, and a stale generation is
  * refused (-ENOENT) without touching the row. */
@@ -705,7 +712,7 @@ static void test_queued_writes(void **state)
     assert_string_equal(told.data, "queued");
     /* the close, then a touch */
     assert_int_equal(sp_end_write_then(fx->st, "t/q", 31, record_told), 0);
-    assert_int_equal(sp_queue_touch(fx->st, "t/q", 777), 0);
+    assert_int_equal(sp_queue_touch(fx->st, "t/q", 777, NULL), 0);
     got = get(fx, "t/q");
     assert_int_equal(got.writing, 0);
     assert_int_equal(got.attrs.mtime_ns, 777);
