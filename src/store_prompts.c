@@ -450,7 +450,7 @@ static void content_done(store_op *op, int status, const rf_err *err)
     content_op *o = (content_op *)op;
     if (o->then)
         o->then(o->w.path, o->w.new_gen, o->data, status, err);
-    else if (status < 0)
+    else if (status < 0 && status != -ENOENT)   /* (gone meanwhile: nothing to save) */
         LOG_ERROR("%s: not saved: %s", o->w.path, err->msg);
     blob_unref(o->data);
     free((char *)o->w.path);

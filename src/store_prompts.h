@@ -126,7 +126,7 @@ int sp_replace_content(store *st, const char *path, int64_t old_gen, const void 
 /* The same, queued: the caller goes on (a close does not wait for the disk); and a touch,
  * the same bytes written again (only the times change).  Held while the store fails;
  * reads of path wait for them (store_settle).  The content op keeps a reference to data.
- * then (may be NULL: failures are logged) is called on the writer thread once it is
+ * then (may be NULL: failures but -ENOENT are logged) is called on the writer thread once it is
  * stored (0) or failed (-errno; -ENOENT: the row is gone or holds another generation),
  * with path, new_gen and data (a touch: 0 and NULL).  0, or -ENOMEM with nothing
  * queued. */
