@@ -49,9 +49,10 @@ _gone() { ! kill -0 "$1" 2>/dev/null; }
 _in_read() { [ "$(cut -d' ' -f1 "/proc/$1/syscall" 2>/dev/null)" = 0 ]; }
 
 # read_loop OUT — the shell loop of the README: each event line appended to OUT; OUT.open
-# appears once M/events is open.  Run in the background with bg.
+# appears once M/events is open.  Run in the background with rfs_bg; exec, so that the
+# pid rfs_bg gives (and teardown kills) is the reader's own.
 read_loop() {
-    bash -c 'exec 4<"$1" || exit 9; : >"$2.open"
+    exec bash -c 'exec 4<"$1" || exit 9; : >"$2.open"
              while read -r e <&4; do printf "%s\n" "$e" >>"$2"; done
              echo "eof $?" >"$2.end"' _ "$MNT/events" "$1"
 }

@@ -188,6 +188,40 @@ rfs_bg() {
 # a test's end); unlike `run ! CMD` it keeps $output.
 not() { ! "$@"; }
 
+# sanitizer_report FILE... — the sanitizer reports in FILEs (stderr of a daemon built by
+# `make test-asan`), at most 40 lines; nothing when there are none.  Left out: leaks of
+# records libfuse allocated itself (the frame above calloc is in libfuse3.so).  libfuse
+# keeps a FUSE_INTERRUPT that arrives after its request was answered in a private list
+# until the next request comes, and never frees that list when the session ends
+# (libfuse/libfuse#1522), so a reader killed just as its read is answered leaks 176 bytes
+# at exit.  A request routefs never answered would show the same way, but it also leaves
+# its caller blocked, which the tests' bounded waits catch.
+sanitizer_report() {
+    local f files=()
+    for f in "$@"; do [ -f "$f" ] && files+=("$f"); done
+    [ ${#files[@]} -gt 0 ] || return 0
+    awk '
+        function end_block() {
+            if (inblk && frame1 !~ /libfuse3\.so/)
+                leaks = leaks blk
+            inblk = 0
+        }
+        /ERROR: AddressSanitizer|runtime error:/ { left = 13 }
+        left > 0 { print; left--; next }
+        /^(Direct|Indirect) leak of/ { end_block(); inblk = 1; blk = $0 "\n"; frame1 = ""; next }
+        inblk && /^ *#[0-9]+ / {
+            if ($1 == "#1") frame1 = $0
+            blk = blk $0 "\n"
+            next
+        }
+        { end_block() }
+        END {
+            end_block()
+            if (leaks != "")
+                printf "ERROR: LeakSanitizer: detected memory leaks\n%s", leaks
+        }' "${files[@]}" | head -n 40
+}
+
 rfs_teardown() {
     local p
     for p in "${BG_PIDS[@]}"; do
@@ -208,8 +242,7 @@ rfs_teardown() {
     rm -f "$RFS_DIR/sim.pid"
     # Under `make test-asan` a sanitizer report from either daemon fails the test.
     local san=""
-    san="$(grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
-        "$RFS_DIR/routefs.stderr" "$RFS_DIR/sim.log" 2>/dev/null | head -n 40)"
+    san="$(sanitizer_report "$RFS_DIR/routefs.stderr" "$RFS_DIR/sim.log")"
     if ! grep -qF " $MNT " /proc/self/mounts; then
         rm -rf --one-file-system "$RFS_DIR"
     fi

@@ -82,7 +82,7 @@ assert_daemon_ok() {
     run timeout 5 cat "$MNT/status"
     assert_success
     [ -n "$output" ]
-    refute grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$RFS_DIR/routefs.stderr"
+    [ -z "$(sanitizer_report "$RFS_DIR/routefs.stderr")" ]
 }
 
 # assert_failed_over MODE — after send: served by the healthy secondary; the hostile

@@ -109,8 +109,7 @@ b_unmount() {
     fi
     B_PID=""
     local san
-    san="$(grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' \
-        "$RFS_DIR/b/routefs.stderr" 2>/dev/null | head -n 40)"
+    san="$(sanitizer_report "$RFS_DIR/b/routefs.stderr")"
     if [ -n "$san" ]; then
         printf 'sanitizer report (mount B):\n%s\n' "$san" >&2
         return 1
