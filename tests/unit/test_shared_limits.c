@@ -352,7 +352,10 @@ static void test_breaker_seen_by_other_host(void **state)
     assert_int_equal(shared_breaker_publish(a, "p2", NULL, 1, wall_ms() + 300, "x", &err), 0);
     assert_true(wait_open(b, "p2", NULL, 1, 1000) >= 0);
     assert_true(wait_open(b, "p2", NULL, 0, 1000) >= 0);
-    assert_false(shared_breaker_open(a, "p2", NULL, NULL));
+    /* on a too, though not at the same instant: each host moves a synced end to its own
+     * clock by the sync's round trip (cache_replace), so a's copy can end a few ms after
+     * b's under load */
+    assert_true(wait_open(a, "p2", NULL, 0, 500) >= 0);
     /* one already over is not even sent */
     assert_int_equal(shared_breaker_publish(a, "p3", NULL, 1, wall_ms() - 1, "x", &err), 0);
     assert_int_equal(shared_breaker_publish(a, "", NULL, 1, wall_ms(), "x", &err), -1);
