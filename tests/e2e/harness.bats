@@ -25,7 +25,7 @@ FX="$RFS_REPO/tests/e2e/fixtures/sanitizer"
     assert_line --partial "runtime error: signed integer overflow"
     assert_line --partial "ERROR: AddressSanitizer: heap-use-after-free"
     assert_line --partial "in job_unref src/jobs.c:120"
-    run sanitizer_report "$RFS_REPO/README.md" "$RFS_REPO/tests/e2e/no-such-file"
+    run sanitizer_report "$FX/clean.txt" "$RFS_REPO/tests/e2e/no-such-file"
     assert_success
     assert_output ""
 }
