@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hmap.h"
 #include "log.h"
 #include "store_ledger.h"
@@ -25,13 +26,6 @@ static struct {
     hmap *observed;           /* "provider\x1fmodel" -> known_price* */
     int64_t published_ms;
 } P = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void free_map(hmap *m)
 {
@@ -187,7 +181,7 @@ int prices_observe(const char *provider, const char *model, double cost_usd,
     pthread_mutex_unlock(&P.lock);
     if (raised && st) {
         price_row row = {model, provider, "observed", now.prompt_per_m, now.completion_per_m, 0,
-                         wall_ms()};
+                         now_wall_ms()};
         sl_price_put(st, &row);
     }
     return raised;
@@ -202,7 +196,7 @@ int prices_set_published(const published_price *rows, size_t n, rf_err *err)
         hmap_free(m);
         return rf_err_set(err, ENOMEM, "out of memory");
     }
-    int64_t now = wall_ms();
+    int64_t now = now_wall_ms();
     for (size_t i = 0; i < n; i++) {
         known_price p = {rows[i].prompt_per_m, rows[i].completion_per_m, rows[i].request_usd};
         if (put(m, rows[i].model, &p) < 0) {

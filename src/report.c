@@ -6,6 +6,7 @@
  * that leaves the file; a Content-Security-Policy meta tag forbids them all, so that even
  * a mistake in escaping could not run or fetch anything. */
 #include "report.h"
+#include "clock.h"
 #include "report_impl.h"
 
 #include <errno.h>
@@ -516,13 +517,6 @@ void report_opts_init(report_opts *o, const rf_config *cfg, int64_t now_ms)
     o->now_ms = now_ms;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 char *report_render(sqlite3 *db, const report_opts *o, size_t *len, rf_err *err)
 {
     *len = 0;
@@ -532,7 +526,7 @@ char *report_render(sqlite3 *db, const report_opts *o, size_t *len, rf_err *err)
     }
     rp_data d;
     memset(&d, 0, sizeof d);
-    int64_t now = o->now_ms > 0 ? o->now_ms : wall_ms();
+    int64_t now = o->now_ms > 0 ? o->now_ms : now_wall_ms();
     int own_txn = sqlite3_get_autocommit(db);   /* else the caller's transaction is used */
     if (own_txn && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         rf_err_set(err, EIO, "state database: %s", sqlite3_errmsg(db));

@@ -42,6 +42,7 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
+#include "clock.h"
 #include "config.h"
 #include "jobs.h"
 #include "liveconf.h"
@@ -305,13 +306,6 @@ static double parse_seconds(const char *s)
     return -1;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Undo mountinfo's octal escapes (\040 space, \011 tab, \012 newline, \134 backslash). */
 static void unescape_mountinfo(char *s)
 {
@@ -425,7 +419,7 @@ static int send_control(const char *path, int64_t deadline)
             return WIFEXITED(wstatus) ? -WEXITSTATUS(wstatus) : -EIO;
         if (w < 0 && errno != EINTR)
             return -errno;
-        if (mono_ms() >= deadline) {
+        if (now_mono_ms() >= deadline) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
                 ;
@@ -523,7 +517,7 @@ int service_umount_main(int argc, char **argv)
         status = UMOUNT_EXIT_NOT_ROUTEFS;
         goto out;
     }
-    int64_t deadline = mono_ms() + (int64_t)(timeout_s * 1000.0);
+    int64_t deadline = now_mono_ms() + (int64_t)(timeout_s * 1000.0);
     int sent = send_control(path, deadline);
     if (sent == -ETIMEDOUT) {
         fprintf(stderr, "routefs umount: %s: the daemon did not answer within %gs (stopped or "
@@ -548,7 +542,7 @@ int service_umount_main(int argc, char **argv)
             status = UMOUNT_EXIT_OK;
             break;
         }
-        if (mono_ms() >= deadline) {
+        if (now_mono_ms() >= deadline) {
             fprintf(stderr, "routefs umount: %s: still mounted after %gs (the daemon is "
                             "shutting down; try again, or fusermount3 -u -z)\n", arg, timeout_s);
             status = UMOUNT_EXIT_TIMEOUT;

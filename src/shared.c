@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define BATCH_MAX SHARED_BATCH_MAX
@@ -276,7 +277,7 @@ static void mark_degraded(shared *s, const char *msg)
 {
     long hold = 5 * s->sync_ms;
     hold = hold < 1000 ? 1000 : hold > 10000 ? 10000 : hold;
-    s->degraded_until_ms = shared_mono_ms() + hold;
+    s->degraded_until_ms = now_mono_ms() + hold;
     shared_set_state(s, SHARED_DEGRADED, msg);
 }
 
@@ -343,12 +344,12 @@ static void run_list(shared *s, shared_opq *list)
             continue;
         /* All replies first (the round trip, measured without our callbacks), then
          * the answers; a reply that does not come means the connection is gone. */
-        int64_t t0 = shared_mono_us();
+        int64_t t0 = now_mono_us();
         size_t got = 0;
         while (got < n && redisGetReply(s->conn, (void **)&s->replies[got]) == REDIS_OK)
             got++;
         if (got)
-            shared_count_round_trip(s, got, shared_mono_us() - t0);
+            shared_count_round_trip(s, got, now_mono_us() - t0);
         shared_opq retry = {0};
         for (size_t i = 0; i < got; i++) {
             if (handle_reply(s, sent[i], s->replies[i], &bad, bad_msg, sizeof bad_msg))
@@ -381,7 +382,7 @@ static void run_list(shared *s, shared_opq *list)
     }
     if (!s->conn)
         return;
-    if (!bad && shared_mono_ms() >= s->degraded_until_ms)
+    if (!bad && now_mono_ms() >= s->degraded_until_ms)
         shared_set_state(s, SHARED_CONNECTED, NULL);
 }
 
@@ -390,7 +391,7 @@ static void run_connected(shared *s, shared_opq *batch)
 {
     shared_opq list = {0};
     shared_op *op;
-    int64_t now = shared_mono_ms();
+    int64_t now = now_mono_ms();
     int tick = now >= s->next_sync_ms;
     if (s->floors_due) {
         shared_budget_floors(s, &list);
@@ -420,7 +421,7 @@ static void *thread_main(void *arg)
         pthread_mutex_lock(&s->mu);
         while (!s->stopping && !s->queue.len && !(s->conn && s->replay_due)) {
             int64_t deadline = s->conn ? s->next_sync_ms : s->next_connect_ms;
-            int64_t now = shared_mono_ms();
+            int64_t now = now_mono_ms();
             if (now >= deadline)
                 break;
             struct timespec ts = {deadline / 1000, (deadline % 1000) * 1000000};
@@ -438,7 +439,7 @@ static void *thread_main(void *arg)
         }
         pthread_mutex_unlock(&s->mu);
 
-        if (!s->conn && shared_mono_ms() >= s->next_connect_ms)
+        if (!s->conn && now_mono_ms() >= s->next_connect_ms)
             shared_connect(s);
         if (s->conn) {
             run_connected(s, &batch);
@@ -495,7 +496,7 @@ static void random_hex(char out[17])
 {
     unsigned char b[8];
     if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
-        uint64_t x = (uint64_t)(shared_wall_ms() * 1000) ^ ((uint64_t)getpid() << 32);
+        uint64_t x = (uint64_t)(now_wall_ms() * 1000) ^ ((uint64_t)getpid() << 32);
         memcpy(b, &x, sizeof b);
     }
     for (int i = 0; i < 8; i++)
@@ -578,7 +579,7 @@ shared *shared_start(const rf_shared_cfg *cfg, const char *host_id, rf_err *err)
     s->sync_ms = cfg->breaker_sync_ms;
     s->backoff_ms = SHARED_BACKOFF_MIN_MS;
     s->state = SHARED_DOWN;
-    s->since_ms = shared_wall_ms();
+    s->since_ms = now_wall_ms();
     int rc = pthread_create(&s->thread, NULL, thread_main, s);
     if (rc != 0) {
         shared_free(s);

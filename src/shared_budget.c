@@ -3,6 +3,7 @@
  * reservations this host holds (which windows each was made in, so that a settle or a
  * release drops it from exactly those).  Scripts: shared_lua.c; replies: shared_reply.c. */
 #include "shared_impl.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -139,7 +140,7 @@ static shared_watch *watch_get(shared *s, const char *key)
 void shared_watch_update(shared *s, char keys[][SHARED_WINDOW_MAX + 1], const shreply_win *v,
                          int n)
 {
-    int64_t now = shared_wall_ms();
+    int64_t now = now_wall_ms();
     pthread_mutex_lock(&s->cache_mu);
     for (int i = 0; i < n; i++) {
         shared_watch *w = watch_get(s, keys[i]);
@@ -392,7 +393,7 @@ static void remember_reservation(shared *s, const shared_op *op)
     r->n = op->caps.n;
     for (int i = 0; i < r->n; i++)
         memcpy(r->key[i], op->caps.w[i].key, sizeof r->key[i]);
-    r->forget_ms = shared_mono_ms() + s->reservation_ttl_ms + 60000;
+    r->forget_ms = now_mono_ms() + s->reservation_ttl_ms + 60000;
     free(hmap_del(s->reservations, op->id));
     if (hmap_put(s->reservations, op->id, r) < 0)
         free(r);
@@ -473,7 +474,7 @@ int shared_budget_lost(shared *s, shared_op *op)
 
 void shared_budget_sweep(shared *s)
 {
-    int64_t now = shared_mono_ms();
+    int64_t now = now_mono_ms();
     for (hmap_iter it = {0}; hmap_next(s->reservations, &it);) {
         shared_resv *r = it.value;
         if (r->forget_ms < now) {

@@ -10,32 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "redact.h"
-
-/* ---- clocks ---- */
-
-static int64_t clock_us(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t shared_wall_ms(void)
-{
-    return clock_us(CLOCK_REALTIME) / 1000;
-}
-
-int64_t shared_mono_ms(void)
-{
-    return clock_us(CLOCK_MONOTONIC) / 1000;
-}
-
-int64_t shared_mono_us(void)
-{
-    return clock_us(CLOCK_MONOTONIC);
-}
 
 /* ---- state and errors ---- */
 
@@ -55,7 +32,7 @@ void shared_set_state(shared *s, shared_state st, const char *text)
     shared_state old = s->state;
     int changed = old != st || (text && strcmp(msg, s->last_error) != 0);
     if (old != st)
-        s->since_ms = shared_wall_ms();
+        s->since_ms = now_wall_ms();
     s->state = st;
     if (text)
         snprintf(s->last_error, sizeof s->last_error, "%s", msg);
@@ -83,7 +60,7 @@ void shared_conn_failed(shared *s, const char *what, const char *why)
     snprintf(msg, sizeof msg, "Redis %s:%d: %s: %s", s->host, s->port, what, why);
     shared_disconnect(s);
     shared_set_state(s, SHARED_DOWN, msg);
-    s->next_connect_ms = shared_mono_ms() + s->backoff_ms;
+    s->next_connect_ms = now_mono_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms * 2 > SHARED_BACKOFF_MAX_MS ? SHARED_BACKOFF_MAX_MS : s->backoff_ms * 2;
 }
 
@@ -101,20 +78,20 @@ void shared_count_round_trip(shared *s, size_t commands, int64_t us)
 static redisReply *command(shared *s, int argc, const char **argv, const size_t *len,
                            const char **why)
 {
-    int64_t t0 = clock_us(CLOCK_MONOTONIC);
+    int64_t t0 = now_mono_us();
     redisReply *r = redisCommandArgv(s->conn, argc, argv, len);
     if (!r) {
         *why = s->conn->errstr[0] ? s->conn->errstr : "no reply";
         return NULL;
     }
-    shared_count_round_trip(s, 1, clock_us(CLOCK_MONOTONIC) - t0);
+    shared_count_round_trip(s, 1, now_mono_us() - t0);
     return r;
 }
 
 /* SCRIPT LOAD every script (pipelined).  0, or -1 with msg. */
 int shared_load_scripts(shared *s, char *msg, size_t msglen)
 {
-    int64_t t0 = clock_us(CLOCK_MONOTONIC);
+    int64_t t0 = now_mono_us();
     for (int i = 0; i < LUA__COUNT; i++) {
         const char *text = shared_lua_text((shared_lua)i);
         const char *argv[3] = {"SCRIPT", "LOAD", text};
@@ -143,7 +120,7 @@ int shared_load_scripts(shared *s, char *msg, size_t msglen)
         }
         freeReplyObject(reply);
     }
-    shared_count_round_trip(s, LUA__COUNT, clock_us(CLOCK_MONOTONIC) - t0);
+    shared_count_round_trip(s, LUA__COUNT, now_mono_us() - t0);
     return ok ? 0 : -1;
 }
 
@@ -206,13 +183,13 @@ void shared_connect(shared *s)
     }
     const char *argv[1] = {"TIME"};
     size_t len[1] = {4};
-    int64_t before = shared_wall_ms();
+    int64_t before = now_wall_ms();
     redisReply *r = command(s, 1, argv, len, &why);
     if (!r) {
         shared_conn_failed(s, "TIME", why);
         return;
     }
-    int64_t server_ms = 0, after = shared_wall_ms();
+    int64_t server_ms = 0, after = now_wall_ms();
     int bad = shreply_time_parse(r, &server_ms, &e) < 0;
     if (bad && shreply_error_text(r, text, sizeof text))
         snprintf(e.msg, sizeof e.msg, "%s", text);

@@ -184,9 +184,6 @@ struct shared {
 
 /* ---- shared_conn.c ---- */
 
-int64_t shared_wall_ms(void);
-int64_t shared_mono_ms(void);
-int64_t shared_mono_us(void);
 /* Connect, AUTH, SELECT, load the scripts, read TIME: s->conn set and CONNECTED, or
  * DOWN with the next attempt after the backoff. */
 void shared_connect(shared *s);

@@ -4,6 +4,7 @@
  * periodic sync that refreshes the breaker cache and the spend cache in one round trip.
  * Scripts: shared_lua.c; replies: shared_reply.c. */
 #include "shared_impl.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -140,7 +141,7 @@ int shared_breaker_publish(shared *s, const char *provider, const char *model, i
     snprintf(e->info.provider, sizeof e->info.provider, "%s", provider);
     snprintf(e->info.model, sizeof e->info.model, "%s", model ? model : "");
     e->info.until_ms = until_unix_ms;
-    e->info.at_ms = shared_wall_ms();
+    e->info.at_ms = now_wall_ms();
     snprintf(e->info.host, sizeof e->info.host, "%s", s->host_id);
     memcpy(e->info.reason, op->reason, sizeof e->info.reason);
 
@@ -162,7 +163,7 @@ int shared_breaker_open(shared *s, const char *provider, const char *model, int6
     char field[SHARED_FIELD_MAX];
     if (breaker_field(provider, model, field, NULL) < 0)
         return 0;
-    int64_t now = shared_wall_ms(), until = 0;
+    int64_t now = now_wall_ms(), until = 0;
     pthread_mutex_lock(&s->cache_mu);
     const shared_cached_breaker *e = cache_find(s->breakers, s->nbreakers, field);
     if (e && e->info.until_ms > now)
@@ -181,7 +182,7 @@ shared_breaker_view shared_breaker_state(shared *s, const char *provider, const 
         *until_ms = 0;
     if (breaker_field(provider, model, field, NULL) < 0)
         return SHARED_BREAKER_CLOSED;
-    int64_t now = shared_wall_ms();
+    int64_t now = now_wall_ms();
     shared_breaker_view v = SHARED_BREAKER_CLOSED;
     pthread_mutex_lock(&s->cache_mu);
     const shared_cached_breaker *e = cache_find(s->breakers, s->nbreakers, field);
@@ -198,7 +199,7 @@ shared_breaker_view shared_breaker_state(shared *s, const char *provider, const 
 
 size_t shared_breaker_list(shared *s, shared_breaker_info *out, size_t max)
 {
-    int64_t now = shared_wall_ms();
+    int64_t now = now_wall_ms();
     size_t n = 0;
     pthread_mutex_lock(&s->cache_mu);
     for (size_t i = 0; i < s->nbreakers; i++) {
@@ -215,7 +216,7 @@ size_t shared_breaker_list(shared *s, shared_breaker_info *out, size_t max)
 /* The sync's breakers replace the cache; local publishes newer than the sync stay. */
 static void cache_replace(shared *s, const shreply_sync *y, uint64_t seq)
 {
-    int64_t local_now = shared_wall_ms();
+    int64_t local_now = now_wall_ms();
     shared_cached_breaker *arr = y->nbreakers ? calloc(y->nbreakers, sizeof *arr) : NULL;
     size_t n = 0;
     for (size_t i = 0; arr && i < y->nbreakers && n < SHARED_BREAKERS_MAX; i++) {
@@ -367,7 +368,7 @@ int shared_limits_build(shared *s, shared_op *op)
         shared_cmd_str(c, op->id);
         return 1;
     case OP_BREAKER: {
-        int64_t rem = op->until_ms - shared_wall_ms();
+        int64_t rem = op->until_ms - now_wall_ms();
         if (op->open && rem <= 0)
             return 0;                  /* it has closed meanwhile (deferred): nothing to say */
         shared_cmd_evalsha(s, c, LUA_BREAKER, 1);

@@ -34,13 +34,6 @@
 #define RETRY_MAX_MS 5000          /* ... up to this */
 #define CLOSE_RETRY_MS 5000        /* at close, how long held work may still be retried */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- errors ---- */
 
 int store_errno(int rc)
@@ -215,7 +208,7 @@ static int probe_write(store *st, rf_err *err)
         return rf_err_set(err, EIO, "state store: cannot open the database");
     char sql[128];
     snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO info(key, value) VALUES('probe', '%lld')",
-             (long long)wall_ms());
+             (long long)now_wall_ms());
     if (store_conn_exec(st->writer, sql, err) < 0) {
         writer_recover(st);
         return -1;
@@ -247,7 +240,7 @@ static void set_health(store *st, int failing, const rf_err *err)
         st->fail_code = err->code == ENOSPC || err->code == EROFS ? err->code : EIO;
         snprintf(st->why, sizeof st->why, "%s", err->msg);
         if (changed) {
-            st->since_ms = wall_ms();
+            st->since_ms = now_wall_ms();
             st->failures++;
         }
     } else {

@@ -1,6 +1,8 @@
 /* store_ledger.c — see store_ledger.h. */
 #include "store_ledger.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -463,13 +465,6 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void submit_misc(store *st, misc_op *o, unsigned flags)
 {
     o->op.apply = apply_misc;
@@ -495,7 +490,7 @@ void sl_event(store *st, const char *kind, const char *provider, const char *mod
     if (!o)
         return;
     o->kind = 1;
-    o->at_ms = wall_ms();
+    o->at_ms = now_wall_ms();
     o->a = strdup(kind);
     o->b = dup_or_null(provider);
     o->c = dup_or_null(model);
@@ -535,7 +530,7 @@ void sl_kv_put(store *st, const char *key, const char *value)
     o->kind = 3;
     o->a = strdup(key);
     o->b = strdup(value);
-    o->at_ms = wall_ms();
+    o->at_ms = now_wall_ms();
     if (!o->a || !o->b) {
         misc_done(&o->op, 0, NULL);
         return;

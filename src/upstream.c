@@ -6,6 +6,7 @@
  * woken to take them in.  upstream_int.h says what the lock guards and how cancellation
  * keeps its promise. */
 #include "upstream_int.h"
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -40,13 +41,6 @@ static CURLcode curl_init_result;
 static void curl_init_once(void)
 {
     curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-int64_t upstream_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -342,7 +336,7 @@ long upstream_submit(upstream *up, upstream_request *req, upstream_done_fn done,
     r->done = done;
     r->ud = ud;
     r->retry_after_ms = -1;
-    r->submitted_ms = upstream_now_ms();
+    r->submitted_ms = now_mono_ms();
     r->whole_due = r->timeout_ms > 0 ? r->submitted_ms + r->timeout_ms : NO_DEADLINE;
 
     int ok = xfer_prepare(r, req, err) == 0;
@@ -366,7 +360,7 @@ static long add_timer(upstream *up, entry_kind kind, long delay_ms, upstream_tim
     t->e.kind = kind;
     t->fn = fn;
     t->ud = ud;
-    t->due_ms = upstream_now_ms() + (delay_ms > 0 ? delay_ms : 0);
+    t->due_ms = now_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
     long id = enqueue(up, &t->e, err);
     if (id < 0)
         free(t);
@@ -543,7 +537,7 @@ int upstream_fd_may_keep(int fd, const rf_config *cfg)
 void upstream_fd_shortage(upstream_fd_use what)
 {
     atomic_store(&last_shortage_kind, (int)what);
-    atomic_store(&last_shortage_ms, upstream_now_ms());
+    atomic_store(&last_shortage_ms, now_mono_ms());
     atomic_fetch_add(&fd_shortages, 1);
 }
 

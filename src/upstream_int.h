@@ -136,7 +136,6 @@ struct upstream {
     CURLMcode last_mc;              /* last multi failure, to log changes only */
 };
 
-int64_t upstream_now_ms(void);
 
 /* upstream.c */
 void upstream_map_remove(upstream *up, entry *e);   /* lock held */

@@ -18,6 +18,7 @@
  * brought forward at once and pushed back lazily, when it comes up: a busy stream costs no
  * heap work per chunk. */
 #include "upstream_int.h"
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -31,13 +32,6 @@
 
 #define MAX_EVENTS    256
 #define IDLE_WAIT_MS  1000    /* nothing is lost without it; a backstop against our bugs */
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Only a bug or no memory makes a multi call fail: log when failing starts, not per turn. */
 static void note_mc(upstream *up, const char *what, CURLMcode mc)
@@ -273,7 +267,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     upstream *up = userp;
-    up->curl_due_us = timeout_ms < 0 ? INT64_MAX : now_us() + (int64_t)timeout_ms * 1000;
+    up->curl_due_us = timeout_ms < 0 ? INT64_MAX : now_mono_us() + (int64_t)timeout_ms * 1000;
     return 0;
 }
 
@@ -286,7 +280,7 @@ static void drive_curl(upstream *up, curl_socket_t s, int flags)
 
 static void drive_curl_timeout(upstream *up)
 {
-    if (up->curl_due_us == INT64_MAX || now_us() < up->curl_due_us)
+    if (up->curl_due_us == INT64_MAX || now_mono_us() < up->curl_due_us)
         return;
     up->curl_due_us = INT64_MAX;  /* on_curl_timer sets it again if curl wants */
     drive_curl(up, CURL_SOCKET_TIMEOUT, 0);
@@ -295,7 +289,7 @@ static void drive_curl_timeout(upstream *up)
     long ms = -1;
     if (up->curl_due_us == INT64_MAX && curl_multi_timeout(up->multi, &ms) == CURLM_OK &&
         ms >= 0)
-        up->curl_due_us = now_us() + (int64_t)ms * 1000;
+        up->curl_due_us = now_mono_us() + (int64_t)ms * 1000;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -351,7 +345,7 @@ static void request_finish(upstream *up, request *r, CURLcode code)
     upstream_result res;
     xfer_flush_held(r);
     xfer_finish(r, code, &res);
-    res.latency_ms = (long)(upstream_now_ms() - r->submitted_ms);
+    res.latency_ms = (long)(now_mono_ms() - r->submitted_ms);
     if (r->done && callback_begin(up, &r->e)) {
         r->done(&res, r->ud);
         callback_end(up);
@@ -396,7 +390,7 @@ static void complete_failed(upstream *up)
 /* End every request whose first-token, stall or whole-attempt limit has passed. */
 static void fire_deadlines(upstream *up)
 {
-    int64_t now = upstream_now_ms();
+    int64_t now = now_mono_ms();
     while (up->dl_len > 0 && up->dl[0]->dl_key <= now) {
         request *r = up->dl[0];
         int64_t d = request_deadline(r);
@@ -457,7 +451,7 @@ static void run_posts(upstream *up)
 
 static void run_due_timers(upstream *up)
 {
-    int64_t now = upstream_now_ms();
+    int64_t now = now_mono_ms();
     for (;;) {
         pthread_mutex_lock(&up->lock);
         timer *t = NULL;
@@ -554,8 +548,8 @@ static int next_wait_ms(upstream *up)
 {
     int64_t wait = IDLE_WAIT_MS;
     if (up->curl_due_us != INT64_MAX)  /* rounded up: never wake before curl is due */
-        wait = clamp_wait(wait, (up->curl_due_us - now_us() + 999) / 1000);
-    int64_t now = upstream_now_ms();
+        wait = clamp_wait(wait, (up->curl_due_us - now_mono_us() + 999) / 1000);
+    int64_t now = now_mono_ms();
     if (up->dl_len > 0)
         wait = clamp_wait(wait, up->dl[0]->dl_key - now);
     if (up->posts_head || up->failed_head)

@@ -11,6 +11,7 @@
  * the start of a key cut across two chunks is held back until the next one or the end.
  * A collected body is scrubbed as a whole before the caller sees it. */
 #include "upstream_int.h"
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -192,7 +193,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (n == 0)
         return 0;
-    int64_t now = upstream_now_ms();
+    int64_t now = now_mono_ms();
     r->got_response = 1;
     r->last_byte_ms = now;
     uint64_t total = atomic_fetch_add(&r->bytes, n) + n;
@@ -237,7 +238,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     static const char name[] = "retry-after:";
     const size_t name_len = sizeof name - 1;
     r->got_response = 1;
-    r->last_byte_ms = upstream_now_ms();
+    r->last_byte_ms = now_mono_ms();
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         r->retry_after_ms = -1;  /* a new response begins (e.g. after 100 Continue) */
     } else if (n > name_len && strncasecmp(data, name, name_len) == 0) {
@@ -444,7 +445,7 @@ static int no_socket(const request *r)
  * limit (the only curl limit set shorter than ours). */
 static int connect_timed_out(const request *r)
 {
-    return !r->got_response && upstream_now_ms() < r->whole_due;
+    return !r->got_response && now_mono_ms() < r->whole_due;
 }
 
 static rf_transport_error transport_error_of(CURLcode code, const request *r)

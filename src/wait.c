@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "wait_impl.h"
 
 #define POLL_MS            200       /* redraw / poll period: about five times a second */
@@ -61,14 +62,6 @@ static struct {
 static volatile sig_atomic_t got_signal;
 
 /* ---- small helpers ---- */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int64_t ms)
 {
@@ -387,13 +380,13 @@ int wait_main(int argc, char **argv)
 
     const char *term = getenv("TERM");
     int bar = !quiet && isatty(STDERR_FILENO) && !(term && !strcmp(term, "dumb"));
-    int64_t t0 = mono_ms();
+    int64_t t0 = now_mono_ms();
     int64_t deadline = timeout_s >= 0 ? t0 + (int64_t)(timeout_s * 1000.0) : INT64_MAX;
     int64_t next_scan = t0, next_line = t0, interval_ms = (int64_t)(interval_s * 1000.0);
     int drawn = 0, timed_out = 0;
     counts cn = {0};
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = now_mono_ms();
         if (now >= next_scan) {
             if (wscan_scan() < 0) {
                 if (drawn)
@@ -401,7 +394,7 @@ int wait_main(int argc, char **argv)
                 fprintf(stderr, "routefs wait: %s\n", wscan_fatal(&status));
                 goto out;
             }
-            int64_t after = mono_ms(), cost = after - now;
+            int64_t after = now_mono_ms(), cost = after - now;
             next_scan = now + (cost * 4 > POLL_MS ? cost * 4 : POLL_MS);
             if (next_scan > now + SCAN_MAX_GAP_MS)
                 next_scan = now + SCAN_MAX_GAP_MS;
@@ -436,7 +429,7 @@ int wait_main(int argc, char **argv)
         clear_bar();
 
     char took[32];
-    format_duration((double)(mono_ms() - t0) / 1000.0, took, sizeof took);
+    format_duration((double)(now_mono_ms() - t0) / 1000.0, took, sizeof took);
     if (got_signal) {
         fprintf(stderr, "routefs wait: interrupted: %zu of %zu jobs still pending\n",
                 cn.pending, cn.total);
