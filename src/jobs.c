@@ -516,6 +516,13 @@ static void dispatch_tier(const char *tier, actions *acts)
     }
 }
 
+int tier_would_start(const char *tier, const rf_config *cfg, const rf_tier *t)
+{
+    const tier_slots *ts = hmap_get(J.tiers, tier);
+    return !J.store_failing && !J.stopping &&
+           (!ts || (!ts->queue_head && ts->running < upstream_tier_share(cfg, t)));
+}
+
 static void dispatch_all(actions *acts)
 {
     for (hmap_iter it = {0}; J.tiers && hmap_next(J.tiers, &it);)

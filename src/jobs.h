@@ -88,6 +88,10 @@ void jobs_writer_opened(const char *key, const prompt_row *row);
 void jobs_content_changed(const char *key, int64_t gen, job_input *in);
 /* The last writer closed key. */
 void jobs_writer_closed(const char *key);
+/* 1 when key's job, were its last writer to close now, would start at once: new content,
+ * one writer, a free slot in its tier and nothing queued there.  A hint (the store then
+ * commits the close without gathering, up to 10 ms sooner); it may be stale at once. */
+int jobs_would_start_now(const char *key);
 /* A complete prompt arrived at key as generation gen (renamed in from scratch space, or a
  * re-run): start it now. */
 void jobs_prompt_installed(const char *key, int64_t gen, job_input *in);

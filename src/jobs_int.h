@@ -64,6 +64,8 @@ void job_clear_outcome(job *j);
 void job_stop(job *j, actions *acts);               /* cancel, disarm, leave queue/slot */
 void job_fail(job *j, const char *why, actions *acts);
 void enqueue(job *j, actions *acts);
+/* A job of tier t (in cfg) queued now would start at once: a free slot, nothing queued. */
+int tier_would_start(const char *tier, const rf_config *cfg, const rf_tier *t);
 void arm_timer(job *j, long delay_ms, actions *acts);
 void table_remove(job *j);
 int jobs_stopping(void);

@@ -127,6 +127,18 @@ void jobs_content_changed(const char *key, int64_t gen, job_input *in)
     run_actions(&acts);
 }
 
+int jobs_would_start_now(const char *key)
+{
+    jobs_lock();
+    job *j = jobs_find(key);
+    rf_config *cfg = j && j->writers == 1 && j->content_new ? jobs_config() : NULL;
+    const rf_tier *t = cfg ? config_tier(cfg, j->tier_name) : NULL;
+    int r = t && tier_would_start(j->tier_name, cfg, t);
+    jobs_unlock();
+    config_unref(cfg);
+    return r;
+}
+
 void jobs_writer_closed(const char *key)
 {
     actions acts = ACTIONS_INIT(acts);

@@ -607,7 +607,8 @@ void prompts_release(prompt_handle *h)
             jobs_writer_closed(d->key);
         } else {
             closed_put(d);
-            if (sp_end_write_then(PS.st, d->key, d->gen, writer_closed_stored) < 0) {
+            if (sp_end_write_then(PS.st, d->key, d->gen, jobs_would_start_now(d->key),
+                                  writer_closed_stored) < 0) {
                 closed_drop(d->key, d->gen);
                 jobs_writer_closed(d->key);   /* (out of memory: the store keeps writing = 1) */
             }

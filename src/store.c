@@ -464,7 +464,9 @@ void store_submit(store *st, store_op *op)
         st->head = op;
     st->tail = op;
     st->submitted++;
-    if (!st->gathering)
+    if (op->flags & STORE_OP_URGENT)
+        st->hurry = 1;   /* no gathering: a job waits for this to start */
+    if (!st->gathering || (op->flags & STORE_OP_URGENT))
         pthread_cond_signal(&st->work);
     pthread_mutex_unlock(&st->lock);
 }

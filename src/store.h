@@ -13,7 +13,7 @@
  * (store_op); it applies every operation waiting in one transaction ("group commit"), each
  * inside a savepoint so one failing operation does not undo the others, and syncs the WAL
  * once per group when any operation in it asked to be durable.  While busy, a group
- * gathers for up to 10 ms unless a thread waits.  A caller either waits for its operation
+ * gathers for up to 10 ms unless a thread waits or an op is STORE_OP_URGENT.  A caller either waits for its operation
  * (store_run: FUSE requests that must report an error to the shell) or is called back
  * (store_submit: a closed prompt's bytes, results of paid answers, state changes); a read
  * of a key with submitted writes still queued waits for them (store_settle).
@@ -99,6 +99,8 @@ enum {
     STORE_OP_ONE_CHANGE = 4,  /* apply changes rows with one statement, which SQLite undoes
                                  by itself when it fails: no savepoint around it */
     STORE_OP_PAID = 8,      /* carries a paid answer and its bill: counted apart in health */
+    STORE_OP_URGENT = 16,   /* its done callback starts work now (a job with a free slot):
+                               its group does not gather */
 };
 
 typedef struct store_op store_op;

@@ -138,8 +138,10 @@ int sp_queue_touch(store *st, const char *path, int64_t mtime_ns, sp_queued_fn t
 /* The last writer closed path (held, asynchronous). */
 void sp_end_write(store *st, const char *path);
 /* The same, and then(path, gen, NULL, status, err) once it is stored (gen: the caller's,
- * given back): 0, or -ENOMEM with nothing queued and then not called. */
-int sp_end_write_then(store *st, const char *path, int64_t gen, sp_queued_fn then);
+ * given back): 0, or -ENOMEM with nothing queued and then not called.  urgent: then
+ * starts a job at once (jobs_would_start_now), so the store commits without gathering. */
+int sp_end_write_then(store *st, const char *path, int64_t gen, int urgent,
+                      sp_queued_fn then);
 /* chmod / chown / utimens: only the fields set in mask (SP_ATTR_*) change. */
 enum { SP_ATTR_MODE = 1, SP_ATTR_UID = 2, SP_ATTR_GID = 4, SP_ATTR_ATIME = 8,
        SP_ATTR_MTIME = 16 };

@@ -61,7 +61,8 @@ static void state_done(store_op *op, int status, const rf_err *err)
 }
 
 static int submit_state(store *st, const char *path, enum state_kind kind, int64_t gen,
-                        prompt_state state, int park_count, int64_t next_ms, sp_queued_fn then)
+                        prompt_state state, int park_count, int64_t next_ms, sp_queued_fn then,
+                        unsigned extra_flags)
 {
     state_op *o = calloc(1, sizeof *o);
     if (!o || !(o->path = strdup(path))) {
@@ -70,7 +71,7 @@ static int submit_state(store *st, const char *path, enum state_kind kind, int64
     }
     o->op.apply = apply_state;
     o->op.done = state_done;
-    o->op.flags = (kind == MARK_SENT ? 0 : STORE_OP_HELD) | STORE_OP_ONE_CHANGE;
+    o->op.flags = (kind == MARK_SENT ? 0 : STORE_OP_HELD) | STORE_OP_ONE_CHANGE | extra_flags;
     o->op.key = kind == END_WRITE ? o->path : NULL;   /* writing = 1 shows in reads */
     o->then = then;
     o->kind = kind;
@@ -84,21 +85,22 @@ static int submit_state(store *st, const char *path, enum state_kind kind, int64
 
 void sp_end_write(store *st, const char *path)
 {
-    (void)submit_state(st, path, END_WRITE, 0, PS_PENDING, 0, 0, NULL);
+    (void)submit_state(st, path, END_WRITE, 0, PS_PENDING, 0, 0, NULL, 0);
 }
 
-int sp_end_write_then(store *st, const char *path, int64_t gen, sp_queued_fn then)
+int sp_end_write_then(store *st, const char *path, int64_t gen, int urgent, sp_queued_fn then)
 {
-    return submit_state(st, path, END_WRITE, gen, PS_PENDING, 0, 0, then);
+    return submit_state(st, path, END_WRITE, gen, PS_PENDING, 0, 0, then,
+                        urgent ? STORE_OP_URGENT : 0);
 }
 
 void sp_set_state(store *st, const char *path, int64_t gen, prompt_state state, int park_count,
                   int64_t next_attempt_ms)
 {
-    (void)submit_state(st, path, SET_STATE, gen, state, park_count, next_attempt_ms, NULL);
+    (void)submit_state(st, path, SET_STATE, gen, state, park_count, next_attempt_ms, NULL, 0);
 }
 
 void sp_mark_sent(store *st, const char *path, int64_t gen)
 {
-    (void)submit_state(st, path, MARK_SENT, gen, PS_PENDING, 0, 0, NULL);
+    (void)submit_state(st, path, MARK_SENT, gen, PS_PENDING, 0, 0, NULL, 0);
 }

@@ -711,7 +711,7 @@ static void test_queued_writes(void **state)
     assert_int_equal(told.gen, 31);
     assert_string_equal(told.data, "queued");
     /* the close, then a touch */
-    assert_int_equal(sp_end_write_then(fx->st, "t/q", 31, record_told), 0);
+    assert_int_equal(sp_end_write_then(fx->st, "t/q", 31, 0, record_told), 0);
     assert_int_equal(sp_queue_touch(fx->st, "t/q", 777, NULL), 0);
     got = get(fx, "t/q");
     assert_int_equal(got.writing, 0);
