@@ -203,6 +203,7 @@ echo
 printf '%-52s %14s\n' "measure" "value"
 printf '%-52s %14s\n' "----------------------------------------------------" "--------------"
 printf '%-52s %11s ms\n' "batch: cp + every .out read (wall)" "$t_fs"
+printf '%-52s %11s ms\n' "  of it: cp of the prompts into the tier" "$t_cp"
 printf '%-52s %11s ms\n' "physical limit ceil(N/C)*L" "$limit"
 printf '%-52s %14s\n'    "wall / limit (target <= 1.3)" "$ratio"
 printf '%-52s %14s\n'    "finished jobs in the store" "$done_jobs"
