@@ -109,8 +109,13 @@ static void pretty_value(pretty_buf *pb, const cJSON *item, int depth)
 
 char *json_print_pretty(const cJSON *doc)
 {
+    return json_print_pretty_at(doc, 0);
+}
+
+char *json_print_pretty_at(const cJSON *doc, int depth)
+{
     pretty_buf pb = {0};
-    pretty_value(&pb, doc, 0);
+    pretty_value(&pb, doc, depth);
     if (pb.failed) {
         free(pb.data);
         return NULL;

@@ -12,6 +12,9 @@
 
 /* malloc'd text without a trailing newline; NULL on allocation failure. */
 char *json_print_pretty(const cJSON *doc);
+/* The same for a value that sits depth levels deep in a pretty document (its inner
+ * lines are indented to match); json_print_pretty is depth 0. */
+char *json_print_pretty_at(const cJSON *doc, int depth);
 
 /* The document as one file's worth of text ending in '\n': pretty (json_print_pretty) or
  * compact (one line, for .jsonl).  malloc'd; NULL on allocation failure. */

@@ -1,168 +1,140 @@
-/* meta.c — a job as JSON: NAME.meta (pretty) and its activity.jsonl line (compact).
- * One builder serves both so the two never disagree.  Callers hold the jobs lock. */
-#include "jsonfmt.h"
+/* meta.c — a job as JSON: NAME.meta (pretty), its activity.jsonl line (compact) and its
+ * events line.  One writer serves the first two so they never disagree; written straight
+ * to text (jsonw.h), as each finished job writes all three.  Callers hold the jobs lock. */
 #include "job.h"
 #include "cost.h"
+#include "jsonw.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Building a document: every add is checked, and one that fails (no memory) marks the
- * whole document failed, so a meta is complete or not written at all.  put() takes
- * ownership of v (NULL: a failed create). */
-typedef struct doc {
-    int ok;
-} doc;
-
-static cJSON *put(doc *d, cJSON *o, const char *key, cJSON *v)
+static void put_time(jsonw *w, const char *key, int64_t ms)
 {
-    if (!v || !o || !(key ? cJSON_AddItemToObject(o, key, v) : cJSON_AddItemToArray(o, v))) {
-        cJSON_Delete(v);
-        d->ok = 0;
-        return NULL;
-    }
-    return v;
-}
-
-static cJSON *time_or_null(int64_t ms)
-{
-    if (!ms)
-        return cJSON_CreateNull();
     char buf[40];
+    if (!ms) {
+        jw_null(w, key);
+        return;
+    }
     format_time_ms(ms, buf, sizeof buf);
-    return cJSON_CreateString(buf);
+    jw_str(w, key, buf);
 }
 
-static cJSON *string_or_null(const char *s)
+static void put_hops(jsonw *w, const job *j)
 {
-    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
-}
-
-static cJSON *number_or_null(int present, double v)
-{
-    return present ? cJSON_CreateNumber(v) : cJSON_CreateNull();
-}
-
-static void put_hops(doc *d, cJSON *o, const job *j)
-{
-    cJSON *arr = put(d, o, "hops", cJSON_CreateArray());
-    for (size_t i = 0; arr && i < j->nhops; i++) {
+    jw_open(w, "hops", '[');
+    for (size_t i = 0; i < j->nhops; i++) {
         const job_hop *h = &j->hops[i];
-        cJSON *e = put(d, arr, NULL, cJSON_CreateObject());
-        if (!e)
-            return;
-        put(d, e, "provider", cJSON_CreateString(h->provider));
-        put(d, e, "model", cJSON_CreateString(h->model));
-        put(d, e, "status", number_or_null(h->status != 0, (double)h->status));
-        put(d, e, "error", string_or_null(h->error));
-        put(d, e, "latency_ms", cJSON_CreateNumber((double)h->latency_ms));
-        put(d, e, "attempt", cJSON_CreateNumber(h->attempt));
-        put(d, e, "at", time_or_null(h->at_ms));
+        jw_open(w, NULL, '{');
+        jw_str(w, "provider", h->provider);
+        jw_str(w, "model", h->model);
+        if (h->status != 0)
+            jw_int(w, "status", h->status);
+        else
+            jw_null(w, "status");
+        jw_str(w, "error", h->error);
+        jw_int(w, "latency_ms", h->latency_ms);
+        jw_int(w, "attempt", h->attempt);
+        put_time(w, "at", h->at_ms);
         if (h->tokens >= 0)
-            put(d, e, "tokens", cJSON_CreateNumber((double)h->tokens));
+            jw_int(w, "tokens", h->tokens);
         /* what OpenRouter said about the providers it tried (JSON that parsed when the
          * hop was recorded: a failed parse here is no memory) */
         if (h->detail)
-            put(d, e, "openrouter", cJSON_Parse(h->detail));
+            jw_json(w, "openrouter", h->detail);
+        jw_close(w);
     }
+    jw_close(w);
 }
 
-/* The fields both forms share; NULL when out of memory. */
-static cJSON *job_json(const job *j)
+/* The job as one JSON object: the meta (with the route), or its activity line (without
+ * it: the hops say what happened; with the time it was written). */
+static void job_write(jsonw *w, const job *j, int activity)
 {
-    doc d = {.ok = 1};
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    put(&d, o, "file", cJSON_CreateString(j->name));
-    put(&d, o, "tier", cJSON_CreateString(j->tier_name));
-    put(&d, o, "tag", string_or_null(j->tag));
-    put(&d, o, "state", cJSON_CreateString(job_state_name(j->state)));
-    cJSON *route = put(&d, o, "route", cJSON_CreateArray());
-    for (size_t i = 0; route && j->tier && i < j->tier->route_len; i++) {
-        cJSON *h = put(&d, route, NULL, cJSON_CreateObject());
-        if (!h)
-            break;
-        put(&d, h, "provider", cJSON_CreateString(j->tier->route[i].provider));
-        put(&d, h, "model", cJSON_CreateString(j->tier->route[i].model));
+    jw_open(w, NULL, '{');
+    jw_str(w, "file", j->name);
+    jw_str(w, "tier", j->tier_name);
+    jw_str(w, "tag", j->tag);
+    jw_str(w, "state", job_state_name(j->state));
+    if (!activity) {
+        jw_open(w, "route", '[');
+        for (size_t i = 0; j->tier && i < j->tier->route_len; i++) {
+            jw_open(w, NULL, '{');
+            jw_str(w, "provider", j->tier->route[i].provider);
+            jw_str(w, "model", j->tier->route[i].model);
+            jw_close(w);
+        }
+        jw_close(w);
     }
-    put_hops(&d, o, j);
-    put(&d, o, "provider", string_or_null(j->served_provider));
-    put(&d, o, "endpoint", string_or_null(j->served_endpoint));
-    put(&d, o, "model", string_or_null(j->served_model));
+    put_hops(w, j);
+    jw_str(w, "provider", j->served_provider);
+    jw_str(w, "endpoint", j->served_endpoint);
+    jw_str(w, "model", j->served_model);
     if (j->service_tier)
-        put(&d, o, "service_tier", cJSON_CreateString(j->service_tier));
+        jw_str(w, "service_tier", j->service_tier);
     /* X-OpenRouter-Metadata: the answer's own, as cJSON printed it when it came (a failed
      * parse here is no memory) */
     if (j->or_metadata)
-        put(&d, o, "openrouter_metadata", cJSON_Parse(j->or_metadata));
-    put(&d, o, "fallback", cJSON_CreateBool(j->fallback));
-    cJSON *t = put(&d, o, "tokens", cJSON_CreateObject());
-    if (t) {
-        put(&d, t, "prompt", number_or_null(j->prompt_tokens >= 0, (double)j->prompt_tokens));
-        put(&d, t, "completion",
-            number_or_null(j->completion_tokens >= 0, (double)j->completion_tokens));
-    }
-    put(&d, o, "cost", number_or_null(j->has_cost, cost_nusd_to_usd(j->cost_nusd)));
+        jw_json(w, "openrouter_metadata", j->or_metadata);
+    jw_bool(w, "fallback", j->fallback);
+    jw_open(w, "tokens", '{');
+    if (j->prompt_tokens >= 0)
+        jw_int(w, "prompt", j->prompt_tokens);
+    else
+        jw_null(w, "prompt");
+    if (j->completion_tokens >= 0)
+        jw_int(w, "completion", j->completion_tokens);
+    else
+        jw_null(w, "completion");
+    jw_close(w);
+    if (j->has_cost)
+        jw_num(w, "cost", cost_nusd_to_usd(j->cost_nusd));
+    else
+        jw_null(w, "cost");
     if (j->cost_estimated)
-        put(&d, o, "cost_estimated", cJSON_CreateTrue());
+        jw_bool(w, "cost_estimated", 1);
     if (j->cost_note)
-        put(&d, o, "cost_note", cJSON_CreateString(j->cost_note));
+        jw_str(w, "cost_note", j->cost_note);
     if (j->state == JOB_RUNNING && j->live)
-        put(&d, o, "tokens_so_far", cJSON_CreateNumber((double)live_tokens(j->live)));
-    put(&d, o, "created_at", time_or_null(j->created_ms));
-    put(&d, o, "started_at", time_or_null(j->started_ms));
-    put(&d, o, "finished_at", time_or_null(j->finished_ms));
+        jw_int(w, "tokens_so_far", live_tokens(j->live));
+    put_time(w, "created_at", j->created_ms);
+    put_time(w, "started_at", j->started_ms);
+    put_time(w, "finished_at", j->finished_ms);
     if (j->state == JOB_PARKED) {
-        put(&d, o, "next_attempt_at", time_or_null(j->next_attempt_ms));
-        put(&d, o, "park_count", cJSON_CreateNumber(j->park_count));
+        put_time(w, "next_attempt_at", j->next_attempt_ms);
+        jw_int(w, "park_count", j->park_count);
     }
-    put(&d, o, "error", string_or_null(j->error));
+    jw_str(w, "error", j->error);
     if (j->resent)
-        put(&d, o, "resent_after_crash", cJSON_CreateTrue());
+        jw_bool(w, "resent_after_crash", 1);
     if (j->ledger_ref)
-        put(&d, o, "ledger_id", cJSON_CreateString(j->ledger_ref));
+        jw_str(w, "ledger_id", j->ledger_ref);
     if (j->prompt) {
         char hash[24];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->prompt_hash);
-        put(&d, o, "prompt_hash", cJSON_CreateString(hash));
+        jw_str(w, "prompt_hash", hash);
     }
-    if (!d.ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
+    if (activity)
+        put_time(w, "time", j->finished_ms ? j->finished_ms : now_wall_ms());
+    jw_close(w);
 }
 
 char *job_meta_json(const job *j, int pretty)
 {
-    cJSON *o = job_json(j);
-    if (!o)
-        return NULL;
-    char *text = json_print_line(o, pretty);
-    cJSON_Delete(o);
-    return text;
+    jsonw w;
+    jw_init(&w, pretty);
+    job_write(&w, j, 0);
+    return jw_finish(&w);
 }
 
-/* Both from one tree: the activity line is the meta without the route (the hops say
- * what happened), with the time it was written. */
 int job_meta_and_activity(const job *j, char **meta, char **activity)
 {
-    *meta = *activity = NULL;
-    cJSON *o = job_json(j);
-    if (!o)
-        return -1;
-    *meta = json_print_line(o, 1);
-    cJSON_DeleteItemFromObject(o, "route");
-    char at[40];
-    format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
-    doc d = {.ok = 1};
-    if (put(&d, o, "time", cJSON_CreateString(at)))
-        *activity = json_print_line(o, 0);   /* one line, with its '\n' */
-    cJSON_Delete(o);
+    *meta = job_meta_json(j, 1);
+    jsonw w;
+    jw_init(&w, 0);
+    job_write(&w, j, 1);
+    *activity = jw_finish(&w);   /* one line, with its '\n' */
     if (*meta && *activity)
         return 0;
     free(*meta);
@@ -173,23 +145,25 @@ int job_meta_and_activity(const job *j, char **meta, char **activity)
 
 char *job_event_line(const job *j)
 {
-    doc d = {.ok = 1};
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    char at[40];
-    format_time_ms(j->finished_ms ? j->finished_ms : now_wall_ms(), at, sizeof at);
-    put(&d, o, "path", cJSON_CreateString(j->key));
-    put(&d, o, "tier", cJSON_CreateString(j->tier_name));
-    put(&d, o, "tag", string_or_null(j->tag));
-    put(&d, o, "state", cJSON_CreateString(job_state_name(j->state)));
-    put(&d, o, "provider", string_or_null(j->served_provider));
-    put(&d, o, "model", string_or_null(j->served_model));
-    put(&d, o, "cost", number_or_null(j->has_cost, cost_nusd_to_usd(j->cost_nusd)));
-    put(&d, o, "fallback", cJSON_CreateBool(j->fallback));
-    put(&d, o, "error", string_or_null(j->error));
-    put(&d, o, "time", cJSON_CreateString(at));
-    char *text = d.ok ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
+    jsonw w;
+    jw_init(&w, 0);
+    jw_open(&w, NULL, '{');
+    jw_str(&w, "path", j->key);
+    jw_str(&w, "tier", j->tier_name);
+    jw_str(&w, "tag", j->tag);
+    jw_str(&w, "state", job_state_name(j->state));
+    jw_str(&w, "provider", j->served_provider);
+    jw_str(&w, "model", j->served_model);
+    if (j->has_cost)
+        jw_num(&w, "cost", cost_nusd_to_usd(j->cost_nusd));
+    else
+        jw_null(&w, "cost");
+    jw_bool(&w, "fallback", j->fallback);
+    jw_str(&w, "error", j->error);
+    put_time(&w, "time", j->finished_ms ? j->finished_ms : now_wall_ms());
+    jw_close(&w);
+    char *text = jw_finish(&w);
+    if (text)
+        text[strlen(text) - 1] = '\0';   /* the events stream adds its own newline */
     return text;
 }
