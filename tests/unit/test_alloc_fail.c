@@ -2,8 +2,9 @@
  * allocation of a call fails in turn, and each run must either work or fail cleanly,
  * with an error value and nothing half-made (make test-asan also checks that nothing
  * leaks).  Covered: blob_new, the JSON printers, a finished job's meta and activity
- * line, the store's reads of a row with its bytes, and opening and starting the store
- * (with the filter of paths) (cmocka). */
+ * line, the commit of a finished job (its answer and bill stay with the job when it
+ * cannot be built), the store's reads of a row with its bytes, and opening and starting
+ * the store (with the filter of paths) (cmocka). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,9 @@
 #include "alloc_fail.h"
 #include "blob.h"
 #include "job.h"
+#include "jobs_finish.h"
 #include "jsonfmt.h"
+#include "store_ledger.h"
 #include "store_prompts.h"
 #include "store_test.h"
 
@@ -139,6 +142,80 @@ static void test_meta_and_activity(void **state)
     free(want_line);
 }
 
+/* A bill as the runner hands it over: every string the job's own (freed with the commit). */
+static ledger_row sample_bill(void)
+{
+    return (ledger_row){.ref = strdup("t/brief.txt#7#1"), .at_ms = 1700000000100,
+                        .path = strdup("t/tag/brief.txt"), .tier = strdup("t"),
+                        .provider = strdup("sim"), .model = strdup("sim/a"), .has_cost = 1,
+                        .cost_nusd = 1234, .prompt_tokens = 5, .completion_tokens = 3};
+}
+
+/* jobs_finish_build with each allocation failing in turn: out of memory leaves the job as
+ * it was, its answer (or error) and its bill still in it for the retry, so a paid answer
+ * never becomes a commit with an empty .out or without its bill; once it works, both have
+ * moved into the commit. */
+static void finish_build_under_failures(const char *error)
+{
+    static const char answer[] = "the answer";
+    job j;
+    job_hop hop;
+    long n = 0;
+    for (; n < MAX_RUNS; n++) {
+        fill_job(&j, &hop);
+        j.state = JOB_COMMITTING;
+        j.error = error ? strdup(error) : NULL;
+        char *content = error ? NULL : strdup(answer);
+        j.content = content;
+        j.content_len = content ? strlen(answer) : 0;
+        j.billed = 1;
+        j.bill = sample_bill();
+        af_arm(n);
+        job_commit *c = jobs_finish_build(&j);
+        af_disarm();
+        if (!c) {
+            assert_true(af_triggered());
+            assert_ptr_equal(j.content, content);   /* the answer is still the job's */
+            assert_int_equal(j.content_len, content ? strlen(answer) : 0);
+            assert_int_equal(j.billed, 1);          /* and so is its bill */
+            assert_string_equal(j.bill.ref, "t/brief.txt#7#1");
+            assert_int_equal(j.state, JOB_COMMITTING);
+            ledger_row_clear(&j.bill);
+            free(content);
+            free(j.error);
+            continue;
+        }
+        assert_int_equal(c->state, error ? PS_FAILED : PS_DONE);
+        assert_non_null(c->meta);
+        assert_non_null(c->activity);
+        assert_non_null(c->event);
+        if (error) {
+            assert_string_equal(c->err, "it failed\n");
+        } else {
+            assert_int_equal(c->out_len, strlen(answer));
+            assert_memory_equal(c->out, answer, strlen(answer));
+            assert_null(j.content);
+        }
+        assert_int_equal(c->nledger, 1);
+        assert_int_equal(c->ledger[0].cost_nusd, 1234);
+        assert_int_equal(j.billed, 0);
+        assert_int_equal(c->nattempts, 1);
+        assert_string_equal(c->attempts[0].provider, "sim");
+        job_commit_free(c);
+        free(j.error);
+        if (!af_triggered())
+            break;
+    }
+    assert_true(n > 5 && n < MAX_RUNS);   /* path, meta, line, event, attempts, ledger */
+}
+
+static void test_finish_build(void **state)
+{
+    (void)state;
+    finish_build_under_failures(NULL);
+    finish_build_under_failures("it failed");
+}
+
 /* A fresh store in dir (a buffer of 64) holding the prompt path with bytes, generation gen. */
 static store *store_with_prompt(char *dir, const char *path, const char *bytes, int64_t gen)
 {
@@ -221,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_blob_new),
         cmocka_unit_test(test_json_printers),
         cmocka_unit_test(test_meta_and_activity),
+        cmocka_unit_test(test_finish_build),
         cmocka_unit_test(test_store_reads),
         cmocka_unit_test(test_store_open_start),
     };
