@@ -25,12 +25,18 @@ static struct {
     struct fuse_session *se;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
+/* The inode the kernel holds for key's result kind r (NAME.out, ...); 0: none. */
+static fuse_ino_t result_node(const char *key, int r)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s%s", key, name_result_suffix[r]);
+    return inodes_find(path);
+}
+
 static void invalidate_key(const char *key)
 {
     for (int r = 0; r < NAME_RESULT_KINDS; r++) {
-        char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s%s", key, name_result_suffix[r]);
-        fuse_ino_t ino = inodes_find(path);
+        fuse_ino_t ino = result_node(key, r);
         /* The node may be forgotten meanwhile; the kernel ignores unknown inodes. */
         if (ino && N.se)
             fuse_lowlevel_notify_inval_inode(N.se, ino, 0, 0);
@@ -112,7 +118,16 @@ static void notice_post(const char *key, int root_entry)
 
 void kcache_results_changed(const char *key)
 {
-    notice_post(key, 0);
+    /* The kernel caches nothing of a name it holds no node for, and most jobs start and
+     * end before anyone looks their results up: no notice then, and no wake-up of the
+     * thread (a futex call and a context switch per change).  A lookup racing with this
+     * check answers from the state as it was before the change, as it could before: the
+     * attributes of a result whose job is live time out at once. */
+    for (int r = 0; r < NAME_RESULT_KINDS; r++)
+        if (result_node(key, r)) {
+            notice_post(key, 0);
+            return;
+        }
 }
 
 void kcache_tiers_changed(const rf_config *old, const rf_config *new_cfg)
