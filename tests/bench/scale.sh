@@ -33,6 +33,11 @@ BUILD=${BUILD:-build}
 [[ $BUILD == /* ]] || BUILD="$ROOT/$BUILD"
 # shellcheck source=tests/bench/lib.sh
 . "$ROOT/tests/bench/lib.sh"
+# The big state is the batch's own rows plus copies up to M: it cannot hold fewer.
+if (( M < N )); then
+    echo "bench: M ($M) must be at least N ($N): the big state is the batch plus copies" >&2
+    exit 2
+fi
 command -v sqlite3 >/dev/null || { echo "bench: sqlite3 is missing (apt-get install sqlite3)" >&2; exit 1; }
 bench_init
 bench_start_sim --latency-ms "$L" --threads 4
