@@ -13,10 +13,11 @@
  * (store_op); it applies every operation waiting in one transaction ("group commit"), each
  * inside a savepoint so one failing operation does not undo the others, and syncs the WAL
  * once per group when any operation in it asked to be durable.  While busy, a group
- * gathers for up to 10 ms unless a thread waits or an op is STORE_OP_URGENT.  A caller either waits for its operation
- * (store_run: FUSE requests that must report an error to the shell) or is called back
- * (store_submit: a closed prompt's bytes, results of paid answers, state changes); a read
- * of a key with submitted writes still queued waits for them (store_settle).
+ * gathers for up to 10 ms unless a thread waits or an op is STORE_OP_URGENT.  A caller
+ * either waits for its operation (store_run: FUSE requests that must report an error to
+ * the shell) or is called back (store_submit: a closed prompt's bytes, results of paid
+ * answers, state changes); a read of a key with submitted writes still queued waits for
+ * them (store_settle).
  *
  * When the disk fails (full, I/O error, read-only) the store becomes *failing*, a visible
  * state: store_admit() refuses new work with ENOSPC/EIO, operations marked STORE_OP_HELD
