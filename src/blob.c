@@ -17,6 +17,11 @@ uint64_t blob_hash(const void *data, size_t len)
 
 blob *blob_new(const void *data, size_t len)
 {
+    return blob_new_hashed(data, len, blob_hash(data, len));
+}
+
+blob *blob_new_hashed(const void *data, size_t len, uint64_t hash)
+{
     blob *b = malloc(sizeof *b + len + 1);
     if (!b)
         return NULL;
@@ -25,7 +30,7 @@ blob *blob_new(const void *data, size_t len)
     if (len)
         memcpy(b->data, data, len);
     b->data[len] = '\0';
-    b->hash = blob_hash(b->data, len);
+    b->hash = hash;
     return b;
 }
 

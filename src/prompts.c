@@ -346,7 +346,7 @@ static int draft_decide(draft *d)
             d->dirty = 0;
         return r;
     }
-    blob *b = blob_new(d->data ? d->data : "", len);
+    blob *b = blob_new_hashed(d->data ? d->data : "", len, hash);
     if (!b)
         return -ENOMEM;
     /* Queued, not waited for: the close returns at once, reads of the name wait for the

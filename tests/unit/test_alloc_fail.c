@@ -37,6 +37,7 @@ static void test_blob_new(void **state)
         assert_non_null(b);
         assert_int_equal(b->len, 5);
         assert_string_equal(b->data, "bytes");
+        assert_true(b->hash == blob_hash("bytes", 5));   /* blob_new_hashed's, computed once */
         blob_unref(b);
         break;
     }
