@@ -500,15 +500,19 @@ static void job_begin_route(job *j, actions *acts)
     job_apply_decision(j, &d, acts);
 }
 
+/* Whether a job of tier t (in cfg) may take a slot now: the tier's concurrency, or a fair
+ * share of the sockets; nothing starts while the store fails or routefs stops. */
+static int slot_free(const tier_slots *ts, const rf_config *cfg, const rf_tier *t)
+{
+    return !J.store_failing && !J.stopping &&
+           (!ts || ts->running < upstream_tier_share(cfg, t));
+}
+
 static void dispatch_tier(const char *tier, actions *acts)
 {
     tier_slots *ts = hmap_get(J.tiers, tier);
-    while (ts && ts->queue_head && !J.store_failing && !J.stopping) {
+    while (ts && ts->queue_head && slot_free(ts, ts->queue_head->cfg, ts->queue_head->tier)) {
         job *j = ts->queue_head;
-        int limit = upstream_tier_share(j->cfg, j->tier);   /* concurrency, or a fair
-                                                               share of the sockets */
-        if (ts->running >= limit)
-            break;
         job_set_state(j, JOB_RUNNING);   /* leaves the queue (drops its reference) */
         if (!j->started_ms)
             j->started_ms = now_wall_ms();
@@ -519,8 +523,7 @@ static void dispatch_tier(const char *tier, actions *acts)
 int tier_would_start(const char *tier, const rf_config *cfg, const rf_tier *t)
 {
     const tier_slots *ts = hmap_get(J.tiers, tier);
-    return !J.store_failing && !J.stopping &&
-           (!ts || (!ts->queue_head && ts->running < upstream_tier_share(cfg, t)));
+    return (!ts || !ts->queue_head) && slot_free(ts, cfg, t);
 }
 
 static void dispatch_all(actions *acts)
