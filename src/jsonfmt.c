@@ -4,49 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct pretty_buf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} pretty_buf;
-
-static void pretty_put(pretty_buf *pb, const char *s, size_t n)
-{
-    if (pb->failed)
-        return;
-    if (pb->len + n + 1 > pb->cap) {
-        size_t cap = (pb->cap + n + 1) * 2;
-        char *d = realloc(pb->data, cap);
-        if (!d) {
-            pb->failed = 1;
-            return;
-        }
-        pb->data = d;
-        pb->cap = cap;
-    }
-    memcpy(pb->data + pb->len, s, n);
-    pb->len += n;
-    pb->data[pb->len] = '\0';
-}
-
-static void pretty_str(pretty_buf *pb, const char *s)
-{
-    pretty_put(pb, s, strlen(s));
-}
-
-static void pretty_indent(pretty_buf *pb, int depth)
+static void pretty_indent(strbuf *pb, int depth)
 {
     for (int i = 0; i < depth; i++)
-        pretty_put(pb, "  ", 2);
+        sb_putn(pb, "  ", 2);
 }
 
-static void pretty_scalar(pretty_buf *pb, const cJSON *item)
+static void pretty_scalar(strbuf *pb, const cJSON *item)
 {
     /* Most scalars are short: printed on the stack, not through an allocation each
      * (with the 5 spare bytes cJSON's manual asks for). */
     char small[256];
     if (cJSON_PrintPreallocated((cJSON *)item, small, (int)sizeof small - 5, 0)) {
-        pretty_str(pb, small);
+        sb_put(pb, small);
         return;
     }
     char *text = cJSON_PrintUnformatted(item);
@@ -54,7 +24,7 @@ static void pretty_scalar(pretty_buf *pb, const cJSON *item)
         pb->failed = 1;
         return;
     }
-    pretty_str(pb, text);
+    sb_put(pb, text);
     free(text);
 }
 
@@ -70,38 +40,38 @@ static int is_short_scalar_array(const cJSON *arr)
     return width <= 72;
 }
 
-static void pretty_value(pretty_buf *pb, const cJSON *item, int depth)
+void json_put_pretty(strbuf *pb, const cJSON *item, int depth)
 {
     const cJSON *el;
     if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
         int obj = cJSON_IsObject(item);
         if (!item->child) {
-            pretty_str(pb, obj ? "{}" : "[]");
+            sb_put(pb, obj ? "{}" : "[]");
             return;
         }
         if (!obj && is_short_scalar_array(item)) {
-            pretty_str(pb, "[");
+            sb_put(pb, "[");
             cJSON_ArrayForEach(el, item) {
                 pretty_scalar(pb, el);
                 if (el->next)
-                    pretty_str(pb, ", ");
+                    sb_put(pb, ", ");
             }
-            pretty_str(pb, "]");
+            sb_put(pb, "]");
             return;
         }
-        pretty_str(pb, obj ? "{\n" : "[\n");
+        sb_put(pb, obj ? "{\n" : "[\n");
         cJSON_ArrayForEach(el, item) {
             pretty_indent(pb, depth + 1);
             if (obj) {
                 cJSON key = {.type = cJSON_String, .valuestring = el->string};
                 pretty_scalar(pb, &key);
-                pretty_str(pb, ": ");
+                sb_put(pb, ": ");
             }
-            pretty_value(pb, el, depth + 1);
-            pretty_str(pb, el->next ? ",\n" : "\n");
+            json_put_pretty(pb, el, depth + 1);
+            sb_put(pb, el->next ? ",\n" : "\n");
         }
         pretty_indent(pb, depth);
-        pretty_str(pb, obj ? "}" : "]");
+        sb_put(pb, obj ? "}" : "]");
         return;
     }
     pretty_scalar(pb, item);
@@ -109,20 +79,10 @@ static void pretty_value(pretty_buf *pb, const cJSON *item, int depth)
 
 char *json_print_pretty(const cJSON *doc)
 {
-    return json_print_pretty_at(doc, 0);
+    strbuf b = {0};
+    json_put_pretty(&b, doc, 0);
+    return sb_take(&b, NULL);
 }
-
-char *json_print_pretty_at(const cJSON *doc, int depth)
-{
-    pretty_buf pb = {0};
-    pretty_value(&pb, doc, depth);
-    if (pb.failed) {
-        free(pb.data);
-        return NULL;
-    }
-    return pb.data;
-}
-
 
 typedef struct key_pos {
     const char *key;
@@ -159,18 +119,18 @@ unsigned char *json_repeated_keys(const cJSON *obj)
 
 char *json_print_line(const cJSON *doc, int pretty)
 {
-    char *text = pretty ? json_print_pretty(doc) : cJSON_PrintUnformatted(doc);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *out = realloc(text, n + 2);
-    if (!out) {
-        free(text);
-        return NULL;
+    strbuf b = {0};
+    if (pretty) {
+        json_put_pretty(&b, doc, 0);
+    } else {
+        char *line = cJSON_PrintUnformatted(doc);
+        if (!line)
+            return NULL;
+        sb_put(&b, line);
+        free(line);
     }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    return out;
+    sb_put(&b, "\n");
+    return sb_take(&b, NULL);
 }
 
 int json_parses(const char *text)

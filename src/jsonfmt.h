@@ -10,11 +10,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "strbuf.h"
+
 /* malloc'd text without a trailing newline; NULL on allocation failure. */
 char *json_print_pretty(const cJSON *doc);
-/* The same for a value that sits depth levels deep in a pretty document (its inner
- * lines are indented to match); json_print_pretty is depth 0. */
-char *json_print_pretty_at(const cJSON *doc, int depth);
+/* The same appended to b, for a value that sits depth levels deep in a pretty document
+ * (its inner lines are indented to match; json_print_pretty is depth 0). */
+void json_put_pretty(strbuf *b, const cJSON *item, int depth);
 
 /* The document as one file's worth of text ending in '\n': pretty (json_print_pretty) or
  * compact (one line, for .jsonl).  malloc'd; NULL on allocation failure. */

@@ -3,8 +3,8 @@
  * no cJSON tree in between.
  *
  * For documents written on every job (NAME.meta, its activity.jsonl line, its events
- * line), where building a tree of dozens of nodes and printing it was a tenth of the
- * upstream thread's time.  The text is the same as json_print_line gives for the same
+ * line), where building a tree of dozens of nodes and printing it was about a sixth of
+ * the upstream thread's samples in bench-scale.  The text is the same as json_print_line gives for the same
  * document as long as its arrays hold objects or arrays (jsonfmt puts short arrays of
  * scalars on one line; this writer has no scalar array members).
  *
@@ -16,12 +16,13 @@
 
 #include <stddef.h>
 
+#include "strbuf.h"
+
 #define JW_MAX_DEPTH 16
 
 typedef struct jsonw {
-    char *data;                  /* owned until jw_finish */
-    size_t len, cap;
-    int pretty, depth, failed;
+    strbuf out;                  /* the text so far; out.failed: no document */
+    int pretty, depth;
     unsigned char level[JW_MAX_DEPTH];   /* each open level: array?  members yet? */
 } jsonw;
 
@@ -34,13 +35,14 @@ void jw_close(jsonw *w);
 /* Scalar members (key NULL inside an array is not supported: see the top). */
 void jw_str(jsonw *w, const char *key, const char *s);   /* s NULL: null */
 void jw_int(jsonw *w, const char *key, long long v);
-void jw_num(jsonw *w, const char *key, double v);         /* as cJSON prints doubles */
+void jw_num(jsonw *w, const char *key, double v);         /* printed by cJSON */
 void jw_bool(jsonw *w, const char *key, int v);
 void jw_null(jsonw *w, const char *key);
 /* A member whose value is the JSON in text, laid out like the rest. */
 void jw_json(jsonw *w, const char *key, const char *text);
-/* The text ending in '\n' (malloc'd, the caller frees it), or NULL when out of memory or
- * when the document was left unclosed.  The writer is empty afterwards. */
-char *jw_finish(jsonw *w);
+/* The text, ending in '\n' when newline is set (malloc'd, the caller frees it), or NULL
+ * when out of memory, when the document was left open or nothing was written.  The
+ * writer is empty afterwards. */
+char *jw_finish(jsonw *w, int newline);
 
 #endif

@@ -125,7 +125,7 @@ char *job_meta_json(const job *j, int pretty)
     jsonw w;
     jw_init(&w, pretty);
     job_write(&w, j, 0);
-    return jw_finish(&w);
+    return jw_finish(&w, 1);
 }
 
 int job_meta_and_activity(const job *j, char **meta, char **activity)
@@ -134,7 +134,7 @@ int job_meta_and_activity(const job *j, char **meta, char **activity)
     jsonw w;
     jw_init(&w, 0);
     job_write(&w, j, 1);
-    *activity = jw_finish(&w);   /* one line, with its '\n' */
+    *activity = jw_finish(&w, 1);   /* one line, with its '\n' */
     if (*meta && *activity)
         return 0;
     free(*meta);
@@ -162,8 +162,5 @@ char *job_event_line(const job *j)
     jw_str(&w, "error", j->error);
     put_time(&w, "time", j->finished_ms ? j->finished_ms : now_wall_ms());
     jw_close(&w);
-    char *text = jw_finish(&w);
-    if (text)
-        text[strlen(text) - 1] = '\0';   /* the events stream adds its own newline */
-    return text;
+    return jw_finish(&w, 0);   /* the events stream adds its own newline */
 }

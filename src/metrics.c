@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "hmap.h"
+#include "strbuf.h"
 
 /* Upper bounds in ms; a last implicit +Inf bucket. */
 static const long bucket_ms[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
@@ -48,52 +49,10 @@ static pthread_mutex_t M_lock = PTHREAD_MUTEX_INITIALIZER;
 static hmap *M_counters;      /* "name{labels}" -> uint64_t * (owned) */
 static hmap *M_histograms;    /* "{labels" (unterminated) -> histogram * (owned) */
 
-/* ---- a growing string; a failed allocation poisons it (the result is NULL) ---- */
-
-typedef struct sbuf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->cap + n + 1) * 2;
-        char *d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sb_put(sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-/* Owned string, or NULL (also when an allocation failed along the way). */
-static char *sb_take(sbuf *b)
-{
-    if (b->failed || !b->data) {
-        free(b->data);
-        return b->failed ? NULL : strdup("");
-    }
-    return b->data;
-}
-
 /* `name="value"` with the value escaped as the exposition format says: backslash,
  * double quote and line feed become \\, \" and \n.  Label values come from config names,
  * model names and provider responses, so anything may be in them. */
-static void sb_label(sbuf *b, const char *name, const char *value)
+static void sb_label(strbuf *b, const char *name, const char *value)
 {
     if (b->len && b->data[b->len - 1] != '{')
         sb_put(b, ",");
@@ -115,10 +74,10 @@ static void sb_label(sbuf *b, const char *name, const char *value)
 
 char *metrics_label_value(const char *value)
 {
-    sbuf b = {0};
+    strbuf b = {0};
     sb_put(&b, "{");   /* sb_label's "first label" marker, dropped below */
     sb_label(&b, "v", value);
-    char *s = sb_take(&b);
+    char *s = sb_take(&b, NULL);
     if (!s)
         return NULL;
     size_t n = strlen(s);   /* {v="..." -> ... */
@@ -147,13 +106,13 @@ static void counter_add(const char *series, uint64_t amount)
 /* "name{l1="v1",l2="v2",...}" from NULL-terminated name/value pairs; owned or NULL. */
 static char *series_key(const char *name, const char *const *labels)
 {
-    sbuf b = {0};
+    strbuf b = {0};
     sb_put(&b, name);
     sb_put(&b, "{");
     for (size_t i = 0; labels[i]; i += 2)
         sb_label(&b, labels[i], labels[i + 1]);
     sb_put(&b, "}");
-    return sb_take(&b);
+    return sb_take(&b, NULL);
 }
 
 static void count(const char *name, const char *const *labels, uint64_t amount)
@@ -176,11 +135,11 @@ void metrics_attempt(const char *tier, const char *provider, const char *outcome
     }
     if (latency_ms < 0)
         return;
-    sbuf b = {0};
+    strbuf b = {0};
     sb_put(&b, "{");
     sb_label(&b, "tier", tier);
     sb_label(&b, "provider", provider);
-    char *key = sb_take(&b);
+    char *key = sb_take(&b, NULL);
     if (!key)
         return;
     pthread_mutex_lock(&M_lock);
@@ -268,7 +227,7 @@ static const char **sorted_keys(const hmap *m, const char *prefix, size_t *n, in
     return keys;
 }
 
-static void put_value(sbuf *o, uint64_t v, int nano)
+static void put_value(strbuf *o, uint64_t v, int nano)
 {
     char num[64];
     if (!nano) {
@@ -285,7 +244,7 @@ static void put_value(sbuf *o, uint64_t v, int nano)
     sb_put(o, num);
 }
 
-static void render_family(sbuf *o, const struct family *f, int *failed)
+static void render_family(strbuf *o, const struct family *f, int *failed)
 {
     sb_put(o, "# HELP ");
     sb_put(o, f->name);
@@ -315,7 +274,7 @@ static void render_family(sbuf *o, const struct family *f, int *failed)
     free(keys);
 }
 
-static void render_histograms(sbuf *o, int *failed)
+static void render_histograms(strbuf *o, int *failed)
 {
     sb_put(o, "# HELP routefs_attempt_duration_seconds Latency of attempts.\n"
               "# TYPE routefs_attempt_duration_seconds histogram\n");
@@ -350,7 +309,7 @@ static void render_histograms(sbuf *o, int *failed)
 
 char *metrics_render(void)
 {
-    sbuf o = {0};
+    strbuf o = {0};
     int failed = 0;
     sb_put(&o, "");
     pthread_mutex_lock(&M_lock);
@@ -360,7 +319,7 @@ char *metrics_render(void)
     pthread_mutex_unlock(&M_lock);
     if (failed)
         o.failed = 1;
-    return sb_take(&o);
+    return sb_take(&o, NULL);
 }
 
 void metrics_reset(void)

@@ -90,62 +90,62 @@ static char *fmt_count(char *buf, int64_t v)
     return buf;
 }
 
-static void td_money(rp_buf *b, int64_t nusd)
+static void td_money(strbuf *b, int64_t nusd)
 {
     char m[32];
-    rp_printf(b, "<td class=\"n\">%s</td>", rp_money(m, rp_usd(nusd)));
+    sb_printf(b, "<td class=\"n\">%s</td>", rp_money(m, rp_usd(nusd)));
 }
 
-static void td_count(rp_buf *b, int64_t v)
+static void td_count(strbuf *b, int64_t v)
 {
     char c[32];
-    rp_printf(b, "<td class=\"n\">%s</td>", fmt_count(c, v));
+    sb_printf(b, "<td class=\"n\">%s</td>", fmt_count(c, v));
 }
 
 /* A database string in a cell; cls "name" (breaks only when it must) or "path". */
-static void td_str(rp_buf *b, const char *cls, const char *s, const char *if_empty)
+static void td_str(strbuf *b, const char *cls, const char *s, const char *if_empty)
 {
-    rp_printf(b, "<td class=\"%s\">", cls);
+    sb_printf(b, "<td class=\"%s\">", cls);
     if (s && *s)
         rp_esc(b, s, RP_TEXT_MAX);
     else
-        rp_printf(b, "<span class=\"empty\">%s</span>", if_empty);
-    rp_put(b, "</td>");
+        sb_printf(b, "<span class=\"empty\">%s</span>", if_empty);
+    sb_put(b, "</td>");
 }
 
-static void td_text(rp_buf *b, const char *s, const char *if_empty)
+static void td_text(strbuf *b, const char *s, const char *if_empty)
 {
     td_str(b, "name", s, if_empty);
 }
 
-static void td_bar(rp_buf *b, double v, double max)
+static void td_bar(strbuf *b, double v, double max)
 {
     double pct = max > 0 && v > 0 ? v / max * 100 : 0;
-    rp_printf(b, "<td class=\"barcell\"><span class=\"hbar\" style=\"width:%.1f%%\"></span></td>",
+    sb_printf(b, "<td class=\"barcell\"><span class=\"hbar\" style=\"width:%.1f%%\"></span></td>",
               pct > 100 ? 100 : pct);
 }
 
-static void cap_text(rp_buf *b, double cap)
+static void cap_text(strbuf *b, double cap)
 {
     char m[32];
     if (cap >= 0)
-        rp_put(b, rp_money(m, cap));
+        sb_put(b, rp_money(m, cap));
     else
-        rp_put(b, "none");
+        sb_put(b, "none");
 }
 
 /* "$1.20 of $5.00 (24 %)" or "$1.20 (no cap)". */
-static void spent_vs_cap(rp_buf *b, int64_t spent, double cap)
+static void spent_vs_cap(strbuf *b, int64_t spent, double cap)
 {
     char m[32], c[32];
     double usd = rp_usd(spent);
     if (cap < 0) {
-        rp_printf(b, "<div class=\"big\">%s</div><div class=\"meta\">no cap</div>",
+        sb_printf(b, "<div class=\"big\">%s</div><div class=\"meta\">no cap</div>",
                   rp_money(m, usd));
         return;
     }
     double pct = cap > 0 ? usd / cap * 100 : (usd > 0 ? 100 : 0);
-    rp_printf(b, "<div class=\"big\">%s <span class=\"meta\">of %s</span></div>"
+    sb_printf(b, "<div class=\"big\">%s <span class=\"meta\">of %s</span></div>"
                  "<div class=\"meta%s\">%.0f %% of the cap%s</div>",
               rp_money(m, usd), rp_money(c, cap), pct >= 100 ? " bad" : pct >= 80 ? " warn" : "",
               pct, pct >= 100 ? ": reached" : pct >= 80 ? ": over 80 %" : "");
@@ -153,33 +153,33 @@ static void spent_vs_cap(rp_buf *b, int64_t spent, double cap)
 
 /* ---- sections ---- */
 
-static void section_header(rp_buf *b, const report_opts *o, const rp_data *d)
+static void section_header(strbuf *b, const report_opts *o, const rp_data *d)
 {
     char t[32];
-    rp_put(b, "<header><h1>");
+    sb_put(b, "<header><h1>");
     rp_esc(b, o->title ? o->title : "routefs report", RP_TEXT_MAX);
-    rp_printf(b, "</h1><p class=\"meta\" id=\"generated\">Generated %s", rp_time(t, d->now_ms));
+    sb_printf(b, "</h1><p class=\"meta\" id=\"generated\">Generated %s", rp_time(t, d->now_ms));
     if (o->state_dir) {
-        rp_put(b, " &middot; state directory <code>");
+        sb_put(b, " &middot; state directory <code>");
         rp_esc(b, o->state_dir, PATH_MAX);
-        rp_put(b, "</code>");
+        sb_put(b, "</code>");
     }
-    rp_put(b, "</p><p class=\"meta\" id=\"caps\">Caps in force: daily ");
+    sb_put(b, "</p><p class=\"meta\" id=\"caps\">Caps in force: daily ");
     cap_text(b, o->daily_cap_usd);
-    rp_put(b, ", monthly ");
+    sb_put(b, ", monthly ");
     cap_text(b, o->monthly_cap_usd);
     for (size_t i = 0; o->cfg && i < o->cfg->tiers_len; i++) {
         if (o->cfg->tiers[i].daily_usd < 0)
             continue;
-        rp_put(b, ", tier ");
+        sb_put(b, ", tier ");
         rp_esc(b, o->cfg->tiers[i].name, RP_TEXT_MAX);
-        rp_put(b, " daily ");
+        sb_put(b, " daily ");
         cap_text(b, o->cfg->tiers[i].daily_usd);
     }
-    rp_printf(b, ".</p><p class=\"meta\">Days are UTC days; charts cover the last %d.</p>"
+    sb_printf(b, ".</p><p class=\"meta\">Days are UTC days; charts cover the last %d.</p>"
                  "</header>", d->days);
     if (d->store_failing_now)
-        rp_put(b, "<div class=\"banner bad\" id=\"store-failing\">The state store is failing: "
+        sb_put(b, "<div class=\"banner bad\" id=\"store-failing\">The state store is failing: "
                   "new prompts are refused until it works again (see the log).</div>");
 }
 
@@ -191,36 +191,36 @@ static const rp_row *find_row(const rp_table *t, const char *name)
     return NULL;
 }
 
-static void section_spend(rp_buf *b, const report_opts *o, const rp_data *d)
+static void section_spend(strbuf *b, const report_opts *o, const rp_data *d)
 {
     char c[32], m[32];
-    rp_put(b, "<section id=\"spend\"><h2>Spend</h2>");
+    sb_put(b, "<section id=\"spend\"><h2>Spend</h2>");
     if (!d->has_ledger)
-        rp_put(b, "<div class=\"banner\" id=\"no-spend\"><strong>No spend yet.</strong> The "
+        sb_put(b, "<div class=\"banner\" id=\"no-spend\"><strong>No spend yet.</strong> The "
                   "ledger is empty: no request has been billed with this state directory.</div>");
-    rp_put(b, "<div class=\"cards\"><div class=\"card\" id=\"today\"><h3>Today (UTC)</h3>");
+    sb_put(b, "<div class=\"cards\"><div class=\"card\" id=\"today\"><h3>Today (UTC)</h3>");
     spent_vs_cap(b, d->all.today, o->daily_cap_usd);
     if (o->daily_cap_usd >= 0)
         rp_svg_gauge(b, "gauge-today", "Today against the daily cap", d->all.today,
                      o->daily_cap_usd);
-    rp_put(b, "</div><div class=\"card\" id=\"month\"><h3>This month (UTC)</h3>");
+    sb_put(b, "</div><div class=\"card\" id=\"month\"><h3>This month (UTC)</h3>");
     spent_vs_cap(b, d->all.month, o->monthly_cap_usd);
     if (o->monthly_cap_usd >= 0)
         rp_svg_gauge(b, "gauge-month", "This month against the monthly cap", d->all.month,
                      o->monthly_cap_usd);
-    rp_printf(b, "</div><div class=\"card\" id=\"total\"><h3>All time</h3>"
+    sb_printf(b, "</div><div class=\"card\" id=\"total\"><h3>All time</h3>"
                  "<div class=\"big\">%s</div><div class=\"meta\">%s billed %s",
               rp_money(m, rp_usd(d->all.total)), fmt_count(c, d->all.requests),
               d->all.requests == 1 ? "request" : "requests");
     if (d->all.estimated)
-        rp_printf(b, ", %s with an estimated cost", fmt_count(c, d->all.estimated));
-    rp_put(b, "</div>");
+        sb_printf(b, ", %s with an estimated cost", fmt_count(c, d->all.estimated));
+    sb_put(b, "</div>");
     if (d->all.unpriced)
-        rp_printf(b, "<div class=\"meta warn\" id=\"unpriced\">%s %s without a known "
+        sb_printf(b, "<div class=\"meta warn\" id=\"unpriced\">%s %s without a known "
                      "price %s not in these sums</div>", fmt_count(c, d->all.unpriced),
                   d->all.unpriced == 1 ? "request" : "requests",
                   d->all.unpriced == 1 ? "is" : "are");
-    rp_put(b, "</div>");
+    sb_put(b, "</div>");
     for (size_t i = 0; o->cfg && i < o->cfg->tiers_len; i++) {
         const rf_tier *t = &o->cfg->tiers[i];
         if (t->daily_usd < 0)
@@ -228,96 +228,96 @@ static void section_spend(rp_buf *b, const report_opts *o, const rp_data *d)
         const rp_row *r = find_row(&d->by_tier, t->name);
         char id[32];
         snprintf(id, sizeof id, "gauge-tier-%zu", i);
-        rp_put(b, "<div class=\"card\"><h3>Tier ");
+        sb_put(b, "<div class=\"card\"><h3>Tier ");
         rp_esc(b, t->name, RP_TEXT_MAX);
-        rp_put(b, " today</h3>");
+        sb_put(b, " today</h3>");
         spent_vs_cap(b, r ? r->a.today : 0, t->daily_usd);
         rp_svg_gauge(b, id, "Tier today against its daily cap", r ? r->a.today : 0, t->daily_usd);
-        rp_put(b, "</div>");
+        sb_put(b, "</div>");
     }
-    rp_put(b, "</div>");
+    sb_put(b, "</div>");
     if (d->has_ledger) {
-        rp_printf(b, "<div class=\"card\"><h3>Spend per day, last %d days, by tier</h3>"
+        sb_printf(b, "<div class=\"card\"><h3>Spend per day, last %d days, by tier</h3>"
                      "<div class=\"scroll end\">", d->days);
         rp_svg_daily(b, d, o->daily_cap_usd);
-        rp_put(b, "</div><div class=\"legend\">");
+        sb_put(b, "</div><div class=\"legend\">");
         for (size_t t = 0; t < d->ntiers; t++) {
-            rp_printf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>", rp_tier_colour(t));
+            sb_printf(b, "<span><i class=\"sw\" style=\"background:%s\"></i>", rp_tier_colour(t));
             rp_esc(b, d->tiers[t], RP_TEXT_MAX);
-            rp_put(b, "</span>");
+            sb_put(b, "</span>");
         }
         if (o->daily_cap_usd >= 0)
-            rp_printf(b, "<span class=\"cap-label\">- - daily cap %s</span>",
+            sb_printf(b, "<span class=\"cap-label\">- - daily cap %s</span>",
                       rp_money(m, o->daily_cap_usd));
         if (!d->ntiers)
-            rp_put(b, "<span class=\"empty\">nothing spent in these days</span>");
-        rp_put(b, "</div></div>");
+            sb_put(b, "<span class=\"empty\">nothing spent in these days</span>");
+        sb_put(b, "</div></div>");
     }
-    rp_put(b, "</section>");
+    sb_put(b, "</section>");
 }
 
-static void breakdown(rp_buf *b, const char *id, const char *title, const char *what,
+static void breakdown(strbuf *b, const char *id, const char *title, const char *what,
                       const rp_table *t, const char *if_empty)
 {
     char c[32];
-    rp_printf(b, "<div class=\"card\" id=\"%s\"><h3>%s</h3>", id, title);
+    sb_printf(b, "<div class=\"card\" id=\"%s\"><h3>%s</h3>", id, title);
     if (!t->n) {
-        rp_put(b, "<p class=\"empty\">nothing billed</p></div>");
+        sb_put(b, "<p class=\"empty\">nothing billed</p></div>");
         return;
     }
     double max = 0;
     for (size_t i = 0; i < t->n; i++)
         if (rp_usd(t->rows[i].a.total) > max)
             max = rp_usd(t->rows[i].a.total);
-    rp_printf(b, "<div class=\"scroll\"><table><thead><tr><th>%s</th><th class=\"barcell\"></th>"
+    sb_printf(b, "<div class=\"scroll\"><table><thead><tr><th>%s</th><th class=\"barcell\"></th>"
                  "<th class=\"n\">total</th><th class=\"n\">today</th>"
                  "<th class=\"n\">this month</th><th class=\"n\">requests</th></tr></thead><tbody>",
               what);
     for (size_t i = 0; i < t->n; i++) {
         const rp_row *r = &t->rows[i];
-        rp_put(b, "<tr>");
+        sb_put(b, "<tr>");
         td_text(b, r->name, if_empty);
         td_bar(b, rp_usd(r->a.total), max);
         td_money(b, r->a.total);
         td_money(b, r->a.today);
         td_money(b, r->a.month);
         td_count(b, r->a.requests);
-        rp_put(b, "</tr>");
+        sb_put(b, "</tr>");
     }
     if (t->more) {
-        rp_printf(b, "<tr><td class=\"empty\">%s more</td><td class=\"barcell\"></td>", fmt_count(c, (int64_t)t->more));
+        sb_printf(b, "<tr><td class=\"empty\">%s more</td><td class=\"barcell\"></td>", fmt_count(c, (int64_t)t->more));
         td_money(b, t->rest.total);
         td_money(b, t->rest.today);
         td_money(b, t->rest.month);
         td_count(b, t->rest.requests);
-        rp_put(b, "</tr>");
+        sb_put(b, "</tr>");
     }
-    rp_put(b, "</tbody></table></div></div>");
+    sb_put(b, "</tbody></table></div></div>");
 }
 
-static void section_breakdowns(rp_buf *b, const rp_data *d)
+static void section_breakdowns(strbuf *b, const rp_data *d)
 {
     if (!d->has_ledger)
         return;
-    rp_put(b, "<section id=\"breakdowns\"><h2>Where the money went</h2><div class=\"two\">");
+    sb_put(b, "<section id=\"breakdowns\"><h2>Where the money went</h2><div class=\"two\">");
     breakdown(b, "by-tier", "By tier", "tier", &d->by_tier, "(none)");
     breakdown(b, "by-provider", "By provider", "provider", &d->by_provider, "(none)");
     breakdown(b, "by-model", "By model", "model", &d->by_model, "(none)");
     breakdown(b, "by-tag", "By tag", "tag", &d->by_tag, "(no tag)");
     breakdown(b, "by-upstream", "By upstream provider (inside OpenRouter)", "upstream",
               &d->by_upstream, "(direct, or not reported)");
-    rp_put(b, "</div></section>");
+    sb_put(b, "</div></section>");
 }
 
-static void section_providers(rp_buf *b, const rp_data *d)
+static void section_providers(strbuf *b, const rp_data *d)
 {
     char c[32], p50[48], p95[48], mean[48];
-    rp_printf(b, "<section id=\"providers\"><h2>Providers, last %d days</h2>", d->days);
+    sb_printf(b, "<section id=\"providers\"><h2>Providers, last %d days</h2>", d->days);
     if (!d->nproviders) {
-        rp_put(b, "<p class=\"empty\">No requests in these days.</p></section>");
+        sb_put(b, "<p class=\"empty\">No requests in these days.</p></section>");
         return;
     }
-    rp_put(b, "<div class=\"card\"><div class=\"scroll\"><table id=\"provider-table\"><thead><tr>"
+    sb_put(b, "<div class=\"card\"><div class=\"scroll\"><table id=\"provider-table\"><thead><tr>"
               "<th>provider</th><th class=\"n\">requests</th><th class=\"n\">failures</th>"
               "<th class=\"n\">failure rate</th><th class=\"n\">fallbacks</th>"
               "<th class=\"n\">latency p50<sup>1</sup></th><th class=\"n\">p95<sup>1</sup></th>"
@@ -332,168 +332,168 @@ static void section_providers(rp_buf *b, const rp_data *d)
             snprintf(mean, sizeof mean, "%.0f ms", (double)p->latency_ms_sum / (double)n);
         else
             snprintf(mean, sizeof mean, "\xE2\x80\x93");
-        rp_put(b, "<tr>");
+        sb_put(b, "<tr>");
         td_text(b, p->name, "(none)");
         td_count(b, p->total_requests);
         td_count(b, p->total_failures);
         if (p->total_requests > 0)
-            rp_printf(b, "<td class=\"n\">%.1f %%</td>",
+            sb_printf(b, "<td class=\"n\">%.1f %%</td>",
                       100.0 * (double)p->total_failures / (double)p->total_requests);
         else
-            rp_put(b, "<td class=\"n\">\xE2\x80\x93</td>");
+            sb_put(b, "<td class=\"n\">\xE2\x80\x93</td>");
         td_count(b, p->total_fallbacks);
-        rp_printf(b, "<td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>",
+        sb_printf(b, "<td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>",
                   rp_latency(p50, sizeof p50, p->buckets, 0.5),
                   rp_latency(p95, sizeof p95, p->buckets, 0.95), mean);
         rp_svg_latency(b, p);
-        rp_put(b, "</td>");
+        sb_put(b, "</td>");
         td_count(b, p->breaker_opens);
-        rp_put(b, "</tr>");
+        sb_put(b, "</tr>");
     }
     if (d->providers_more)
-        rp_printf(b, "<tr><td class=\"empty\" colspan=\"10\">%s more providers not shown</td></tr>",
+        sb_printf(b, "<tr><td class=\"empty\" colspan=\"10\">%s more providers not shown</td></tr>",
                   fmt_count(c, (int64_t)d->providers_more));
-    rp_put(b, "</tbody></table></div></div>");
+    sb_put(b, "</tbody></table></div></div>");
     if (d->nproviders > RP_MAX_PROVIDER_CHARTS)
-        rp_printf(b, "<p class=\"meta\">Per day, the %d busiest providers:</p>",
+        sb_printf(b, "<p class=\"meta\">Per day, the %d busiest providers:</p>",
                   RP_MAX_PROVIDER_CHARTS);
-    rp_put(b, "<div class=\"two\">");
+    sb_put(b, "<div class=\"two\">");
     for (size_t i = 0; i < d->nproviders && i < RP_MAX_PROVIDER_CHARTS; i++) {
-        rp_put(b, "<div class=\"card provider-card\"><h3>");
+        sb_put(b, "<div class=\"card provider-card\"><h3>");
         rp_esc(b, d->providers[i].name, RP_TEXT_MAX);
-        rp_put(b, "</h3><div class=\"scroll end\">");
+        sb_put(b, "</h3><div class=\"scroll end\">");
         rp_svg_provider_days(b, d, &d->providers[i]);
-        rp_put(b, "</div></div>");
+        sb_put(b, "</div></div>");
     }
-    rp_put(b, "</div><p class=\"legend\"><span><i class=\"sw\" style=\"background:#90a4ae\">"
+    sb_put(b, "</div><p class=\"legend\"><span><i class=\"sw\" style=\"background:#90a4ae\">"
               "</i>requests</span><span><i class=\"sw\" style=\"background:#c62828\"></i>failures"
               "</span><span><i class=\"sw\" style=\"background:#ef6c00;border-radius:5px\"></i>"
               "fallbacks (jobs that left the provider for a later hop)</span></p></section>");
 }
 
-static void section_breakers(rp_buf *b, const rp_data *d)
+static void section_breakers(strbuf *b, const rp_data *d)
 {
     char c[32], t[32];
-    rp_printf(b, "<section id=\"breakers\"><h2>Circuit breakers</h2><div class=\"two\">"
+    sb_printf(b, "<section id=\"breakers\"><h2>Circuit breakers</h2><div class=\"two\">"
                  "<div class=\"card\"><h3>Openings per provider, last %d days</h3>", d->days);
     if (!d->nopens) {
-        rp_put(b, "<p class=\"empty\">No breaker opened.</p>");
+        sb_put(b, "<p class=\"empty\">No breaker opened.</p>");
     } else {
-        rp_put(b, "<table id=\"breaker-counts\"><thead><tr><th>provider</th>"
+        sb_put(b, "<table id=\"breaker-counts\"><thead><tr><th>provider</th>"
                   "<th class=\"n\">openings</th><th>last</th></tr></thead><tbody>");
         for (size_t i = 0; i < d->nopens; i++) {
-            rp_put(b, "<tr>");
+            sb_put(b, "<tr>");
             td_text(b, d->opens[i].name, "(none)");
             td_count(b, d->opens[i].count);
-            rp_printf(b, "<td>%s</td></tr>", rp_time(t, d->opens[i].last_ms));
+            sb_printf(b, "<td>%s</td></tr>", rp_time(t, d->opens[i].last_ms));
         }
-        rp_printf(b, "</tbody></table><p class=\"meta\">%s %s in all.</p>",
+        sb_printf(b, "</tbody></table><p class=\"meta\">%s %s in all.</p>",
                   fmt_count(c, d->opens_total), d->opens_total == 1 ? "opening" : "openings");
     }
     if (d->store_failures)
-        rp_printf(b, "<p class=\"warn\" id=\"store-failures\">The state store failed %s %s "
+        sb_printf(b, "<p class=\"warn\" id=\"store-failures\">The state store failed %s %s "
                      "(last %s).</p>", fmt_count(c, d->store_failures),
                   d->store_failures == 1 ? "time" : "times",
                   rp_time(t, d->store_failure_last_ms));
-    rp_printf(b, "</div><div class=\"card\"><h3>The last %d openings</h3>", RP_MAX_EVENTS);
+    sb_printf(b, "</div><div class=\"card\"><h3>The last %d openings</h3>", RP_MAX_EVENTS);
     if (!d->nevents) {
-        rp_put(b, "<p class=\"empty\">None.</p>");
+        sb_put(b, "<p class=\"empty\">None.</p>");
     } else {
-        rp_put(b, "<div class=\"scroll\"><table id=\"breaker-events\"><thead><tr><th>when</th>"
+        sb_put(b, "<div class=\"scroll\"><table id=\"breaker-events\"><thead><tr><th>when</th>"
                   "<th>provider</th><th>model</th><th>why</th></tr></thead><tbody>");
         for (size_t i = 0; i < d->nevents; i++) {
             const rp_event *e = &d->events[i];
-            rp_printf(b, "<tr><td class=\"n\">%s</td>", rp_time(t, e->at_ms));
+            sb_printf(b, "<tr><td class=\"n\">%s</td>", rp_time(t, e->at_ms));
             td_text(b, e->provider, "(none)");
             td_text(b, e->model, "(all models)");
-            rp_put(b, "<td class=\"path\">");
+            sb_put(b, "<td class=\"path\">");
             rp_esc(b, e->detail, RP_ERR_MAX);
-            rp_put(b, "</td></tr>");
+            sb_put(b, "</td></tr>");
         }
-        rp_put(b, "</tbody></table></div>");
+        sb_put(b, "</tbody></table></div>");
     }
-    rp_put(b, "</div></div></section>");
+    sb_put(b, "</div></div></section>");
 }
 
-static void section_costly(rp_buf *b, const rp_data *d)
+static void section_costly(strbuf *b, const rp_data *d)
 {
     char t[32];
     if (!d->has_ledger)
         return;
-    rp_printf(b, "<section id=\"costly\"><h2>The most expensive requests, last %d days</h2>"
+    sb_printf(b, "<section id=\"costly\"><h2>The most expensive requests, last %d days</h2>"
                  "<div class=\"card\">", d->days);
     if (!d->ncostly) {
-        rp_put(b, "<p class=\"empty\">No priced request in these days.</p></div></section>");
+        sb_put(b, "<p class=\"empty\">No priced request in these days.</p></div></section>");
         return;
     }
-    rp_put(b, "<div class=\"scroll\"><table id=\"costly-table\"><thead><tr><th>prompt</th>"
+    sb_put(b, "<div class=\"scroll\"><table id=\"costly-table\"><thead><tr><th>prompt</th>"
               "<th>model</th><th>provider</th><th class=\"n\">cost</th><th class=\"n\">when</th>"
               "</tr></thead><tbody>");
     for (size_t i = 0; i < d->ncostly; i++) {
         const rp_costly *c = &d->costly[i];
-        rp_put(b, "<tr>");
+        sb_put(b, "<tr>");
         td_str(b, "path", c->path, "(prompt removed)");
         td_text(b, c->model, "?");
-        rp_put(b, "<td class=\"name\">");
+        sb_put(b, "<td class=\"name\">");
         rp_esc(b, c->provider, RP_TEXT_MAX);
         if (c->upstream && *c->upstream) {
-            rp_put(b, " <span class=\"meta\">via ");
+            sb_put(b, " <span class=\"meta\">via ");
             rp_esc(b, c->upstream, RP_TEXT_MAX);
-            rp_put(b, "</span>");
+            sb_put(b, "</span>");
         }
-        rp_put(b, "</td>");
+        sb_put(b, "</td>");
         char m[32];
-        rp_printf(b, "<td class=\"n\">%s%s</td><td class=\"n\">%s</td></tr>",
+        sb_printf(b, "<td class=\"n\">%s%s</td><td class=\"n\">%s</td></tr>",
                   rp_money(m, rp_usd(c->nusd)),
                   c->estimated ? " <span class=\"est\" title=\"estimated\">est.<sup>2</sup></span>"
                                : "",
                   rp_time(t, c->at_ms));
     }
-    rp_put(b, "</tbody></table></div></div></section>");
+    sb_put(b, "</tbody></table></div></div></section>");
 }
 
-static void jobs_table(rp_buf *b, const char *id, const char *title, const rp_job *jobs,
+static void jobs_table(strbuf *b, const char *id, const char *title, const rp_job *jobs,
                        size_t n, int64_t total, int parked)
 {
     char c[32], t[32];
-    rp_printf(b, "<div class=\"card\" id=\"%s\"><h3>%s: %s</h3>", id, title, fmt_count(c, total));
+    sb_printf(b, "<div class=\"card\" id=\"%s\"><h3>%s: %s</h3>", id, title, fmt_count(c, total));
     if (!n) {
-        rp_put(b, "<p class=\"empty\">None.</p></div>");
+        sb_put(b, "<p class=\"empty\">None.</p></div>");
         return;
     }
-    rp_printf(b, "<div class=\"scroll\"><table><thead><tr><th>prompt</th><th>state</th>"
+    sb_printf(b, "<div class=\"scroll\"><table><thead><tr><th>prompt</th><th>state</th>"
                  "<th>%s</th><th>error</th></tr></thead><tbody>",
               parked ? "next attempt" : "finished");
     for (size_t i = 0; i < n; i++) {
-        rp_put(b, "<tr>");
+        sb_put(b, "<tr>");
         td_str(b, "path", jobs[i].path, "?");
         if (parked)
-            rp_printf(b, "<td>parked (%lld&times;)</td>", (long long)jobs[i].park_count);
+            sb_printf(b, "<td>parked (%lld&times;)</td>", (long long)jobs[i].park_count);
         else
-            rp_put(b, "<td class=\"bad\">failed</td>");
-        rp_printf(b, "<td class=\"n\">%s</td><td class=\"path\">", rp_time(t, jobs[i].when_ms));
+            sb_put(b, "<td class=\"bad\">failed</td>");
+        sb_printf(b, "<td class=\"n\">%s</td><td class=\"path\">", rp_time(t, jobs[i].when_ms));
         rp_esc(b, jobs[i].err, RP_ERR_MAX);
-        rp_put(b, "</td></tr>");
+        sb_put(b, "</td></tr>");
     }
     if ((int64_t)n < total)
-        rp_printf(b, "<tr><td class=\"empty\" colspan=\"4\">%s more not shown</td></tr>",
+        sb_printf(b, "<tr><td class=\"empty\" colspan=\"4\">%s more not shown</td></tr>",
                   fmt_count(c, total - (int64_t)n));
-    rp_put(b, "</tbody></table></div></div>");
+    sb_put(b, "</tbody></table></div></div>");
 }
 
-static void section_jobs(rp_buf *b, const rp_data *d)
+static void section_jobs(strbuf *b, const rp_data *d)
 {
-    rp_put(b, "<section id=\"jobs\"><h2>Jobs that need a look</h2>");
+    sb_put(b, "<section id=\"jobs\"><h2>Jobs that need a look</h2>");
     jobs_table(b, "parked", "Parked (every hop failed; retried on the park schedule)", d->parked,
                d->nparked, d->parked_total, 1);
     jobs_table(b, "failed", "Failed (NAME.err says why; rewrite the prompt to retry)", d->failed,
                d->nfailed, d->failed_total, 0);
-    rp_put(b, "</section>");
+    sb_put(b, "</section>");
 }
 
-static void section_footer(rp_buf *b)
+static void section_footer(strbuf *b)
 {
-    rp_put(b, "<footer><p id=\"latency-note\"><sup>1</sup> Latency quantiles are estimated "
+    sb_put(b, "<footer><p id=\"latency-note\"><sup>1</sup> Latency quantiles are estimated "
               "from each provider's histogram of attempt latencies (buckets up to 100, 250, "
               "500 ms, 1, 2.5, 5, 10, 30 and 60 s, and above): the bucket that holds the "
               "quantile is found and the value interpolated linearly inside it, as "
@@ -540,16 +540,17 @@ char *report_render(sqlite3 *db, const report_opts *o, size_t *len, rf_err *err)
         return NULL;
     }
 
-    rp_buf b = {0};
-    rp_put(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    strbuf b = {0};
+    sb_reserve(&b, 16384);   /* a page grows from 16 KiB, not from 256 bytes */
+    sb_put(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
                "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
                "style-src 'unsafe-inline'\"><meta name=\"referrer\" content=\"no-referrer\">"
                "<title>");
     rp_esc(&b, o->title ? o->title : "routefs report", RP_TEXT_MAX);
-    rp_put(&b, "</title><style>");
-    rp_put(&b, page_css);
-    rp_put(&b, "</style></head>\n<body><main>\n");
+    sb_put(&b, "</title><style>");
+    sb_put(&b, page_css);
+    sb_put(&b, "</style></head>\n<body><main>\n");
     section_header(&b, o, &d);
     section_spend(&b, o, &d);
     section_breakdowns(&b, &d);
@@ -558,15 +559,12 @@ char *report_render(sqlite3 *db, const report_opts *o, size_t *len, rf_err *err)
     section_costly(&b, &d);
     section_jobs(&b, &d);
     section_footer(&b);
-    rp_put(&b, "\n</main></body></html>\n");
+    sb_put(&b, "\n</main></body></html>\n");
     rp_data_free(&d);
-    if (b.failed) {
-        free(b.data);
+    char *page = sb_take(&b, len);
+    if (!page)
         rf_err_set(err, ENOMEM, "report: out of memory");
-        return NULL;
-    }
-    *len = b.len;
-    return b.data;
+    return page;
 }
 
 /* ---- routefs report STATE [--config FILE] [--days N] ---- */

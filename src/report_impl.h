@@ -15,6 +15,7 @@
 
 #include "err.h"
 #include "report.h"
+#include "strbuf.h"
 
 #define DAY_MS 86400000LL
 
@@ -32,19 +33,13 @@
 
 /* ---- the page buffer (report_out.c) ---- */
 
-typedef struct rp_buf {
-    char *data;      /* owned; NUL-terminated */
-    size_t len, cap;
-    int failed;      /* an allocation failed: the page is dropped */
-} rp_buf;
-
-void rp_put(rp_buf *b, const char *s);            /* markup written by the report itself */
-void rp_printf(rp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The page is a strbuf (strbuf.h): sb_put and sb_printf for markup written by the report
+ * itself; a failed allocation drops the page. */
 /* THE escaper: every string that came from the database (or the config, or the command
  * line) goes through it.  & < > " ' become entities; control characters and bytes that
  * are not UTF-8 become U+FFFD; more than max bytes are cut at a character boundary and
  * end in "…".  Safe in text and in double-quoted attributes.  NULL prints nothing. */
-void rp_esc(rp_buf *b, const char *s, size_t max);
+void rp_esc(strbuf *b, const char *s, size_t max);
 
 /* "$12.34", "$20,000.00", "$0.0123", "$0.000012", "$0.00"; buf of at least 32 bytes (an
  * amount too large for it is cut: past $10^20 nothing is sensible); returns buf. */
@@ -145,14 +140,14 @@ void rp_data_free(rp_data *d);
 /* ---- the charts (report_svg.c) ---- */
 
 /* Spend per UTC day stacked by tier, the daily cap (< 0: none) as a dashed line. */
-void rp_svg_daily(rp_buf *b, const rp_data *d, double daily_cap_usd);
+void rp_svg_daily(strbuf *b, const rp_data *d, double daily_cap_usd);
 /* A horizontal gauge: spent against cap (< 0: no cap, the bar shows spend only). */
-void rp_svg_gauge(rp_buf *b, const char *id, const char *label, int64_t spent_nusd,
+void rp_svg_gauge(strbuf *b, const char *id, const char *label, int64_t spent_nusd,
                   double cap_usd);
 /* Requests, failures and fallbacks per day of one provider. */
-void rp_svg_provider_days(rp_buf *b, const rp_data *d, const rp_provider *p);
+void rp_svg_provider_days(strbuf *b, const rp_data *d, const rp_provider *p);
 /* The latency histogram of one provider (ten bars). */
-void rp_svg_latency(rp_buf *b, const rp_provider *p);
+void rp_svg_latency(strbuf *b, const rp_provider *p);
 /* The fill colour of tier i in the stacked chart (and its legend). */
 const char *rp_tier_colour(size_t i);
 

@@ -4,7 +4,6 @@
 #include "report_impl.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,62 +14,6 @@
 static const double latency_bound_ms[REPORT_LATENCY_BUCKETS - 1] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
 };
-
-static int grow(rp_buf *b, size_t need)
-{
-    if (b->failed)
-        return -1;
-    if (b->len + need + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 16384;
-    while (cap < b->len + need + 1)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static void put_n(rp_buf *b, const char *s, size_t n)
-{
-    if (grow(b, n) < 0)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void rp_put(rp_buf *b, const char *s)
-{
-    put_n(b, s, strlen(s));
-}
-
-void rp_printf(rp_buf *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        put_n(b, small, (size_t)n);
-        return;
-    }
-    if (grow(b, (size_t)n) < 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
  * forms, surrogates and code points past U+10FFFF are not). */
@@ -120,7 +63,7 @@ static size_t invalid_len(const unsigned char *s)
     return i;
 }
 
-void rp_esc(rp_buf *b, const char *str, size_t max)
+void rp_esc(strbuf *b, const char *str, size_t max)
 {
     if (!str)
         return;
@@ -130,7 +73,7 @@ void rp_esc(rp_buf *b, const char *str, size_t max)
         size_t n = utf8_len(s);
         size_t step = n ? n : invalid_len(s);
         if (used + step > max) {
-            rp_put(b, "\xE2\x80\xA6");   /* … */
+            sb_put(b, "\xE2\x80\xA6");   /* … */
             return;
         }
         used += step;
@@ -146,9 +89,9 @@ void rp_esc(rp_buf *b, const char *str, size_t max)
                 rep = "\xEF\xBF\xBD";    /* U+FFFD */
         }
         if (rep)
-            rp_put(b, rep);
+            sb_put(b, rep);
         else
-            put_n(b, (const char *)s, n);
+            sb_putn(b, (const char *)s, n);
         s += step;
     }
 }

@@ -3,7 +3,6 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "report.h"
 #include "store_ledger.h"
 #include "store_prompts.h"
+#include "strbuf.h"
 #include "upstream.h"
 #include "version.h"
 
@@ -132,56 +132,6 @@ void vfiles_set_config_error(const char *msg)
     pthread_mutex_unlock(&V.lock);
 }
 
-/* A growing text buffer for the human and Prometheus renderings. */
-typedef struct textbuf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} textbuf;
-
-static void tb_printf(textbuf *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(textbuf *tb, const char *fmt, ...)
-{
-    if (tb->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = tb->cap - tb->len;
-        int n = vsnprintf(tb->data ? tb->data + tb->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            tb->failed = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            tb->len += (size_t)n;
-            return;
-        }
-        size_t cap = (tb->cap ? tb->cap * 2 : 1024) + (size_t)n;
-        char *d = realloc(tb->data, cap);
-        if (!d) {
-            tb->failed = 1;
-            return;
-        }
-        tb->data = d;
-        tb->cap = cap;
-    }
-}
-
-static char *tb_finish(textbuf *tb, size_t *len)
-{
-    if (tb->failed || !tb->data) {
-        free(tb->data);
-        if (tb->failed)
-            return NULL;
-        *len = 0;
-        return strdup("");
-    }
-    *len = tb->len;
-    return tb->data;
-}
-
 static char *render_config(size_t *len)
 {
     rf_config *cfg = jobs_config();
@@ -198,39 +148,39 @@ static char *render_config(size_t *len)
 
 static char *render_status(size_t *len)
 {
-    textbuf tb = {0};
+    strbuf tb = {0};
     rf_config *cfg = jobs_config();
-    tb_printf(&tb, "routefs %s at %s\n", ROUTEFS_VERSION, V.mountpoint ? V.mountpoint : "?");
+    sb_printf(&tb, "routefs %s at %s\n", ROUTEFS_VERSION, V.mountpoint ? V.mountpoint : "?");
     pthread_mutex_lock(&V.lock);
     if (V.config_error)
-        tb_printf(&tb, "config: REFUSED last edit: %s (previous config still in force)\n",
+        sb_printf(&tb, "config: REFUSED last edit: %s (previous config still in force)\n",
                   V.config_error);
     else
-        tb_printf(&tb, "config: ok\n");
+        sb_printf(&tb, "config: ok\n");
     for (size_t i = 0; i < V.nwarnings; i++)
-        tb_printf(&tb, "config: warning: %s\n", V.warnings[i]);
+        sb_printf(&tb, "config: warning: %s\n", V.warnings[i]);
     pthread_mutex_unlock(&V.lock);
     store_health h;
     store_health_get(V.st, &h);
     if (h.failing)
-        tb_printf(&tb, "store: FAILING since %lld s: %s; new prompts are refused, %zu "
+        sb_printf(&tb, "store: FAILING since %lld s: %s; new prompts are refused, %zu "
                        "write(s) held in memory until it works again (%zu paid answer(s))\n",
                   (long long)((now_wall_ms() - h.since_ms) / 1000), h.why, h.held,
                   h.held_paid);
     else
-        tb_printf(&tb, "store: ok\n");
+        sb_printf(&tb, "store: ok\n");
     int64_t short_ms = 0;
     upstream_fd_use short_use = UPSTREAM_FD_SOCKET;
     long fd_limit = 0, shortages = upstream_fd_shortages(&short_ms, &short_use, &fd_limit);
     if (shortages > 0)
-        tb_printf(&tb, "descriptors: SHORT: %ld time(s) no file descriptor was left "
+        sb_printf(&tb, "descriptors: SHORT: %ld time(s) no file descriptor was left "
                        "(EMFILE, Too many open files; limit %ld), the last %lld s ago for %s; "
                        "the store keeps a reserve, so answers are still saved\n",
                   shortages, fd_limit, (long long)((now_mono_ms() - short_ms) / 1000),
                   short_use == UPSTREAM_FD_SCRATCH ? "a scratch file" : "a connection");
     char *spend = budget_status_line(V.spend, cfg);
     if (spend)
-        tb_printf(&tb, "%s\n", spend);
+        sb_printf(&tb, "%s\n", spend);
     free(spend);
     for (size_t i = 0; cfg && i < cfg->providers_len; i++) {
         or_key_info k;
@@ -240,48 +190,48 @@ static char *render_status(size_t *len)
         char at[40];
         format_time_ms(k.fetched_ms, at, sizeof at);
         if (k.has_limit)
-            tb_printf(&tb, "openrouter key %s: limit $%.2f%s%s, $%.2f remaining, used $%.2f "
+            sb_printf(&tb, "openrouter key %s: limit $%.2f%s%s, $%.2f remaining, used $%.2f "
                            "today (as of %s)\n", cfg->providers[i].name, k.limit,
                       k.limit_reset[0] ? " " : "", k.limit_reset, k.limit_remaining,
                       k.usage_daily > 0 ? k.usage_daily : 0, at);
         else
-            tb_printf(&tb, "openrouter key %s: no limit, used $%.2f today (as of %s)\n",
+            sb_printf(&tb, "openrouter key %s: no limit, used $%.2f today (as of %s)\n",
                       cfg->providers[i].name, k.usage_daily > 0 ? k.usage_daily : 0, at);
     }
     char *shared_line = cluster_status_line();
     if (shared_line)
-        tb_printf(&tb, "%s\n", shared_line);
+        sb_printf(&tb, "%s\n", shared_line);
     free(shared_line);
     long incomplete = sp_count(V.st, PS_INCOMPLETE);
     if (incomplete > 0)
-        tb_printf(&tb, "incomplete: %ld prompt(s) never closed by their writer: not sent "
+        sb_printf(&tb, "incomplete: %ld prompt(s) never closed by their writer: not sent "
                        "(rewrite them to run)\n", incomplete);
     long resent = jobs_resent_after_recovery();
     if (resent > 0)
-        tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
+        sb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
                        "were sent again (the provider may bill them twice)\n", resent);
     long not_resent = jobs_not_resent_after_recovery();
     if (not_resent > 0)
-        tb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
+        sb_printf(&tb, "recovery: %ld request(s) were in flight when routefs last stopped and "
                        "were not sent again (resend_in_flight is false): they failed\n",
                   not_resent);
     long tokens = 0;
     int running = 0;
     jobs_streaming(&tokens, &running);
     if (running > 0)
-        tb_printf(&tb, "streaming: %d job(s) running, %ld token(s) received so far\n",
+        sb_printf(&tb, "streaming: %d job(s) running, %ld token(s) received so far\n",
                   running, tokens);
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
-        tb_printf(&tb, "tier %s: %d running, %d queued, %d parked, %d writing",
+        sb_printf(&tb, "tier %s: %d running, %d queued, %d parked, %d writing",
                   cfg->tiers[i].name, counts[JOB_RUNNING] + counts[JOB_COMMITTING],
                   counts[JOB_QUEUED], counts[JOB_PARKED], counts[JOB_WRITING]);
         int share = upstream_tier_share(cfg, &cfg->tiers[i]);
         if (share < cfg->tiers[i].concurrency)
-            tb_printf(&tb, " (at most %d at once, not %d: the descriptor limit is shared "
+            sb_printf(&tb, " (at most %d at once, not %d: the descriptor limit is shared "
                            "among tiers)", share, cfg->tiers[i].concurrency);
-        tb_printf(&tb, "\n");
+        sb_printf(&tb, "\n");
     }
     rf_provider_health *health = NULL;
     long nhealth = breakers_health(V.breakers, now_mono_ms(), 1, &health);
@@ -290,26 +240,26 @@ static char *render_status(size_t *len)
         for (long k = 0; k < nhealth && !ph; k++)
             if (!health[k].model && strcmp(health[k].provider, cfg->providers[i].name) == 0)
                 ph = &health[k];
-        tb_printf(&tb, "provider %s: %s", cfg->providers[i].name,
+        sb_printf(&tb, "provider %s: %s", cfg->providers[i].name,
                   ph ? ph->state : "ok (no requests yet)");
         if (ph && !ph->breaker_closed && ph->last_error)
-            tb_printf(&tb, " (last error: %s)", ph->last_error);
-        tb_printf(&tb, "\n");
+            sb_printf(&tb, " (last error: %s)", ph->last_error);
+        sb_printf(&tb, "\n");
         /* model breakers that are not closed: one model down on a shared provider */
         for (long k = 0; k < nhealth; k++) {
             const rf_provider_health *mh = &health[k];
             if (!mh->model || mh->breaker_closed ||
                 strcmp(mh->provider, cfg->providers[i].name) != 0)
                 continue;
-            tb_printf(&tb, "provider %s model %s: %s", mh->provider, mh->model, mh->state);
+            sb_printf(&tb, "provider %s model %s: %s", mh->provider, mh->model, mh->state);
             if (mh->last_error)
-                tb_printf(&tb, " (last error: %s)", mh->last_error);
-            tb_printf(&tb, "\n");
+                sb_printf(&tb, " (last error: %s)", mh->last_error);
+            sb_printf(&tb, "\n");
         }
     }
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     config_unref(cfg);
-    return tb_finish(&tb, len);
+    return sb_take(&tb, len);
 }
 
 /* text + {name: extra} merged into its top-level object (takes extra); text when extra
@@ -369,16 +319,16 @@ static char *render_spend(size_t *len)
 
 static char *render_metrics(size_t *len)
 {
-    textbuf tb = {0};
+    strbuf tb = {0};
     rf_config *cfg = jobs_config();
-    tb_printf(&tb, "# HELP routefs_jobs Unfinished jobs by tier and state.\n"
+    sb_printf(&tb, "# HELP routefs_jobs Unfinished jobs by tier and state.\n"
                    "# TYPE routefs_jobs gauge\n");
     for (size_t i = 0; cfg && i < cfg->tiers_len; i++) {
         int counts[JOB_FAILED + 1];
         jobs_tier_counts(cfg->tiers[i].name, counts);
         char *tier = metrics_label_value(cfg->tiers[i].name);   /* names may hold " and \ */
         for (int s = JOB_WRITING; tier && s <= JOB_COMMITTING; s++)
-            tb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", tier,
+            sb_printf(&tb, "routefs_jobs{tier=\"%s\",state=\"%s\"} %d\n", tier,
                       job_state_name((job_state)s), counts[s]);
         free(tier);
     }
@@ -388,20 +338,20 @@ static char *render_metrics(size_t *len)
     for (long k = 0; pname && k < nhealth; k++)
         pname[k] = metrics_label_value(health[k].provider);
     long nshow = pname ? nhealth : 0;   /* out of memory: no provider series, not broken ones */
-    tb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
+    sb_printf(&tb, "# HELP routefs_provider_up 1 when the provider's breaker is closed.\n"
                    "# TYPE routefs_provider_up gauge\n");
     for (long k = 0; k < nshow; k++)
-        tb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", pname[k] ? pname[k] : "",
+        sb_printf(&tb, "routefs_provider_up{provider=\"%s\"} %d\n", pname[k] ? pname[k] : "",
                   health[k].breaker_closed);
-    tb_printf(&tb, "# HELP routefs_provider_requests_total Attempts sent to the provider.\n"
+    sb_printf(&tb, "# HELP routefs_provider_requests_total Attempts sent to the provider.\n"
                    "# TYPE routefs_provider_requests_total counter\n");
     for (long k = 0; k < nshow; k++)
-        tb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %" PRIu64 "\n",
+        sb_printf(&tb, "routefs_provider_requests_total{provider=\"%s\"} %" PRIu64 "\n",
                   pname[k] ? pname[k] : "", health[k].requests);
-    tb_printf(&tb, "# HELP routefs_provider_failures_total Failed attempts.\n"
+    sb_printf(&tb, "# HELP routefs_provider_failures_total Failed attempts.\n"
                    "# TYPE routefs_provider_failures_total counter\n");
     for (long k = 0; k < nshow; k++)
-        tb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %" PRIu64 "\n",
+        sb_printf(&tb, "routefs_provider_failures_total{provider=\"%s\"} %" PRIu64 "\n",
                   pname[k] ? pname[k] : "", health[k].failures);
     for (long k = 0; pname && k < nhealth; k++)
         free(pname[k]);
@@ -409,14 +359,14 @@ static char *render_metrics(size_t *len)
     breakers_health_free(health, nhealth > 0 ? (size_t)nhealth : 0);
     rf_provider_health *all = NULL;
     long nall = breakers_health(V.breakers, now_mono_ms(), 1, &all);
-    tb_printf(&tb, "# HELP routefs_breaker_open 1 while a breaker is open or half-open "
+    sb_printf(&tb, "# HELP routefs_breaker_open 1 while a breaker is open or half-open "
                    "(model \"\" = provider-wide).\n"
                    "# TYPE routefs_breaker_open gauge\n");
     for (long k = 0; k < nall; k++) {
         char *pv = metrics_label_value(all[k].provider);
         char *mv = metrics_label_value(all[k].model ? all[k].model : "");
         if (pv && mv)
-            tb_printf(&tb, "routefs_breaker_open{provider=\"%s\",model=\"%s\"} %d\n", pv, mv,
+            sb_printf(&tb, "routefs_breaker_open{provider=\"%s\",model=\"%s\"} %d\n", pv, mv,
                       !all[k].breaker_closed);
         free(pv);
         free(mv);
@@ -424,7 +374,7 @@ static char *render_metrics(size_t *len)
     breakers_health_free(all, nall > 0 ? (size_t)nall : 0);
     store_health h;
     store_health_get(V.st, &h);
-    tb_printf(&tb, "# HELP routefs_store_up 1 when the state store accepts writes.\n"
+    sb_printf(&tb, "# HELP routefs_store_up 1 when the state store accepts writes.\n"
                    "# TYPE routefs_store_up gauge\n"
                    "routefs_store_up %d\n"
                    "# HELP routefs_store_held_ops Writes held in memory while the store fails.\n"
@@ -436,7 +386,7 @@ static char *render_metrics(size_t *len)
               !h.failing, h.held, h.held_paid);
     double today = 0, month = 0, reserved = 0;
     budget_totals(V.spend, &today, &month, &reserved);
-    tb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"
+    sb_printf(&tb, "# HELP routefs_spend_usd Settled spend in USD by window.\n"
                    "# TYPE routefs_spend_usd gauge\n"
                    "routefs_spend_usd{window=\"today\"} %.6f\n"
                    "routefs_spend_usd{window=\"month\"} %.6f\n"
@@ -445,22 +395,22 @@ static char *render_metrics(size_t *len)
                    "routefs_reserved_usd %.6f\n",
               today, month, reserved);
     if (cfg && (cfg->daily_usd >= 0 || cfg->monthly_usd >= 0))
-        tb_printf(&tb, "# HELP routefs_cap_usd Configured caps in USD.\n"
+        sb_printf(&tb, "# HELP routefs_cap_usd Configured caps in USD.\n"
                        "# TYPE routefs_cap_usd gauge\n");
     if (cfg && cfg->daily_usd >= 0)
-        tb_printf(&tb, "routefs_cap_usd{window=\"daily\"} %.6f\n", cfg->daily_usd);
+        sb_printf(&tb, "routefs_cap_usd{window=\"daily\"} %.6f\n", cfg->daily_usd);
     if (cfg && cfg->monthly_usd >= 0)
-        tb_printf(&tb, "routefs_cap_usd{window=\"monthly\"} %.6f\n", cfg->monthly_usd);
+        sb_printf(&tb, "routefs_cap_usd{window=\"monthly\"} %.6f\n", cfg->monthly_usd);
     char *counters = metrics_render();
     if (counters)
-        tb_printf(&tb, "%s", counters);
+        sb_printf(&tb, "%s", counters);
     free(counters);
     char *shared_metrics = cluster_metrics_text();
     if (shared_metrics)
-        tb_printf(&tb, "%s", shared_metrics);
+        sb_printf(&tb, "%s", shared_metrics);
     free(shared_metrics);
     config_unref(cfg);
-    return tb_finish(&tb, len);
+    return sb_take(&tb, len);
 }
 
 static char *render(vfile_id id, size_t *len);

@@ -30,8 +30,8 @@ FUZZ_RUN_OPTS  = -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
                  $(FUZZ_OPTS)
 
 FUZZ_CONFIG_SRC := src/config.c src/config_json.c src/config_parse.c src/config_check.c \
-                   src/config_schema.c src/jsonfmt.c src/err.c
-FUZZ_OPENAI_SRC := src/openai.c src/openai_error.c src/jsonfmt.c src/err.c
+                   src/config_schema.c src/jsonfmt.c src/strbuf.c src/err.c
+FUZZ_OPENAI_SRC := src/openai.c src/openai_error.c src/jsonfmt.c src/strbuf.c src/err.c
 FUZZ_STREAM_SRC := src/stream.c $(FUZZ_OPENAI_SRC)
 FUZZ_SHARED_SRC := src/shared_reply.c src/err.c
 FUZZ_OPENROUTER_SRC := src/openrouter_parse.c src/hmap.c src/clock.c $(FUZZ_OPENAI_SRC)

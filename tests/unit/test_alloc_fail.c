@@ -1,10 +1,10 @@
 /* test_alloc_fail.c — allocation failures, injected one at a time (alloc_fail.h): every
  * allocation of a call fails in turn, and each run must either work or fail cleanly,
  * with an error value and nothing half-made (make test-asan also checks that nothing
- * leaks).  Covered: blob_new, the JSON printers, a finished job's meta and activity
- * line, the commit of a finished job (its answer and bill stay with the job when it
- * cannot be built), the store's reads of a row with its bytes, and opening and starting
- * the store (with the filter of paths) (cmocka). */
+ * leaks).  Covered: blob_new, strbuf, the JSON printers, a finished job's meta and
+ * activity line, the commit of a finished job (its answer and bill stay with the job
+ * when it cannot be built), the store's reads of a row with its bytes, and opening and
+ * starting the store (with the filter of paths) (cmocka). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +19,7 @@
 #include "store_ledger.h"
 #include "store_prompts.h"
 #include "store_test.h"
+#include "strbuf.h"
 
 #define MAX_RUNS 100000   /* a bound on the loop, far above any call's allocations */
 
@@ -42,6 +43,44 @@ static void test_blob_new(void **state)
         break;
     }
     assert_true(n >= 1);   /* it did allocate, and that allocation was made to fail */
+}
+
+/* strbuf: appends and a printf that outgrows the buffer twice (past the first 256 bytes,
+ * then past what one doubling gives); a failed allocation anywhere gives NULL, never a
+ * cut text. */
+static void test_strbuf(void **state)
+{
+    (void)state;
+    char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char want[3200];
+    snprintf(want, sizeof want, "head;%d:%s;tail", 42, big);
+    long n = 0;
+    for (; n < MAX_RUNS; n++) {
+        strbuf b = {0};
+        af_arm(n);
+        sb_put(&b, "head;");
+        sb_printf(&b, "%d:%s", 42, big);
+        sb_putn(&b, ";tail!", 5);
+        size_t len = 0;
+        char *text = sb_take(&b, &len);
+        af_disarm();
+        assert_null(b.data);   /* taken: the buffer is empty again */
+        if (af_triggered()) {
+            assert_null(text);
+            continue;
+        }
+        assert_string_equal(text, want);
+        assert_int_equal(len, strlen(want));
+        free(text);
+        break;
+    }
+    assert_true(n >= 2);   /* the first allocation and a growth were made to fail */
+    strbuf empty = {0};
+    char *none = sb_take(&empty, NULL);
+    assert_string_equal(none, "");   /* nothing appended: an empty text, not NULL */
+    free(none);
 }
 
 static cJSON *sample_doc(void)
@@ -297,6 +336,7 @@ int main(void)
     af_hook_cjson();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blob_new),
+        cmocka_unit_test(test_strbuf),
         cmocka_unit_test(test_json_printers),
         cmocka_unit_test(test_meta_and_activity),
         cmocka_unit_test(test_finish_build),

@@ -60,7 +60,7 @@ static void assert_same_text(const char *json)
         jsonw w;
         jw_init(&w, pretty);
         write_item(&w, NULL, doc);
-        char *got = jw_finish(&w);
+        char *got = jw_finish(&w, 1);
         cJSON *tree = cJSON_Duplicate(doc, 1);
         expand_embedded(tree);
         char *want = json_print_line(tree, pretty);
@@ -109,8 +109,16 @@ static void test_numbers_print_as_cjson_prints_them(void **state)
     jw_int(&w, "n", -42);
     jw_int(&w, "big", 1700000000000LL);
     jw_close(&w);
-    char *text = jw_finish(&w);
+    char *text = jw_finish(&w, 1);
     assert_string_equal(text, "{\"n\":-42,\"big\":1700000000000}\n");
+    free(text);
+    /* and without the newline (the events line) */
+    jw_init(&w, 0);
+    jw_open(&w, NULL, '{');
+    jw_num(&w, "cost", 0.5);
+    jw_close(&w);
+    text = jw_finish(&w, 0);
+    assert_string_equal(text, "{\"cost\":0.5}");
     free(text);
 }
 
@@ -138,29 +146,29 @@ static void test_what_fails(void **state)
     jw_init(&w, 1);
     jw_open(&w, NULL, '{');
     jw_str(&w, "a", "b");
-    assert_null(jw_finish(&w));
+    assert_null(jw_finish(&w, 1));
     /* closed once too often */
     jw_init(&w, 0);
     jw_open(&w, NULL, '{');
     jw_close(&w);
     jw_close(&w);
-    assert_null(jw_finish(&w));
+    assert_null(jw_finish(&w, 1));
     /* embedded text that does not parse */
     jw_init(&w, 0);
     jw_open(&w, NULL, '{');
     jw_json(&w, "x", "{not json");
     jw_close(&w);
-    assert_null(jw_finish(&w));
+    assert_null(jw_finish(&w, 1));
     /* deeper than JW_MAX_DEPTH */
     jw_init(&w, 0);
     for (int i = 0; i <= JW_MAX_DEPTH; i++)
         jw_open(&w, NULL, '[');
     for (int i = 0; i <= JW_MAX_DEPTH; i++)
         jw_close(&w);
-    assert_null(jw_finish(&w));
+    assert_null(jw_finish(&w, 1));
     /* nothing written */
     jw_init(&w, 0);
-    assert_null(jw_finish(&w));
+    assert_null(jw_finish(&w, 1));
 }
 
 int main(void)

@@ -680,7 +680,7 @@ static void test_money_and_dates(void **state)
 
 static void test_escape(void **state)
 {
-    rp_buf b = {0};
+    strbuf b = {0};
     rp_esc(&b, "a<b>&\"c'\td\n", 100);
     assert_string_equal(b.data, "a&lt;b&gt;&amp;&quot;c&#39;\td\xEF\xBF\xBD");
     b.len = 0;
