@@ -7,8 +7,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 static void put_time(jsonw *w, const char *key, int64_t ms)
 {
