@@ -241,10 +241,22 @@ submit() {
     rfs_mount
     sim_behave sim/c '{"latency_ms": 10000}'
     submit other slow.txt
-    timeout 20 "$ROUTEFS_BIN" wait "$MNT/other" >"$RFS_DIR/wait.out" 2>&1 3>&- &
+    # Not under timeout(1): it passes a SIGTERM on and then sends SIGCONT, which under
+    # ASan can land while LeakSanitizer is stopping the exiting process and cancel its
+    # SIGSTOP (the two then wait for each other forever).  The wait is bounded here.
+    "$ROUTEFS_BIN" wait "$MNT/other" >"$RFS_DIR/wait.out" 2>&1 3>&- &
     local pid=$!
     sleep 0.5
     kill -TERM "$pid"
+    for _ in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"
+        echo "routefs wait did not exit within 20 s of SIGTERM" >&2
+        return 1
+    fi
     local rc=0
     wait "$pid" || rc=$?
     cat "$RFS_DIR/wait.out"
